@@ -25,6 +25,9 @@ __all__ = [
     "KeyStoreConfigError",
     "AuditError",
     "AuditUnavailableError",
+    "InvalidKeyRequestError",
+    "TokenExistsError",
+    "TokenTamperedError",
 ]
 
 
@@ -99,3 +102,21 @@ class AuditUnavailableError(AuditError):
     """The audit entry could not be written, so the signature is refused."""
 
     category = ErrorCategory.UNAVAILABLE
+
+
+class InvalidKeyRequestError(HsmError):
+    """A key request is malformed: bad label, no usage, a mechanism unfit for the key."""
+
+    category = ErrorCategory.BAD_REQUEST
+
+
+class TokenExistsError(HsmError):
+    """Token creation refused because a token is already there."""
+
+    category = ErrorCategory.CONFLICT
+
+
+class TokenTamperedError(HsmError):
+    """A token file failed its integrity check (edited, renamed or swapped)."""
+
+    category = ErrorCategory.INTERNAL
