@@ -105,7 +105,7 @@ class AuditUnavailableError(AuditError):
 
 
 class InvalidKeyRequestError(HsmError):
-    """A key request is malformed: bad label, no usage, a mechanism unfit for the key."""
+    """A malformed key request: bad label, no usage, a mechanism unfit for the key."""
 
     category = ErrorCategory.BAD_REQUEST
 
