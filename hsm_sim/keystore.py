@@ -1,0 +1,347 @@
+"""What every key-store backend shares: request checks, and audit before each signature.
+
+A backend supplies three things: finding a key by label, making a raw signature with it,
+and the key lifecycle. This base class turns them into the `KeyStore` protocol and
+guarantees the order that makes the audit log trustworthy: refuse (and record the
+refusal), or record GRANTED and only then sign; a failed signature is recorded FAILED.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import logging
+import threading
+import unicodedata
+from collections.abc import Iterable, Sequence
+from typing import Generic, Protocol, TypeVar
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
+from cryptography.hazmat.primitives.serialization import load_der_public_key
+
+from hsm_sim.api import (
+    AuditEvent,
+    AuditResult,
+    AuditSink,
+    HashName,
+    KeyAlgorithm,
+    KeyInfo,
+    KeyUsage,
+    RsaPadding,
+    SignatureMechanism,
+    current_signing_context,
+)
+from hsm_sim.errors import (
+    AuditUnavailableError,
+    HsmError,
+    InvalidKeyRequestError,
+    KeyNotFoundError,
+    UsageNotPermittedError,
+)
+from hsm_sim.keys import KeyHandle, make_key_handle
+
+__all__ = [
+    "AuditedKeyStore",
+    "MAX_LABEL_LENGTH",
+    "check_label",
+    "check_usages",
+    "check_mechanism",
+    "hash_algorithm",
+    "batch_sha256",
+]
+
+_log = logging.getLogger(__name__)
+
+MAX_LABEL_LENGTH = 128
+
+_HASHES: dict[HashName, type[hashes.HashAlgorithm]] = {
+    HashName.SHA256: hashes.SHA256,
+    HashName.SHA384: hashes.SHA384,
+    HashName.SHA512: hashes.SHA512,
+}
+_EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
+_SIGNING_FAILED = "the token failed to make the signature"
+
+
+def hash_algorithm(name: HashName) -> hashes.HashAlgorithm:
+    """cryptography's hash object for `name`."""
+    return _HASHES[name]()
+
+
+def check_label(label: object) -> str:
+    """`label` if it is a usable key label, else InvalidKeyRequestError saying why."""
+    if not isinstance(label, str):
+        raise InvalidKeyRequestError("a key label must be a string")
+    if not label or len(label) > MAX_LABEL_LENGTH:
+        raise InvalidKeyRequestError(
+            f"a key label must have 1 to {MAX_LABEL_LENGTH} characters"
+        )
+    if label != label.strip():
+        raise InvalidKeyRequestError("a key label must not start or end with spaces")
+    if any(unicodedata.category(ch).startswith("C") for ch in label):
+        raise InvalidKeyRequestError("a key label must not contain control characters")
+    return label
+
+
+def check_usages(usages: Iterable[KeyUsage]) -> frozenset[KeyUsage]:
+    """`usages` as a non-empty frozenset of KeyUsage, else InvalidKeyRequestError."""
+    if isinstance(usages, KeyUsage):
+        usages = (usages,)
+    result = frozenset(usages)
+    if not result:
+        raise InvalidKeyRequestError("a key needs at least one usage")
+    if not all(isinstance(usage, KeyUsage) for usage in result):
+        raise InvalidKeyRequestError("key usages must be KeyUsage values")
+    return result
+
+
+def check_mechanism(algorithm: KeyAlgorithm, mechanism: SignatureMechanism, data: bytes) -> None:
+    """InvalidKeyRequestError unless `mechanism` can sign `data` with a key of `algorithm`."""
+    if algorithm is KeyAlgorithm.ED25519:
+        if mechanism.hash is not None or mechanism.rsa_padding is not None:
+            raise InvalidKeyRequestError("an Ed25519 key signs with no hash and no padding")
+        if mechanism.prehashed:
+            raise InvalidKeyRequestError("an Ed25519 key cannot sign a prehashed digest")
+        return
+    if mechanism.hash is None:
+        raise InvalidKeyRequestError(f"a {algorithm.value} key needs a hash to sign with")
+    is_rsa = algorithm in (KeyAlgorithm.RSA_2048, KeyAlgorithm.RSA_3072)
+    if is_rsa and mechanism.rsa_padding is None:
+        raise InvalidKeyRequestError("an RSA key needs a padding (pkcs1v15 or pss)")
+    if not is_rsa and mechanism.rsa_padding is not None:
+        raise InvalidKeyRequestError("only RSA keys take a padding")
+    if mechanism.prehashed:
+        digest_size = hash_algorithm(mechanism.hash).digest_size
+        if len(data) != digest_size:
+            raise InvalidKeyRequestError(
+                f"prehashed data must be the {digest_size}-byte {mechanism.hash.value} digest"
+            )
+
+
+def batch_sha256(items: Sequence[bytes]) -> str:
+    """Hex SHA-256 over the concatenated SHA-256 digests of `items`: one audit hash for a batch."""
+    outer = hashlib.sha256()
+    for item in items:
+        outer.update(hashlib.sha256(item).digest())
+    return outer.hexdigest()
+
+
+class FoundKey(Protocol):
+    """What a backend's key lookup yields: at least the key's public description."""
+
+    @property
+    def info(self) -> KeyInfo: ...
+
+
+K = TypeVar("K", bound=FoundKey)
+
+
+class AuditedKeyStore(abc.ABC, Generic[K]):
+    """The `KeyStore` protocol on top of a backend's find/sign primitives."""
+
+    def __init__(self, audit: AuditSink) -> None:
+        self._audit = audit
+        self._closed = False
+        self._state_lock = threading.Lock()
+
+    # -- what a backend provides -------------------------------------------------
+
+    @abc.abstractmethod
+    def _find_key(self, label: str) -> K | None:
+        """The key named `label` as the token holds it now, or None."""
+
+    @abc.abstractmethod
+    def _sign_with_key(self, key: K, data: bytes, mechanism: SignatureMechanism) -> bytes:
+        """The raw signature (ECDSA as DER); called only after GRANTED is recorded."""
+
+    @abc.abstractmethod
+    def _sign_many_with_key(
+        self, key: K, items: Sequence[bytes], mechanism: SignatureMechanism
+    ) -> list[bytes]:
+        """Signatures over each of `items`, in order."""
+
+    @abc.abstractmethod
+    def _list_found_keys(self) -> list[K]:
+        ...
+
+    @abc.abstractmethod
+    def generate_key(
+        self, label: str, algorithm: KeyAlgorithm, usages: frozenset[KeyUsage]
+    ) -> KeyInfo:
+        """Make a new key pair inside the token; KeyExistsError if the label is taken."""
+
+    @abc.abstractmethod
+    def destroy_key(self, label: str) -> None:
+        """Delete the key for good; KeyNotFoundError if there is none."""
+
+    @abc.abstractmethod
+    def _release(self) -> None:
+        """Forget the unwrapped keys and the login."""
+
+    # -- the KeyStore protocol ---------------------------------------------------
+
+    def key_info(self, label: str) -> KeyInfo:
+        return self._require_key(label).info
+
+    def public_key(self, label: str) -> PublicKeyTypes:
+        return load_der_public_key(self.key_info(label).public_key_der)
+
+    def list_keys(self) -> list[KeyInfo]:
+        """Every key in the token, sorted by label."""
+        self._check_open()
+        return sorted((key.info for key in self._list_found_keys()), key=lambda i: i.label)
+
+    def sign(
+        self, label: str, data: bytes, mechanism: SignatureMechanism, *, usage: KeyUsage
+    ) -> bytes:
+        """Sign `data` for `usage` after writing the audit event; ECDSA signatures DER."""
+        data = _as_bytes(data)
+        data_sha256 = hashlib.sha256(data).hexdigest()
+        key = self._authorize(label, usage, data_sha256, mechanism, (data,))
+        self._record_granted(label, usage, data_sha256, detail="")
+        try:
+            return self._sign_with_key(key, data, mechanism)
+        except HsmError as exc:
+            self._record_failure(label, usage, data_sha256, str(exc))
+            raise
+        except Exception as exc:
+            self._record_failure(label, usage, data_sha256, _SIGNING_FAILED)
+            raise HsmError(_SIGNING_FAILED) from exc
+
+    def sign_batch(
+        self,
+        label: str,
+        items: Sequence[bytes],
+        mechanism: SignatureMechanism,
+        *,
+        usage: KeyUsage,
+    ) -> list[bytes]:
+        """Sign each item for `usage` under ONE audit event (data_sha256 = `batch_sha256`)."""
+        batch = [_as_bytes(item) for item in items]
+        data_sha256 = batch_sha256(batch)
+        key = self._authorize(label, usage, data_sha256, mechanism, batch)
+        if not batch:
+            return []
+        self._record_granted(label, usage, data_sha256, detail=f"batch of {len(batch)}")
+        try:
+            return self._sign_many_with_key(key, batch, mechanism)
+        except HsmError as exc:
+            self._record_failure(label, usage, data_sha256, str(exc))
+            raise
+        except Exception as exc:
+            self._record_failure(label, usage, data_sha256, _SIGNING_FAILED)
+            raise HsmError(_SIGNING_FAILED) from exc
+
+    def private_key(self, label: str, *, usage: KeyUsage) -> KeyHandle:
+        """A cryptography private-key object bound to `usage` whose sign() calls the token."""
+        key = self._authorize(label, usage, _EMPTY_SHA256, None, ())
+        return make_key_handle(self, key.info, usage)
+
+    def close(self) -> None:
+        with self._state_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._release()
+
+    def __enter__(self) -> AuditedKeyStore[K]:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __reduce_ex__(self, protocol: object) -> object:
+        raise TypeError("a key store cannot be pickled: its keys never leave the process")
+
+    # -- the audit protocol ------------------------------------------------------
+
+    def _require_key(self, label: str) -> K:
+        self._check_open()
+        key = self._find_key(check_label(label))
+        if key is None:
+            raise KeyNotFoundError(f"no key labelled {label!r} in the token")
+        return key
+
+    def _authorize(
+        self,
+        label: str,
+        usage: KeyUsage,
+        data_sha256: str,
+        mechanism: SignatureMechanism | None,
+        data: Sequence[bytes],
+    ) -> K:
+        """The key, if it may serve this request; otherwise the refusal is recorded and raised."""
+        if not isinstance(usage, KeyUsage):
+            raise InvalidKeyRequestError("usage must be a KeyUsage value")
+        try:
+            key = self._require_key(label)
+            if usage not in key.info.usages:
+                allowed = ", ".join(sorted(u.value for u in key.info.usages))
+                raise UsageNotPermittedError(
+                    f"key {label!r} may not be used for {usage.value} (it is for: {allowed})"
+                )
+            if mechanism is not None:
+                for item in data:
+                    check_mechanism(key.info.algorithm, mechanism, item)
+        except (KeyNotFoundError, UsageNotPermittedError, InvalidKeyRequestError) as refusal:
+            self._record_refusal(str(label), usage, data_sha256, refusal)
+            raise
+        return key
+
+    def _event(
+        self, label: str, usage: KeyUsage, data_sha256: str, result: AuditResult, detail: str
+    ) -> AuditEvent:
+        context = current_signing_context()
+        return AuditEvent(
+            actor=context.actor,
+            operation=context.operation or f"sign:{usage.value}",
+            key_label=label,
+            data_sha256=data_sha256,
+            result=result,
+            detail=detail,
+        )
+
+    def _record_granted(self, label: str, usage: KeyUsage, data_sha256: str, detail: str) -> None:
+        """Write GRANTED; any failure to write it means no signature (fail closed)."""
+        event = self._event(label, usage, data_sha256, AuditResult.GRANTED, detail)
+        try:
+            self._audit.record(event)
+        except AuditUnavailableError:
+            raise
+        except Exception as exc:
+            raise AuditUnavailableError(
+                "the audit log could not be written, so the signature was refused"
+            ) from exc
+
+    def _record_refusal(
+        self, label: str, usage: KeyUsage, data_sha256: str, refusal: HsmError
+    ) -> None:
+        event = self._event(label, usage, data_sha256, AuditResult.REFUSED, str(refusal))
+        try:
+            self._audit.record(event)
+        except Exception:
+            # The refusal stands either way; an audit outage must not turn it into success.
+            _log.exception("could not record a refused key-store request in the audit log")
+
+    def _record_failure(
+        self, label: str, usage: KeyUsage, data_sha256: str, reason: str
+    ) -> None:
+        """Record FAILED for a signature that broke after GRANTED was written."""
+        event = self._event(label, usage, data_sha256, AuditResult.FAILED, reason)
+        try:
+            self._audit.record(event)
+        except Exception:
+            _log.exception("could not record a failed signature in the audit log")
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise HsmError("the key store is closed")
+
+
+def _as_bytes(data: object) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError("data to sign must be bytes")
