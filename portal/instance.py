@@ -1,0 +1,410 @@
+"""`yinxin init`: make a complete instance, or leave nothing behind.
+
+An instance is its config file, its database (schema made by the migrations), its HSM
+token with the user and SO PINs, and the region's audit key with a first signed audit
+checkpoint. The config file is written last: an instance directory with a config file
+is a finished instance. If any step fails, everything this run made is removed again,
+so the same command can simply be run again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import secrets
+import shutil
+import tomllib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+
+from alembic import command
+from sqlalchemy.engine import Engine, make_url
+
+from hsm_sim import (
+    KeyAlgorithm,
+    KeyStore,
+    KeyUsage,
+    init_soft_token,
+    open_keystore,
+    parse_keystore_spec,
+    signing_context,
+)
+from hsm_sim.audit import SqlAuditLog
+from hsm_sim.errors import ErrorCategory, PinMissingError
+from hsm_sim.spec import SoftTokenSpec
+from pki.registry import add_api_client, add_staff_user, register_agency
+from pki.uscc import compute_uscc_check_character
+from portal.config import (
+    SO_PIN_FILE_NAME,
+    USER_PIN_FILE_NAME,
+    Settings,
+    default_database_url,
+    default_hsm_spec,
+)
+from portal.db import (
+    check_database,
+    current_revision,
+    make_engine,
+    migration_config,
+    session_factory,
+    upgrade_database,
+)
+from portal.errors import InstanceError, InstanceExistsError, one_line
+
+__all__ = [
+    "DemoRecords",
+    "InitResult",
+    "InstanceInitError",
+    "init_instance",
+    "write_secret_file",
+]
+
+logger = logging.getLogger(__name__)
+
+INIT_ACTOR = "yinxin-init"
+CLIENT_SECRET_FILE_NAME = "demo-api-client.secret"
+STAFF_PASSWORD_FILE_NAME = "demo-staff.password"
+
+
+class InstanceInitError(InstanceError):
+    """A step of `yinxin init` failed; the category is that of the underlying error."""
+
+    def __init__(self, message: str, category: ErrorCategory) -> None:
+        super().__init__(message)
+        self.category = category
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoRecords:
+    agency_name: str
+    agency_uscc: str
+    client_id: str
+    client_secret_file: Path
+    staff_username: str
+    staff_password_file: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class InitResult:
+    home: Path
+    config_file: Path
+    database: str  # password masked
+    hsm: str
+    region: str
+    audit_key_label: str
+    audit_entries: int
+    user_pin_file: Path | None
+    so_pin_file: Path | None
+    demo: DemoRecords | None
+    notes: tuple[str, ...] = ()
+
+
+def write_secret_file(path: Path, secret: str, *, replace: bool = False) -> None:
+    """Write `secret` to a file only its owner can read, in a directory only they can enter."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
+    descriptor = os.open(path, flags, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
+        stream.write(secret + "\n")
+    os.chmod(path, 0o600)
+
+
+def _new_pin() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class _Undo:
+    """What this run has made, to be unmade in reverse order if a later step fails."""
+
+    def __init__(self) -> None:
+        self._actions: list[tuple[str, Callable[[], None]]] = []
+
+    def push(self, what: str, action: Callable[[], None]) -> None:
+        self._actions.append((what, action))
+
+    def run(self) -> list[str]:
+        """Undo everything; the things that could not be undone, by name."""
+        left_behind = []
+        for what, action in reversed(self._actions):
+            try:
+                action()
+            except Exception:  # noqa: BLE001 - keep undoing the rest
+                logger.exception("init clean-up could not remove %s", what)
+                left_behind.append(what)
+        self._actions.clear()
+        return left_behind
+
+
+def _remove_path(path: Path) -> Callable[[], None]:
+    def remove() -> None:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+    return remove
+
+
+def _make_directory(path: Path, undo: _Undo, mode: int = 0o755) -> None:
+    """Create `path` and its missing parents, remembering each one made for the undo."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    path.mkdir(mode=mode, parents=True, exist_ok=True)
+    for made in reversed(missing):
+        undo.push(str(made), _remove_path(made))
+
+
+def _sqlite_file(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        return Path(parsed.database)
+    return None
+
+
+def _check_nothing_there(settings: Settings) -> None:
+    if settings.config_file.exists():
+        raise InstanceExistsError(
+            f"an instance already exists at {settings.home} ({settings.config_file.name} "
+            "is there); init leaves it as it is"
+        )
+    database_file = _sqlite_file(settings.database_url)
+    if database_file is not None and database_file.exists():
+        raise InstanceExistsError(
+            f"the SQLite database {database_file} already exists; init will not reuse it"
+        )
+    spec = parse_keystore_spec(settings.hsm)
+    if isinstance(spec, SoftTokenSpec) and spec.directory.exists():
+        if not spec.directory.is_dir() or any(spec.directory.iterdir()):
+            raise InstanceExistsError(
+                f"the HSM token directory {spec.directory} is not empty; init will not reuse it"
+            )
+
+
+def _config_text(settings: Settings) -> tuple[str, list[str]]:
+    """The config file for `settings`: only what differs from the defaults, no secrets."""
+    notes = []
+    lines = [
+        "# Yinxin instance configuration, written by `yinxin init`.",
+        "# Keys: region, database_url, hsm, hsm_pin_file. Flags and YINXIN_* environment",
+        "# variables override them. Secrets never go here: PINs live in secrets/.",
+        f"region = {json.dumps(settings.region, ensure_ascii=False)}",
+    ]
+    if settings.database_url != default_database_url(settings.home):
+        url = make_url(settings.database_url)
+        if url.password:
+            url = url.set(password=None)
+            notes.append(
+                "the database password was not written to the config file; give it "
+                "with PGPASSWORD or ~/.pgpass"
+            )
+        rendered = url.render_as_string(hide_password=False)
+        lines.append(f"database_url = {json.dumps(rendered, ensure_ascii=False)}")
+    if settings.hsm != default_hsm_spec(settings.home):
+        lines.append(f"hsm = {json.dumps(settings.hsm, ensure_ascii=False)}")
+    return "\n".join(lines) + "\n", notes
+
+
+def _load_demo_data() -> dict[str, dict[str, str]]:
+    text = resources.files("portal").joinpath("demo.toml").read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def _demo_uscc(agency: dict[str, str], region: str) -> str:
+    body = (
+        agency["registration_authority"]
+        + agency["category"]
+        + region
+        + agency["organisation_code"]
+    )
+    return body + compute_uscc_check_character(body)
+
+
+def _register_demo(settings: Settings, engine: Engine, undo: _Undo) -> DemoRecords:
+    data = _load_demo_data()
+    uscc = _demo_uscc(data["agency"], settings.region)
+    staff_password = secrets.token_urlsafe(18)
+    with session_factory(engine)() as session, session.begin():
+        agency = register_agency(
+            session, name=data["agency"]["name"], uscc=uscc, region=settings.region
+        )
+        client, client_secret = add_api_client(
+            session, agency_uscc=agency.uscc, name=data["api_client"]["name"]
+        )
+        staff = add_staff_user(
+            session,
+            username=data["staff_user"]["username"],
+            password=staff_password,
+            role=data["staff_user"]["role"],
+            agency_uscc=agency.uscc,
+        )
+    secret_file = settings.secrets_dir / CLIENT_SECRET_FILE_NAME
+    password_file = settings.secrets_dir / STAFF_PASSWORD_FILE_NAME
+    for path, secret in ((secret_file, client_secret), (password_file, staff_password)):
+        write_secret_file(path, secret)
+        undo.push(str(path), _remove_path(path))
+    return DemoRecords(
+        agency_name=agency.name,
+        agency_uscc=agency.uscc,
+        client_id=client.client_id,
+        client_secret_file=secret_file,
+        staff_username=staff.username,
+        staff_password_file=password_file,
+    )
+
+
+def _downgrade_to_empty(engine: Engine) -> Callable[[], None]:
+    def downgrade() -> None:
+        config = migration_config()
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "base")
+
+    return downgrade
+
+
+def _destroy_key(keystore: KeyStore, label: str) -> Callable[[], None]:
+    return lambda: keystore.destroy_key(label)
+
+
+@contextmanager
+def _step(name: str, undo: _Undo) -> Iterator[None]:
+    """Run one step; on failure undo the run and say which step failed."""
+    try:
+        yield
+    except Exception as exc:
+        left_behind = undo.run()
+        category = getattr(exc, "category", None)
+        if not isinstance(category, ErrorCategory):
+            raise
+        aftermath = (
+            f"; could not remove: {', '.join(left_behind)}"
+            if left_behind
+            else "; nothing was left behind"
+        )
+        raise InstanceInitError(
+            f"init failed while {name}: {one_line(exc)}{aftermath}", category
+        ) from exc
+
+
+def init_instance(settings: Settings, *, demo: bool = False) -> InitResult:
+    """Create the instance `settings` describe; InstanceExistsError if there is one."""
+    _check_nothing_there(settings)
+    spec = parse_keystore_spec(settings.hsm)
+    if not isinstance(spec, SoftTokenSpec) and not settings.hsm_pin:
+        raise PinMissingError(
+            "a PKCS#11 token is initialised outside Yinxin; give its user PIN in YINXIN_HSM_PIN"
+        )
+    undo = _Undo()
+    _make_directory(settings.home, undo)
+    database_file = _sqlite_file(settings.database_url)
+    if database_file is not None:
+        _make_directory(database_file.parent, undo)
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            sibling = database_file.with_name(database_file.name + suffix)
+            undo.push(str(sibling), _remove_path(sibling))
+    engine: Engine | None = None
+    audit_log: SqlAuditLog | None = None
+    keystore: KeyStore | None = None
+    try:
+        with _step("checking the database", undo):
+            engine = make_engine(settings.database_url)
+            check_database(engine)
+            if current_revision(engine) is not None:
+                raise InstanceExistsError(
+                    f"the database {settings.describe_database()} already holds a Yinxin "
+                    "schema; give init an empty database"
+                )
+
+        user_pin_file = so_pin_file = None
+        if isinstance(spec, SoftTokenSpec):
+            user_pin, so_pin = _new_pin(), _new_pin()
+            with _step("writing the PIN files", undo):
+                user_pin_file = settings.secrets_dir / USER_PIN_FILE_NAME
+                so_pin_file = settings.secrets_dir / SO_PIN_FILE_NAME
+                _make_directory(settings.secrets_dir, undo, mode=0o700)
+                for path, pin in ((user_pin_file, user_pin), (so_pin_file, so_pin)):
+                    write_secret_file(path, pin)
+                    undo.push(str(path), _remove_path(path))
+            with _step("creating the HSM token", undo):
+                _make_directory(spec.directory.parent, undo)
+                if spec.directory.exists():
+                    undo.push(f"the token in {spec.directory}", _clear_directory(spec.directory))
+                else:
+                    undo.push(str(spec.directory), _remove_path(spec.directory))
+                init_soft_token(
+                    spec.directory,
+                    user_pin=user_pin,
+                    so_pin=so_pin,
+                    label=f"yinxin-{settings.region}",
+                )
+        else:
+            user_pin = settings.hsm_pin or ""
+
+        with _step("opening the HSM token", undo):
+            audit_log = SqlAuditLog(engine)
+            keystore = open_keystore(settings.hsm, pin=user_pin, audit=audit_log)
+
+        with _step("migrating the database", undo):
+            if database_file is None:
+                undo.push(
+                    f"the schema in {settings.describe_database()}", _downgrade_to_empty(engine)
+                )
+            upgrade_database(engine)
+            if database_file is not None:
+                # It holds the hashes of client secrets and staff passwords.
+                os.chmod(database_file, 0o600)
+
+        audit_label = settings.audit_key_label
+        with _step(f"generating the audit key {audit_label!r}", undo):
+            keystore.generate_key(audit_label, KeyAlgorithm.EC_P256, frozenset({KeyUsage.AUDIT}))
+            if not isinstance(spec, SoftTokenSpec):
+                undo.push(f"the key {audit_label!r}", _destroy_key(keystore, audit_label))
+        with _step("signing the first audit checkpoint", undo):
+            with signing_context(actor=INIT_ACTOR, operation="audit-checkpoint"):
+                audit_log.write_checkpoint(keystore, audit_label)
+            audit_entries = audit_log.entry_count()
+
+        demo_records = None
+        if demo:
+            with _step("registering the demo agency, API client and staff user", undo):
+                demo_records = _register_demo(settings, engine, undo)
+
+        with _step("writing the config file", undo):
+            text, notes = _config_text(settings)
+            partial = settings.config_file.with_name(settings.config_file.name + ".partial")
+            undo.push(str(partial), _remove_path(partial))
+            partial.write_text(text, encoding="utf-8")
+            os.replace(partial, settings.config_file)
+    finally:
+        if keystore is not None:
+            keystore.close()
+        if audit_log is not None:
+            audit_log.close()
+        if engine is not None:
+            engine.dispose()
+
+    return InitResult(
+        home=settings.home,
+        config_file=settings.config_file,
+        database=settings.describe_database(),
+        hsm=settings.hsm,
+        region=settings.region,
+        audit_key_label=audit_label,
+        audit_entries=audit_entries,
+        user_pin_file=user_pin_file,
+        so_pin_file=so_pin_file,
+        demo=demo_records,
+        notes=tuple(notes),
+    )
+
+
+def _clear_directory(directory: Path) -> Callable[[], None]:
+    def clear() -> None:
+        for entry in directory.iterdir():
+            _remove_path(entry)()
+
+    return clear

@@ -1,0 +1,50 @@
+"""`yinxin serve`: the web app under gunicorn, a production WSGI server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+from portal.app import create_app
+from portal.config import Settings
+
+__all__ = ["serve", "DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_WORKERS"]
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8000
+DEFAULT_WORKERS = 2
+
+
+class _YinxinServer(BaseApplication):  # type: ignore[misc]
+    """Gunicorn configured in code; each worker builds its own app after the fork, so
+    database connections and key-store sessions are never shared between processes."""
+
+    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+        self._settings = settings
+        self._options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self._options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        return create_app(settings=self._settings)
+
+
+def serve(settings: Settings, *, host: str, port: int, workers: int) -> None:
+    """Serve until stopped (SIGINT/SIGTERM stop gracefully)."""
+    options = {
+        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
+        "workers": workers,
+        "worker_class": "sync",
+        "timeout": 60,
+        "graceful_timeout": 10,
+        "accesslog": "-",
+        "errorlog": "-",
+        "proc_name": f"yinxin-{settings.region}",
+        "preload_app": False,
+    }
+    _YinxinServer(settings, options).run()
