@@ -71,7 +71,13 @@ class DatabaseUnavailableError(DatabaseError):
 def describe_url(url: str | URL) -> str:
     """`url` as it may be shown to a person: no password, no query, no driver name."""
     parsed = url if isinstance(url, URL) else make_url(url)
-    shown = parsed.set(drivername=parsed.get_backend_name(), password=None, query={})
+    shown = URL.create(
+        parsed.get_backend_name(),
+        username=parsed.username,
+        host=parsed.host,
+        port=parsed.port,
+        database=parsed.database,
+    )
     return shown.render_as_string(hide_password=False)
 
 
@@ -115,7 +121,10 @@ def _make_sqlite_engine(url: URL) -> Engine:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        reason = (exc.strerror or type(exc).__name__).lower()
+        if isinstance(exc, FileExistsError):
+            reason = f"{path.parent} exists and is not a directory"
+        else:
+            reason = (exc.strerror or type(exc).__name__).lower()
         raise DatabaseUnavailableError(
             f"cannot create the directory for the SQLite database at {path}: {reason}"
         ) from exc
