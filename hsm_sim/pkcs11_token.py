@@ -132,7 +132,6 @@ class _SharedLogin:
         return hmac.compare_digest(self._mac(pin), self._pin_mac)
 
 
-_libraries: dict[str, pkcs11.lib] = {}
 _logins: dict[tuple[str, str], _SharedLogin] = {}
 _registry_lock = threading.Lock()
 
@@ -340,23 +339,19 @@ def unlock_pkcs11_token(
 
 
 def _module_path(module: str) -> str:
-    path = os.path.realpath(module)
-    if not os.path.isfile(path):
+    # Kept as written: python-pkcs11 shares one initialised library per path string, and
+    # a second spelling of the same file would fail C_Initialize as already initialised.
+    if not os.path.isfile(module):
         raise KeyStoreConfigError(f"PKCS#11 module {module} does not exist")
-    return path
+    return module
 
 
 def _library(module_path: str) -> pkcs11.lib:
-    # One library object per module and process: a second one would C_Finalize the
-    # module when garbage-collected, ending every session of the first.
-    library = _libraries.get(module_path)
-    if library is None:
-        try:
-            library = pkcs11.lib(module_path)
-        except (p11.PKCS11Error, OSError) as exc:
-            raise KeyStoreConfigError(f"cannot load PKCS#11 module {module_path}") from exc
-        _libraries[module_path] = library
-    return library
+    # pkcs11.lib() hands every caller in the process the same initialised library.
+    try:
+        return pkcs11.lib(module_path)
+    except (p11.PKCS11Error, OSError) as exc:
+        raise KeyStoreConfigError(f"cannot load PKCS#11 module {module_path}") from exc
 
 
 def _find_token(module_path: str, token_label: str) -> pkcs11.Token:

@@ -84,7 +84,9 @@ def _parse_pkcs11_fields(text: str) -> dict[str, str]:
         fields[name] = value
     missing = [name for name in _PKCS11_FIELDS if name not in fields]
     if missing:
-        raise KeyStoreConfigError(f"pkcs11: missing {' and '.join(missing)}=")
+        raise KeyStoreConfigError(
+            "pkcs11: missing " + " and ".join(f"{name}=" for name in missing)
+        )
     return fields
 
 

@@ -13,7 +13,7 @@ import dataclasses
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -73,6 +73,12 @@ def soft_token(tmp_path: Path) -> TokenUnderTest:
     return make_soft_token(tmp_path / "token")
 
 
+@pytest.fixture
+def soft_token_factory(tmp_path: Path) -> Callable[[str], TokenUnderTest]:
+    """Makes further software tokens, each in tmp_path/<name>."""
+    return lambda name: make_soft_token(tmp_path / name)
+
+
 @pytest.fixture(scope="session")
 def softhsm_tokens_dir(softhsm_module: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """One SoftHSM configuration for the session, exported as SOFTHSM2_CONF."""
@@ -114,8 +120,16 @@ def make_softhsm_token(module: str, tokens_dir: Path) -> TokenUnderTest:
 
 
 @pytest.fixture
-def softhsm_token(softhsm_module: str, softhsm_tokens_dir: Path) -> TokenUnderTest:
-    return make_softhsm_token(softhsm_module, softhsm_tokens_dir)
+def softhsm_token_factory(
+    softhsm_module: str, softhsm_tokens_dir: Path
+) -> Callable[[], TokenUnderTest]:
+    """Makes fresh SoftHSM tokens, each under a new label."""
+    return lambda: make_softhsm_token(softhsm_module, softhsm_tokens_dir)
+
+
+@pytest.fixture
+def softhsm_token(softhsm_token_factory: Callable[[], TokenUnderTest]) -> TokenUnderTest:
+    return softhsm_token_factory()
 
 
 @pytest.fixture(params=BACKENDS)
