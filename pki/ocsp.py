@@ -37,10 +37,13 @@ from asn1crypto import keys
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import (
+    CertificateIssuerPrivateKeyTypes,
+)
 from cryptography.x509 import ocsp
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from pki.certificates import signature_hash_for
 from pki.errors import (
     MalformedOcspRequestError,
     OcspIssuerMismatchError,
@@ -113,7 +116,9 @@ class CertificateStatus:
                 raise ValueError("a revoked status needs its revocation time")
             _require_aware(self.revocation_time, "revocation_time")
         elif self.revocation_time is not None or self.revocation_reason is not None:
-            raise ValueError("only a revoked status carries a revocation time or reason")
+            raise ValueError(
+                "only a revoked status carries a revocation time or reason"
+            )
 
     @classmethod
     def revoked(
@@ -132,13 +137,17 @@ class OcspResponder:
 
     issuer_certificate: x509.Certificate
     responder_certificate: x509.Certificate
-    responder_key: ocsp.CertificateIssuerPrivateKeyTypes
+    responder_key: CertificateIssuerPrivateKeyTypes
     next_update_interval: dt.timedelta
-    _signing_hash: hashes.HashAlgorithm | None = dataclasses.field(init=False, repr=False)
+    _signing_hash: hashes.HashAlgorithm | None = dataclasses.field(
+        init=False, repr=False
+    )
     _issuer_hashes: Mapping[str, tuple[bytes, bytes]] = dataclasses.field(
         init=False, repr=False
     )
     _base_builder: ocsp.OCSPResponseBuilder = dataclasses.field(init=False, repr=False)
+    _valid_from: dt.datetime = dataclasses.field(init=False, repr=False)
+    _valid_until: dt.datetime = dataclasses.field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.next_update_interval <= dt.timedelta(0):
@@ -151,9 +160,19 @@ class OcspResponder:
             .responder_id(ocsp.OCSPResponderEncoding.HASH, self.responder_certificate)
             .certificates([self.responder_certificate])
         )
-        object.__setattr__(self, "_signing_hash", _signing_hash_for(self.responder_key))
-        object.__setattr__(self, "_issuer_hashes", _issuer_hashes(self.issuer_certificate))
+        object.__setattr__(
+            self, "_signing_hash", signature_hash_for(self.responder_key)
+        )
+        object.__setattr__(
+            self, "_issuer_hashes", _issuer_hashes(self.issuer_certificate)
+        )
         object.__setattr__(self, "_base_builder", base)
+        object.__setattr__(
+            self, "_valid_from", self.responder_certificate.not_valid_before_utc
+        )
+        object.__setattr__(
+            self, "_valid_until", self.responder_certificate.not_valid_after_utc
+        )
 
     def serves(self, cert_id: CertId) -> bool:
         """True when `cert_id` names this responder's issuing CA."""
@@ -169,7 +188,7 @@ class OcspResponder:
 
 
 def parse_ocsp_request(body: bytes) -> OcspRequestInfo:
-    """Parse a DER OCSPRequest; raise MalformedOcspRequestError with a one-line reason."""
+    """Parse a DER OCSPRequest; MalformedOcspRequestError says why it cannot be."""
     if not isinstance(body, bytes | bytearray | memoryview):
         raise TypeError("body must be bytes")
     if len(body) > MAX_OCSP_REQUEST_SIZE:
@@ -192,7 +211,9 @@ def parse_ocsp_request(body: bytes) -> OcspRequestInfo:
             "OCSP request uses an unsupported CertID hash algorithm"
         ) from exc
     except ValueError as exc:
-        raise MalformedOcspRequestError("OCSP request has malformed extensions") from exc
+        raise MalformedOcspRequestError(
+            "OCSP request has malformed extensions"
+        ) from exc
     if nonce is not None and not 1 <= len(nonce) <= MAX_NONCE_LENGTH:
         raise MalformedOcspRequestError(
             f"OCSP request nonce must have 1 to {MAX_NONCE_LENGTH} octets"
@@ -203,8 +224,13 @@ def parse_ocsp_request(body: bytes) -> OcspRequestInfo:
         )
     name_hash = request.issuer_name_hash
     key_hash = request.issuer_key_hash
-    if len(name_hash) != algorithm.digest_size or len(key_hash) != algorithm.digest_size:
-        raise MalformedOcspRequestError("OCSP request CertID hashes have the wrong length")
+    if (
+        len(name_hash) != algorithm.digest_size
+        or len(key_hash) != algorithm.digest_size
+    ):
+        raise MalformedOcspRequestError(
+            "OCSP request CertID hashes have the wrong length"
+        )
     if request.serial_number <= 0:
         # RFC 5280 serials are positive; no certificate of ours can have this one.
         raise MalformedOcspRequestError("OCSP request serial number must be positive")
@@ -215,7 +241,7 @@ def parse_ocsp_request(body: bytes) -> OcspRequestInfo:
 def matches_issuer(
     request: OcspRequestInfo | CertId, issuer_certificate: x509.Certificate
 ) -> bool:
-    """True when the request's issuerNameHash and issuerKeyHash name `issuer_certificate`."""
+    """True when the request's issuerNameHash and issuerKeyHash name this issuer."""
     cert_id = request.cert_id if isinstance(request, OcspRequestInfo) else request
     name_hash, key_hash = _issuer_hashes(issuer_certificate, (cert_id.hash_name,))[
         cert_id.hash_name
@@ -234,10 +260,16 @@ def build_ocsp_response(
     """A successful, signed BasicOCSPResponse for one CertID, as DER."""
     _require_aware(now, "now")
     if not responder.serves(cert_id):
-        raise OcspIssuerMismatchError("the CertID names an issuer this responder does not serve")
+        raise OcspIssuerMismatchError(
+            "the CertID names an issuer this responder does not serve"
+        )
     if nonce is not None and not 1 <= len(nonce) <= MAX_NONCE_LENGTH:
         raise ValueError(f"a nonce has 1 to {MAX_NONCE_LENGTH} octets")
-    this_update = now.astimezone(dt.timezone.utc).replace(microsecond=0)
+    this_update = now.astimezone(dt.UTC).replace(microsecond=0)
+    if not responder._valid_from <= this_update <= responder._valid_until:
+        raise UnsuitableSigningCertificateError(
+            "the OCSP responder certificate is not valid at the current time"
+        )
     builder = responder._base_builder.add_response_by_hash(
         issuer_name_hash=cert_id.issuer_name_hash,
         issuer_key_hash=cert_id.issuer_key_hash,
@@ -273,7 +305,7 @@ def malformed_request_response() -> bytes:
 
 
 def unauthorized_response() -> bytes:
-    """The unsigned unauthorized response, for a CertID naming an issuer we do not serve."""
+    """The unsigned unauthorized response, for a CertID of an issuer we do not serve."""
     return _UNAUTHORIZED
 
 
@@ -302,7 +334,7 @@ def _require_aware(value: dt.datetime, name: str) -> None:
 
 
 def _subject_public_key_bits(certificate: x509.Certificate) -> bytes:
-    """The subjectPublicKey BIT STRING value without its unused-bits octet (RFC 6960 4.1.1)."""
+    """subjectPublicKey without its unused-bits octet: what RFC 6960 4.1.1 hashes."""
     spki = certificate.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -315,25 +347,12 @@ def _issuer_hashes(
     subject = issuer_certificate.subject.public_bytes()
     key_bits = _subject_public_key_bits(issuer_certificate)
     return {
-        name: (hashlib.new(name, subject).digest(), hashlib.new(name, key_bits).digest())
+        name: (
+            hashlib.new(name, subject).digest(),
+            hashlib.new(name, key_bits).digest(),
+        )
         for name in names
     }
-
-
-def _signing_hash_for(key: object) -> hashes.HashAlgorithm | None:
-    """SHA-2 sized to the key: P-256/RSA → SHA-256, P-384 → SHA-384, P-521 → SHA-512."""
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        size = key.curve.key_size
-        if size <= 256:
-            return hashes.SHA256()
-        if size <= 384:
-            return hashes.SHA384()
-        return hashes.SHA512()
-    if isinstance(key, rsa.RSAPrivateKey):
-        return hashes.SHA256()
-    if isinstance(key, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey):
-        return None
-    raise TypeError("the responder key must be an EC, RSA, Ed25519 or Ed448 private key")
 
 
 def _public_key_der(key: object) -> bytes:
@@ -356,14 +375,16 @@ def _check_delegated_responder(
             "the OCSP responder certificate is not signed by the CA it answers for"
         ) from exc
     try:
-        usages = responder.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        usages = responder.extensions.get_extension_for_class(
+            x509.ExtendedKeyUsage
+        ).value
     except x509.ExtensionNotFound:
         usages = x509.ExtendedKeyUsage([])
     if ExtendedKeyUsageOID.OCSP_SIGNING not in usages:
         raise UnsuitableSigningCertificateError(
             "the OCSP responder certificate lacks id-kp-OCSPSigning"
         )
-    _signing_hash_for(key)
+    signature_hash_for(key)  # raises TypeError for a key type OCSP cannot sign with
     public_key = key.public_key()  # type: ignore[attr-defined]
     if _public_key_der(public_key) != _public_key_der(responder.public_key()):
         raise UnsuitableSigningCertificateError(

@@ -1,4 +1,4 @@
-"""The RFC 3161 timestamp authority, server side: a TimeStampReq in, a TimeStampResp out.
+"""The RFC 3161 timestamp authority, server side: TimeStampReq in, TimeStampResp out.
 
 Pure protocol code: no database, no HTTP. The caller allocates a unique serial number
 (the database guarantees uniqueness), passes the clock, and stores what
@@ -29,7 +29,7 @@ import datetime as dt
 import enum
 import hashlib
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from asn1crypto import algos, cms, core, tsp
 from asn1crypto import x509 as asn1_x509
@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from pki.certificates import signature_hash_for
 from pki.errors import UnsuitableSigningCertificateError
 from pki.oids import ProjectOID
 
@@ -98,31 +99,23 @@ class _SignatureScheme:
     sign: Callable[[Any, bytes], bytes]
 
 
-def _ecdsa(digest_name: str, algorithm: hashes.HashAlgorithm) -> _SignatureScheme:
-    return _SignatureScheme(
-        digest_name,
-        f"{digest_name}_ecdsa",
-        lambda key, data: key.sign(data, ec.ECDSA(algorithm)),
-    )
-
-
 def _signature_scheme_for(key: object) -> _SignatureScheme:
-    """P-256/RSA → SHA-256, P-384 → SHA-384, P-521 → SHA-512."""
+    """ECDSA or RSA PKCS#1 v1.5 with the project's hash for the key (SHA-256/384)."""
+    # Ed25519 is refused: OpenSSL 3.0's `openssl ts -verify` (PKCS#7) cannot check it.
+    if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey):
+        raise UnsuitableSigningCertificateError("the TSA key must be an EC or RSA key")
+    algorithm = cast(hashes.HashAlgorithm, signature_hash_for(key))
     if isinstance(key, ec.EllipticCurvePrivateKey):
-        size = key.curve.key_size
-        if size <= 256:
-            return _ecdsa("sha256", hashes.SHA256())
-        if size <= 384:
-            return _ecdsa("sha384", hashes.SHA384())
-        return _ecdsa("sha512", hashes.SHA512())
-    if isinstance(key, rsa.RSAPrivateKey):
         return _SignatureScheme(
-            "sha256",
-            "sha256_rsa",
-            lambda key, data: key.sign(data, padding.PKCS1v15(), hashes.SHA256()),
+            algorithm.name,
+            f"{algorithm.name}_ecdsa",
+            lambda key, data: key.sign(data, ec.ECDSA(algorithm)),
         )
-    # Ed25519 is refused: OpenSSL 3.0's `openssl ts -verify` (PKCS#7 based) cannot check it.
-    raise UnsuitableSigningCertificateError("the TSA key must be an EC or RSA key")
+    return _SignatureScheme(
+        algorithm.name,
+        f"{algorithm.name}_rsa",
+        lambda key, data: key.sign(data, padding.PKCS1v15(), algorithm),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,17 +138,22 @@ class TsaSigner:
     )
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "chain", tuple(self.chain))
+        object.__setattr__(self, "accepted_hashes", frozenset(self.accepted_hashes))
         if not isinstance(self.certificate, x509.Certificate) or not all(
             isinstance(c, x509.Certificate) for c in self.chain
         ):
-            raise TypeError("the TSA certificate and chain must be x509.Certificate objects")
-        if not isinstance(self.chain, tuple):
-            object.__setattr__(self, "chain", tuple(self.chain))
+            raise TypeError(
+                "the TSA certificate and chain must be x509.Certificate objects"
+            )
         if self.accuracy <= dt.timedelta(0):
             raise ValueError("accuracy must be positive")
         unknown = set(self.accepted_hashes) - set(MESSAGE_IMPRINT_HASHES)
         if unknown or not self.accepted_hashes:
-            raise ValueError(f"accepted_hashes must be a non-empty subset of {sorted(MESSAGE_IMPRINT_HASHES)}")
+            raise ValueError(
+                "accepted_hashes must be a non-empty subset of "
+                + ", ".join(sorted(MESSAGE_IMPRINT_HASHES))
+            )
         _check_tsa_certificate(self.certificate, self.private_key)
         object.__setattr__(self, "_scheme", _signature_scheme_for(self.private_key))
         der = self.certificate.public_bytes(serialization.Encoding.DER)
@@ -199,7 +197,7 @@ class _AcceptedRequest:
 def respond_timestamp(
     request_der: bytes, *, signer: TsaSigner, serial: int, now: dt.datetime
 ) -> TimestampOutcome:
-    """Answer one DER TimeStampReq: a signed token, or a rejection naming the problem."""
+    """Answer one DER TimeStampReq: a signed token, or a rejection saying why."""
     if not isinstance(request_der, bytes | bytearray | memoryview):
         raise TypeError("request_der must be bytes")
     if not isinstance(signer, TsaSigner):
@@ -208,9 +206,13 @@ def respond_timestamp(
         raise TypeError("serial must be an int")
     if not 0 < serial < MAX_SERIAL:
         raise ValueError("serial must be a positive integer of at most 160 bits")
-    if not isinstance(now, dt.datetime) or now.tzinfo is None or now.utcoffset() is None:
+    if (
+        not isinstance(now, dt.datetime)
+        or now.tzinfo is None
+        or now.utcoffset() is None
+    ):
         raise ValueError("now must be a timezone-aware datetime")
-    now = now.astimezone(dt.timezone.utc)
+    now = now.astimezone(dt.UTC)
     certificate = signer.certificate
     if not certificate.not_valid_before_utc <= now <= certificate.not_valid_after_utc:
         raise UnsuitableSigningCertificateError(
@@ -223,7 +225,9 @@ def respond_timestamp(
     gen_time = now if signer.accuracy < _ONE_SECOND else now.replace(microsecond=0)
     tst_info = _tst_info(checked, signer=signer, serial=serial, gen_time=gen_time)
     token = _sign_token(tst_info, signer=signer, include_certificates=checked.cert_req)
-    response = _TimeStampResp({"status": {"status": "granted"}, "time_stamp_token": token})
+    response = _TimeStampResp(
+        {"status": {"status": "granted"}, "time_stamp_token": token}
+    )
     return TimestampOutcome(
         response_der=response.dump(),
         status=TimestampStatus.GRANTED,
@@ -250,15 +254,21 @@ def _check_request(der: bytes, signer: TsaSigner) -> _AcceptedRequest | _Rejecti
         # asn1crypto parses lazily: decode everything here, where every failure means
         # bad input. On hostile bytes it raises more than ValueError (IndexError,
         # AttributeError, ...), hence the broad catch around this step only.
-        request.native
+        _ = request.native
     except Exception:  # noqa: BLE001
-        return _Rejection(TimestampFailure.BAD_DATA_FORMAT, "timestamp request is not valid DER")
+        return _Rejection(
+            TimestampFailure.BAD_DATA_FORMAT, "timestamp request is not valid DER"
+        )
     return _read_request(request, signer)
 
 
-def _read_request(request: tsp.TimeStampReq, signer: TsaSigner) -> _AcceptedRequest | _Rejection:
+def _read_request(
+    request: tsp.TimeStampReq, signer: TsaSigner
+) -> _AcceptedRequest | _Rejection:
     if request["version"].native != "v1":
-        return _Rejection(TimestampFailure.BAD_DATA_FORMAT, "timestamp request version must be 1")
+        return _Rejection(
+            TimestampFailure.BAD_DATA_FORMAT, "timestamp request version must be 1"
+        )
     imprint = request["message_imprint"]
     algorithm = imprint["hash_algorithm"]
     hash_name = algorithm["algorithm"].native
@@ -266,11 +276,13 @@ def _read_request(request: tsp.TimeStampReq, signer: TsaSigner) -> _AcceptedRequ
         shown = hash_name if "." not in hash_name else "this hash algorithm"
         return _Rejection(
             TimestampFailure.BAD_ALG,
-            f"{shown} is not accepted; use one of " + ", ".join(sorted(signer.accepted_hashes)),
+            f"{shown} is not accepted; use one of "
+            + ", ".join(sorted(signer.accepted_hashes)),
         )
     if algorithm["parameters"].native is not None:
         return _Rejection(
-            TimestampFailure.BAD_DATA_FORMAT, "hash algorithm parameters must be absent or NULL"
+            TimestampFailure.BAD_DATA_FORMAT,
+            "hash algorithm parameters must be absent or NULL",
         )
     digest = imprint["hashed_message"].native
     if len(digest) != MESSAGE_IMPRINT_HASHES[hash_name]:
@@ -281,10 +293,13 @@ def _read_request(request: tsp.TimeStampReq, signer: TsaSigner) -> _AcceptedRequ
         )
     policy = request["req_policy"].native
     if policy is not None and policy != signer.policy.dotted_string:
-        return _Rejection(TimestampFailure.UNACCEPTED_POLICY, "requested policy is not supported")
+        return _Rejection(
+            TimestampFailure.UNACCEPTED_POLICY, "requested policy is not supported"
+        )
     if request["extensions"].native:
         return _Rejection(
-            TimestampFailure.UNACCEPTED_EXTENSION, "timestamp request extensions are not supported"
+            TimestampFailure.UNACCEPTED_EXTENSION,
+            "timestamp request extensions are not supported",
         )
     return _AcceptedRequest(
         hash_name=hash_name,
@@ -332,7 +347,10 @@ def _sign_token(
         [
             cms.CMSAttribute({"type": "content_type", "values": ["tst_info"]}),
             cms.CMSAttribute(
-                {"type": "message_digest", "values": [hashlib.new(scheme.digest_name, content).digest()]}
+                {
+                    "type": "message_digest",
+                    "values": [hashlib.new(scheme.digest_name, content).digest()],
+                }
             ),
             signer._signing_certificate_attribute,
         ]
@@ -368,7 +386,9 @@ def _sign_token(
     }
     if include_certificates:
         signed_data["certificates"] = list(signer._asn1_certificates)
-    return cms.ContentInfo({"content_type": "signed_data", "content": cms.SignedData(signed_data)})
+    return cms.ContentInfo(
+        {"content_type": "signed_data", "content": cms.SignedData(signed_data)}
+    )
 
 
 def _signing_certificate_v2(
@@ -379,7 +399,9 @@ def _signing_certificate_v2(
         "hash_algorithm": {"algorithm": "sha256"},
         "cert_hash": certificate_sha256,
         "issuer_serial": {
-            "issuer": [asn1_x509.GeneralName(name="directory_name", value=certificate.issuer)],
+            "issuer": [
+                asn1_x509.GeneralName(name="directory_name", value=certificate.issuer)
+            ],
             "serial_number": certificate.serial_number,
         },
     }
@@ -389,7 +411,11 @@ def _signing_certificate_v2(
 
 
 def _rejection_der(failure: TimestampFailure, reason: str) -> bytes:
-    status = {"status": "rejection", "status_string": [reason], "fail_info": {failure.value}}
+    status = {
+        "status": "rejection",
+        "status_string": [reason],
+        "fail_info": {failure.value},
+    }
     return _TimeStampResp({"status": status}).dump()
 
 
@@ -419,18 +445,27 @@ def _check_tsa_certificate(certificate: x509.Certificate, key: Any) -> None:
         eku = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
     except x509.ExtensionNotFound:
         eku = None
-    if eku is None or not eku.critical or list(eku.value) != [ExtendedKeyUsageOID.TIME_STAMPING]:
+    if (
+        eku is None
+        or not eku.critical
+        or list(eku.value) != [ExtendedKeyUsageOID.TIME_STAMPING]
+    ):
         raise UnsuitableSigningCertificateError(
-            "the TSA certificate must have id-kp-timeStamping as its only, critical, extended key usage"
+            "the TSA certificate must have id-kp-timeStamping as its only, critical, "
+            "extended key usage"
         )
     try:
         key_usage = certificate.extensions.get_extension_for_class(x509.KeyUsage).value
     except x509.ExtensionNotFound:
         key_usage = None
-    if key_usage is not None and not (key_usage.digital_signature or key_usage.content_commitment):
+    if key_usage is not None and not (
+        key_usage.digital_signature or key_usage.content_commitment
+    ):
         raise UnsuitableSigningCertificateError(
             "the TSA certificate's key usage does not allow signatures"
         )
     _signature_scheme_for(key)
     if _public_key_der(key.public_key()) != _public_key_der(certificate.public_key()):
-        raise UnsuitableSigningCertificateError("the TSA key does not match its certificate")
+        raise UnsuitableSigningCertificateError(
+            "the TSA key does not match its certificate"
+        )

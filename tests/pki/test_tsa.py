@@ -35,8 +35,9 @@ from pki.tsa import (
 )
 from tests.conftest import require_tool
 
+
 class TimeStampResp(core.Sequence):
-    """RFC 3161 as written: asn1crypto's class requires the token even in a rejection."""
+    """RFC 3161 as written: asn1crypto's class wants a token even in a rejection."""
 
     _fields = [
         ("status", tsp.PKIStatusInfo),
@@ -44,7 +45,7 @@ class TimeStampResp(core.Sequence):
     ]
 
 
-NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def _name(common_name: str) -> x509.Name:
@@ -101,13 +102,18 @@ def _certificate(
             ),
             critical=True,
         )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public), critical=False
+            x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public),
+            critical=False,
         )
     )
     if eku is not None:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=eku_critical)
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage(eku), critical=eku_critical
+        )
     return builder.sign(issuer_key, _hash_for(issuer_key))  # type: ignore[arg-type]
 
 
@@ -121,7 +127,9 @@ class Pki:
 
 
 def _write_pem(path: Path, *certificates: x509.Certificate) -> Path:
-    path.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates))
+    path.write_bytes(
+        b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certificates)
+    )
     return path
 
 
@@ -129,7 +137,9 @@ def _write_pem(path: Path, *certificates: x509.Certificate) -> Path:
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     directory = tmp_path_factory.mktemp("tsa")
     root_key = ec.generate_private_key(ec.SECP384R1())
-    root = _certificate("Test Root", root_key, issuer=None, issuer_key=root_key, ca=True)
+    root = _certificate(
+        "Test Root", root_key, issuer=None, issuer_key=root_key, ca=True
+    )
     issuing_key = ec.generate_private_key(ec.SECP256R1())
     issuing_ca = _certificate(
         "Test Issuing CA", issuing_key, issuer=root, issuer_key=root_key, ca=True
@@ -195,7 +205,15 @@ def _tst_info(response_der: bytes) -> tsp.TSTInfo:
         ("p256", ["-sha256", "-cert"]),
         ("p256", ["-sha256", "-cert", "-no_nonce"]),
         ("p384", ["-sha384", "-cert"]),
-        ("p256", ["-sha512", "-cert", "-tspolicy", ProjectOID.TIMESTAMP_POLICY.dotted_string]),
+        (
+            "p256",
+            [
+                "-sha512",
+                "-cert",
+                "-tspolicy",
+                ProjectOID.TIMESTAMP_POLICY.dotted_string,
+            ],
+        ),
         ("rsa3072", ["-sha256", "-cert"]),
     ],
 )
@@ -216,15 +234,25 @@ def test_openssl_verifies_granted_token(
     assert "Accuracy: 0x01 seconds" in text
     assert ("Nonce: unspecified" in text) == ("-no_nonce" in options)
     verified = _openssl(
-        "ts", "-verify", "-in", response, "-queryfile", request,
-        "-CAfile", pki.directory / "root.pem", "-untrusted", pki.directory / "chain.pem",
+        "ts",
+        "-verify",
+        "-in",
+        response,
+        "-queryfile",
+        request,
+        "-CAfile",
+        pki.directory / "root.pem",
+        "-untrusted",
+        pki.directory / "chain.pem",
         check=False,
     )
     assert verified.returncode == 0, verified.stderr
     assert "Verification: OK" in verified.stdout
 
 
-def test_token_without_cert_request_carries_no_certificates(pki: Pki, tmp_path: Path) -> None:
+def test_token_without_cert_request_carries_no_certificates(
+    pki: Pki, tmp_path: Path
+) -> None:
     signer = pki.signers["p256"]
     request = _query(tmp_path, "-sha256")
     outcome = _respond(request.read_bytes(), signer)
@@ -233,10 +261,21 @@ def test_token_without_cert_request_carries_no_certificates(pki: Pki, tmp_path: 
     assert not token["content"]["certificates"]
     response = tmp_path / "resp.tsr"
     response.write_bytes(outcome.response_der)
-    untrusted = _write_pem(tmp_path / "untrusted.pem", signer.certificate, pki.issuing_ca)
+    untrusted = _write_pem(
+        tmp_path / "untrusted.pem", signer.certificate, pki.issuing_ca
+    )
     verified = _openssl(
-        "ts", "-verify", "-in", response, "-queryfile", request,
-        "-CAfile", pki.directory / "root.pem", "-untrusted", untrusted, check=False,
+        "ts",
+        "-verify",
+        "-in",
+        response,
+        "-queryfile",
+        request,
+        "-CAfile",
+        pki.directory / "root.pem",
+        "-untrusted",
+        untrusted,
+        check=False,
     )
     assert verified.returncode == 0, verified.stderr
 
@@ -250,8 +289,16 @@ def test_openssl_rejects_a_token_for_other_data(pki: Pki, tmp_path: Path) -> Non
     other.write_text("a different document\n")
 
     verified = _openssl(
-        "ts", "-verify", "-in", response, "-data", other,
-        "-CAfile", pki.directory / "root.pem", "-untrusted", pki.directory / "chain.pem",
+        "ts",
+        "-verify",
+        "-in",
+        response,
+        "-data",
+        other,
+        "-CAfile",
+        pki.directory / "root.pem",
+        "-untrusted",
+        pki.directory / "chain.pem",
         check=False,
     )
     assert verified.returncode != 0
@@ -271,26 +318,43 @@ def test_token_contents(pki: Pki, tmp_path: Path) -> None:
     assert info["message_imprint"].dump() == request["message_imprint"].dump()
     assert info["gen_time"].dump().endswith(b"Z")
     assert b"." not in info["gen_time"].dump()
-    assert info["tsa"].chosen.native == asn1_x509.Name.load(signer.certificate.subject.public_bytes()).native
+    assert (
+        info["tsa"].chosen.native
+        == asn1_x509.Name.load(signer.certificate.subject.public_bytes()).native
+    )
     assert outcome.hash_name == "sha384"
-    assert outcome.message_imprint == request["message_imprint"]["hashed_message"].native
+    assert (
+        outcome.message_imprint == request["message_imprint"]["hashed_message"].native
+    )
 
-    signed_data = TimeStampResp.load(outcome.response_der)["time_stamp_token"]["content"]
+    signed_data = TimeStampResp.load(outcome.response_der)["time_stamp_token"][
+        "content"
+    ]
     assert signed_data["version"].native == "v3"
     signer_info = signed_data["signer_infos"][0]
     assert signer_info["sid"].name == "issuer_and_serial_number"
     assert signer_info["digest_algorithm"]["algorithm"].native == "sha384"
     attributes = {a["type"].native: a["values"][0] for a in signer_info["signed_attrs"]}
-    assert set(attributes) == {"content_type", "message_digest", "signing_certificate_v2"}
+    assert set(attributes) == {
+        "content_type",
+        "message_digest",
+        "signing_certificate_v2",
+    }
     ess = attributes["signing_certificate_v2"]["certs"][0]
     certificate_der = signer.certificate.public_bytes(serialization.Encoding.DER)
     assert ess["cert_hash"].native == hashlib.sha256(certificate_der).digest()
-    assert ess["issuer_serial"]["serial_number"].native == signer.certificate.serial_number
+    assert (
+        ess["issuer_serial"]["serial_number"].native == signer.certificate.serial_number
+    )
     assert len(signed_data["certificates"]) == 2
 
 
-def test_fractional_gen_time_when_accuracy_is_below_a_second(pki: Pki, tmp_path: Path) -> None:
-    signer = dataclasses.replace(pki.signers["p256"], accuracy=dt.timedelta(milliseconds=250))
+def test_fractional_gen_time_when_accuracy_is_below_a_second(
+    pki: Pki, tmp_path: Path
+) -> None:
+    signer = dataclasses.replace(
+        pki.signers["p256"], accuracy=dt.timedelta(milliseconds=250)
+    )
     request_der = _query(tmp_path, "-sha256").read_bytes()
     now = NOW.replace(microsecond=120_000)
     outcome = respond_timestamp(request_der, signer=signer, serial=1, now=now)
@@ -307,14 +371,22 @@ def test_pyhanko_validates_the_token(pki: Pki, tmp_path: Path) -> None:
     from pyhanko_certvalidator import ValidationContext
 
     def asn1(certificate: x509.Certificate) -> asn1_x509.Certificate:
-        return asn1_x509.Certificate.load(certificate.public_bytes(serialization.Encoding.DER))
+        return asn1_x509.Certificate.load(
+            certificate.public_bytes(serialization.Encoding.DER)
+        )
 
     request_der = _query(tmp_path, "-sha256", "-cert").read_bytes()
-    imprint = tsp.TimeStampReq.load(request_der)["message_imprint"]["hashed_message"].native
+    imprint = tsp.TimeStampReq.load(request_der)["message_imprint"][
+        "hashed_message"
+    ].native
     outcome = _respond(request_der, pki.signers["p256"])
-    signed_data = TimeStampResp.load(outcome.response_der)["time_stamp_token"]["content"]
+    signed_data = TimeStampResp.load(outcome.response_der)["time_stamp_token"][
+        "content"
+    ]
     context = ValidationContext(
-        trust_roots=[asn1(pki.root)], other_certs=[asn1(pki.issuing_ca)], allow_fetching=False
+        trust_roots=[asn1(pki.root)],
+        other_certs=[asn1(pki.issuing_ca)],
+        allow_fetching=False,
     )
 
     def expected(hash_name: str) -> bytes:
@@ -328,7 +400,9 @@ def test_pyhanko_validates_the_token(pki: Pki, tmp_path: Path) -> None:
     assert status.timestamp == NOW
 
     tampered = TimestampSignatureStatus(
-        **asyncio.run(validate_tst_signed_data(signed_data, context, lambda _: b"\0" * 32))
+        **asyncio.run(
+            validate_tst_signed_data(signed_data, context, lambda _: b"\0" * 32)
+        )
     )
     assert not tampered.intact
 
@@ -367,13 +441,27 @@ SHA256_WITH_OCTET_STRING = SHA256_OID + b"\x04\x00"
 @pytest.mark.parametrize(
     ("request_der", "failure"),
     [
-        pytest.param(b"\x01\x02garbage", TimestampFailure.BAD_DATA_FORMAT, id="garbage"),
+        pytest.param(
+            b"\x01\x02garbage", TimestampFailure.BAD_DATA_FORMAT, id="garbage"
+        ),
         pytest.param(b"", TimestampFailure.BAD_DATA_FORMAT, id="empty"),
         pytest.param(_request()[:-5], TimestampFailure.BAD_DATA_FORMAT, id="truncated"),
-        pytest.param(_request() + b"\x00", TimestampFailure.BAD_DATA_FORMAT, id="trailing-byte"),
-        pytest.param(_request(digest=b"\x01" * 31), TimestampFailure.BAD_DATA_FORMAT, id="short-digest"),
-        pytest.param(_request(hash_name="sha384", digest=b"\x01" * 32), TimestampFailure.BAD_DATA_FORMAT, id="sha384-with-32-bytes"),
-        pytest.param(_request(version=2), TimestampFailure.BAD_DATA_FORMAT, id="version-2"),
+        pytest.param(
+            _request() + b"\x00", TimestampFailure.BAD_DATA_FORMAT, id="trailing-byte"
+        ),
+        pytest.param(
+            _request(digest=b"\x01" * 31),
+            TimestampFailure.BAD_DATA_FORMAT,
+            id="short-digest",
+        ),
+        pytest.param(
+            _request(hash_name="sha384", digest=b"\x01" * 32),
+            TimestampFailure.BAD_DATA_FORMAT,
+            id="sha384-with-32-bytes",
+        ),
+        pytest.param(
+            _request(version=2), TimestampFailure.BAD_DATA_FORMAT, id="version-2"
+        ),
         pytest.param(
             _request().replace(SHA256_WITH_NULL, SHA256_WITH_OCTET_STRING),
             TimestampFailure.BAD_DATA_FORMAT,
@@ -381,16 +469,34 @@ SHA256_WITH_OCTET_STRING = SHA256_OID + b"\x04\x00"
         ),
         pytest.param(_request(hash_name="sha1"), TimestampFailure.BAD_ALG, id="sha1"),
         pytest.param(_request(hash_name="md5"), TimestampFailure.BAD_ALG, id="md5"),
-        pytest.param(_request(policy="1.2.3.4"), TimestampFailure.UNACCEPTED_POLICY, id="foreign-policy"),
         pytest.param(
-            _request(extensions=[{"extn_id": "1.2.3.4.5", "critical": False, "extn_value": b"\x05\x00"}]),
+            _request(policy="1.2.3.4"),
+            TimestampFailure.UNACCEPTED_POLICY,
+            id="foreign-policy",
+        ),
+        pytest.param(
+            _request(
+                extensions=[
+                    {
+                        "extn_id": "1.2.3.4.5",
+                        "critical": False,
+                        "extn_value": b"\x05\x00",
+                    }
+                ]
+            ),
             TimestampFailure.UNACCEPTED_EXTENSION,
             id="extension",
         ),
-        pytest.param(b"\x30" * (MAX_TIMESTAMP_REQUEST_SIZE + 1), TimestampFailure.BAD_REQUEST, id="oversized"),
+        pytest.param(
+            b"\x30" * (MAX_TIMESTAMP_REQUEST_SIZE + 1),
+            TimestampFailure.BAD_REQUEST,
+            id="oversized",
+        ),
     ],
 )
-def test_hostile_request_gets_rejection(pki: Pki, request_der: bytes, failure: TimestampFailure) -> None:
+def test_hostile_request_gets_rejection(
+    pki: Pki, request_der: bytes, failure: TimestampFailure
+) -> None:
     outcome = _respond(request_der, pki.signers["p256"])
 
     assert outcome.status is TimestampStatus.REJECTION
@@ -405,7 +511,9 @@ def test_hostile_request_gets_rejection(pki: Pki, request_der: bytes, failure: T
 
 
 def test_policy_named_in_the_request_is_accepted(pki: Pki) -> None:
-    outcome = _respond(_request(policy=ProjectOID.TIMESTAMP_POLICY.dotted_string), pki.signers["p256"])
+    outcome = _respond(
+        _request(policy=ProjectOID.TIMESTAMP_POLICY.dotted_string), pki.signers["p256"]
+    )
     assert outcome.status is TimestampStatus.GRANTED
 
 
@@ -432,10 +540,16 @@ def test_every_truncation_is_rejected(pki: Pki, tmp_path: Path) -> None:
         assert outcome.failure is TimestampFailure.BAD_DATA_FORMAT, length
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(data=st.data())
 @example(data=None)
-def test_mutated_requests_never_escape_as_exceptions(pki: Pki, data: st.DataObject | None) -> None:
+def test_mutated_requests_never_escape_as_exceptions(
+    pki: Pki, data: st.DataObject | None
+) -> None:
     request_der = bytearray(_request())
     if data is not None:
         for _ in range(data.draw(st.integers(1, 4))):
@@ -453,7 +567,11 @@ def test_mutated_requests_never_escape_as_exceptions(pki: Pki, data: st.DataObje
 @example(b"\x30\x80\x00\x00")
 @example(b"\x30\x84\xff\xff\xff\xff")
 @example(b"\x30\x03\x02\x01\x01")
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 def test_random_bytes_are_rejected(pki: Pki, garbage: bytes) -> None:
     outcome = _respond(garbage, pki.signers["p256"])
     assert outcome.status is TimestampStatus.REJECTION
@@ -462,7 +580,12 @@ def test_random_bytes_are_rejected(pki: Pki, garbage: bytes) -> None:
 
 def _tsa_certificate(pki: Pki, key: object, **kwargs: object) -> x509.Certificate:
     return _certificate(
-        "Bad TSA", key, issuer=pki.issuing_ca, issuer_key=pki.issuing_key, ca=False, **kwargs  # type: ignore[arg-type]
+        "Bad TSA",
+        key,
+        issuer=pki.issuing_ca,
+        issuer_key=pki.issuing_key,
+        ca=False,
+        **kwargs,  # type: ignore[arg-type]
     )
 
 
@@ -474,10 +597,14 @@ def test_signer_refuses_unsuitable_certificates(pki: Pki) -> None:
             pki, key, eku=[ExtendedKeyUsageOID.TIME_STAMPING], eku_critical=False
         ),
         "extra EKU": _tsa_certificate(
-            pki, key, eku=[ExtendedKeyUsageOID.TIME_STAMPING, ExtendedKeyUsageOID.CODE_SIGNING]
+            pki,
+            key,
+            eku=[ExtendedKeyUsageOID.TIME_STAMPING, ExtendedKeyUsageOID.CODE_SIGNING],
         ),
         "other key": _tsa_certificate(
-            pki, ec.generate_private_key(ec.SECP256R1()), eku=[ExtendedKeyUsageOID.TIME_STAMPING]
+            pki,
+            ec.generate_private_key(ec.SECP256R1()),
+            eku=[ExtendedKeyUsageOID.TIME_STAMPING],
         ),
     }
     for certificate in cases.values():
@@ -499,24 +626,35 @@ def test_caller_mistakes_raise(pki: Pki) -> None:
     with pytest.raises(ValueError, match="serial"):
         respond_timestamp(request_der, signer=signer, serial=2**160, now=NOW)
     with pytest.raises(ValueError, match="timezone"):
-        respond_timestamp(request_der, signer=signer, serial=1, now=NOW.replace(tzinfo=None))
+        respond_timestamp(
+            request_der, signer=signer, serial=1, now=NOW.replace(tzinfo=None)
+        )
     with pytest.raises(TypeError):
-        respond_timestamp("not bytes", signer=signer, serial=1, now=NOW)  # type: ignore[arg-type]
+        respond_timestamp(
+            "not bytes",  # type: ignore[arg-type]
+            signer=signer,
+            serial=1,
+            now=NOW,
+        )
     with pytest.raises(UnsuitableSigningCertificateError):
-        respond_timestamp(request_der, signer=signer, serial=1, now=NOW + dt.timedelta(days=60))
+        respond_timestamp(
+            request_der, signer=signer, serial=1, now=NOW + dt.timedelta(days=60)
+        )
     with pytest.raises(ValueError, match="accepted_hashes"):
         dataclasses.replace(signer, accepted_hashes=frozenset({"sha1"}))
 
 
 def test_signer_uses_only_sign_and_public_key(pki: Pki) -> None:
-    """An HSM key handle exposes only sign() and public_key(); the TSA must not need more."""
+    """An HSM key handle has only sign() and public_key(); the TSA needs no more."""
     inner = ec.generate_private_key(ec.SECP256R1())
 
     class SignOnlyKey(ec.EllipticCurvePrivateKey):
         curve = inner.curve
         key_size = inner.key_size
 
-        def sign(self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
+        def sign(
+            self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm
+        ) -> bytes:
             return inner.sign(data, signature_algorithm)
 
         def public_key(self) -> ec.EllipticCurvePublicKey:
@@ -538,13 +676,16 @@ def test_signer_uses_only_sign_and_public_key(pki: Pki) -> None:
             return self
 
     key = SignOnlyKey()
-    signer = TsaSigner(private_key=key, certificate=_tsa_certificate(pki, key, eku=[ExtendedKeyUsageOID.TIME_STAMPING]))
+    signer = TsaSigner(
+        private_key=key,
+        certificate=_tsa_certificate(pki, key, eku=[ExtendedKeyUsageOID.TIME_STAMPING]),
+    )
     outcome = _respond(_request(), signer)
 
     assert outcome.status is TimestampStatus.GRANTED
-    signer_info = TimeStampResp.load(outcome.response_der)["time_stamp_token"]["content"][
-        "signer_infos"
-    ][0]
+    signer_info = TimeStampResp.load(outcome.response_der)["time_stamp_token"][
+        "content"
+    ]["signer_infos"][0]
     signed_attributes = signer_info["signed_attrs"].untag().dump(force=True)
     assert signed_attributes[0] == 0x31
     inner.public_key().verify(
