@@ -7,7 +7,9 @@ psycopg 3) is for production. The schema is only ever made by the migrations in
 SQLite connections run in WAL mode, so readers do not block the writer, with foreign
 keys on. The driver opens a transaction only at the first write, which lets a request
 read, have the key store sign (the audit log writes on its own connection), then write.
-It also means: commit before you sign (see hsm_sim.audit).
+A session opened with hsm_sim.storage.write_transaction() instead begins IMMEDIATE,
+taking the write lock before its first read. Either way: commit before you sign (see
+hsm_sim.audit), because the audit log needs that same lock.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, create_engine, event, text
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hsm_sim.errors import ErrorCategory
-from hsm_sim.storage import Base
+from hsm_sim.storage import WRITE_TRANSACTION, Base
 
 __all__ = [
     "MODEL_MODULES",
@@ -49,6 +51,7 @@ MODEL_MODULES = ("hsm_sim.audit", "pki.models")
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+_WRITE_OPTIONS = WRITE_TRANSACTION  # hsm_sim.storage.write_transaction() sets these
 POSTGRESQL_CONNECT_TIMEOUT_S = 10
 
 
@@ -138,6 +141,13 @@ def _make_sqlite_engine(url: URL) -> Engine:
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        # A transaction that will write takes the write lock first and waits its turn
+        # (busy_timeout); one that read first could only fail when it came to write.
+        if _WRITE_OPTIONS.items() <= conn.get_execution_options().items():
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

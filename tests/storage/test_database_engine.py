@@ -3,12 +3,14 @@ but never its password."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 
 from hsm_sim.errors import ErrorCategory
+from hsm_sim.storage import write_transaction
 from portal.db import (
     DatabaseConfigError,
     DatabaseUnavailableError,
@@ -125,4 +127,26 @@ def test_session_objects_stay_readable_after_commit(database_url: str):
         assert value == 1
         assert session_factory(engine).kw["expire_on_commit"] is False
     finally:
+        engine.dispose()
+
+
+def test_a_write_transaction_takes_the_sqlite_write_lock_before_reading(tmp_path: Path):
+    database = tmp_path / "yinxin.sqlite3"
+    engine = make_engine(f"sqlite:///{database}")
+    other = sqlite3.connect(database, timeout=0, isolation_level=None)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        with write_transaction(session_factory(engine)) as session:
+            session.execute(text("SELECT count(*) FROM t")).scalar_one()
+            with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+                other.execute("BEGIN IMMEDIATE")
+            session.execute(text("INSERT INTO t VALUES (1)"))
+        with session_factory(engine)() as session:
+            session.execute(text("SELECT count(*) FROM t")).scalar_one()
+            other.execute("BEGIN IMMEDIATE")  # a plain session holds no lock to read
+            other.execute("ROLLBACK")
+        assert other.execute("SELECT count(*) FROM t").fetchone() == (1,)
+    finally:
+        other.close()
         engine.dispose()
