@@ -27,7 +27,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from hsm_sim import KeyAlgorithm, KeyUsage, signing_context
+from hsm_sim.api import KeyAlgorithm, KeyUsage, signing_context
 from hsm_sim.errors import PinMissingError
 from portal.config import (
     ENV_HSM_PIN,
@@ -567,7 +567,7 @@ def hsm_unlock(
 
     When the instance reads its user PIN from its PIN file, the file is updated too.
     """
-    from hsm_sim import unlock_token
+    from hsm_sim.spec import unlock_token
     from portal.instance import write_secret_file
 
     if new_user_pin_file is not None and prompt_new_pin:

@@ -18,24 +18,18 @@ import shutil
 import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from importlib import resources
 from pathlib import Path
 
 from alembic import command
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
 
-from hsm_sim import (
-    KeyAlgorithm,
-    KeyStore,
-    KeyUsage,
-    init_soft_token,
-    open_keystore,
-    parse_keystore_spec,
-    signing_context,
-)
+from hsm_sim.api import KeyAlgorithm, KeyStore, KeyUsage, signing_context
 from hsm_sim.audit import SqlAuditLog
 from hsm_sim.errors import ErrorCategory, PinMissingError
-from hsm_sim.spec import SoftTokenSpec
+from hsm_sim.soft_token import init_soft_token
+from hsm_sim.spec import SoftTokenSpec, open_keystore, parse_keystore_spec
 from pki.registry import add_api_client, add_staff_user, register_agency
 from pki.uscc import compute_uscc_check_character
 from portal.config import (
@@ -68,6 +62,7 @@ logger = logging.getLogger(__name__)
 INIT_ACTOR = "yinxin-init"
 CLIENT_SECRET_FILE_NAME = "demo-api-client.secret"
 STAFF_PASSWORD_FILE_NAME = "demo-staff.password"
+DEMO_DATA_FILE = Path(__file__).with_name("demo.toml")
 
 
 class InstanceInitError(InstanceError):
@@ -209,8 +204,7 @@ def _config_text(settings: Settings) -> tuple[str, list[str]]:
 
 
 def _load_demo_data() -> dict[str, dict[str, str]]:
-    text = resources.files("portal").joinpath("demo.toml").read_text(encoding="utf-8")
-    return tomllib.loads(text)
+    return tomllib.loads(DEMO_DATA_FILE.read_text(encoding="utf-8"))
 
 
 def _demo_uscc(agency: dict[str, str], region: str) -> str:
@@ -257,11 +251,17 @@ def _register_demo(settings: Settings, engine: Engine, undo: _Undo) -> DemoRecor
 
 
 def _downgrade_to_empty(engine: Engine) -> Callable[[], None]:
+    """Undo the migrations on a database that was empty, version table included."""
+
     def downgrade() -> None:
+        if current_revision(engine) is None:
+            return
         config = migration_config()
         with engine.begin() as connection:
             config.attributes["connection"] = connection
             command.downgrade(config, "base")
+            version_table = MigrationContext.configure(connection).version_table
+            connection.execute(text(f'DROP TABLE IF EXISTS "{version_table}"'))
 
     return downgrade
 
@@ -278,6 +278,11 @@ def _step(name: str, undo: _Undo) -> Iterator[None]:
     except Exception as exc:
         left_behind = undo.run()
         category = getattr(exc, "category", None)
+        reason = one_line(exc)
+        if isinstance(exc, OSError) and not isinstance(category, ErrorCategory):
+            # A file or directory that cannot be made: the environment, not a bug.
+            category = ErrorCategory.UNAVAILABLE
+            reason = _describe_os_error(exc)
         if not isinstance(category, ErrorCategory):
             raise
         aftermath = (
@@ -286,8 +291,13 @@ def _step(name: str, undo: _Undo) -> Iterator[None]:
             else "; nothing was left behind"
         )
         raise InstanceInitError(
-            f"init failed while {name}: {one_line(exc)}{aftermath}", category
+            f"init failed while {name}: {reason}{aftermath}", category
         ) from exc
+
+
+def _describe_os_error(error: OSError) -> str:
+    reason = (error.strerror or type(error).__name__).lower()
+    return f"{reason}: {error.filename}" if error.filename else reason
 
 
 def init_instance(settings: Settings, *, demo: bool = False) -> InitResult:

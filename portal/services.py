@@ -13,9 +13,10 @@ from contextlib import contextmanager
 
 from sqlalchemy.orm import Session
 
-from hsm_sim import KeyStore, open_keystore
+from hsm_sim.api import KeyStore
 from hsm_sim.audit import SqlAuditLog
 from hsm_sim.errors import ErrorCategory, HsmError, KeyNotFoundError
+from hsm_sim.spec import open_keystore
 from portal.config import Settings
 from portal.db import check_database, make_engine, session_factory
 

@@ -1,0 +1,244 @@
+"""`yinxin init`: a complete instance, secrets kept out of sight, all or nothing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import stat
+import subprocess
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import create_engine, inspect, text
+
+from hsm_sim.errors import ErrorCategory
+from pki.uscc import validate_uscc
+from portal.cli import cli
+from portal.errors import EXIT_CODE_BY_CATEGORY
+
+YinxinRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def every_file(root: Path) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+def test_init_makes_config_database_token_pins_and_audit_key(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    home = tmp_path / "instance"
+    caplog.set_level(logging.DEBUG)
+
+    result = CliRunner().invoke(cli, ["init", "--home", str(home), "--demo", "--json"])
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["home"] == str(home)
+    assert report["region"] == "110000"
+    assert report["audit_key_label"] == "audit-110000"
+    assert report["audit_entries"] == 1  # the signature of the first checkpoint
+    assert tomllib.loads((home / "yinxin.toml").read_text()) == {"region": "110000"}
+    assert (home / "yinxin.sqlite3").is_file() and mode(home / "yinxin.sqlite3") == 0o600
+    assert (home / "hsm" / "token.json").is_file()
+
+    secrets = home / "secrets"
+    assert mode(secrets) == 0o700
+    secret_files = {
+        "hsm-user.pin", "hsm-so.pin", "demo-api-client.secret", "demo-staff.password",
+    }
+    assert {p.name for p in secrets.iterdir()} == secret_files
+    assert all(mode(secrets / name) == 0o600 for name in secret_files)
+    assert report["user_pin_file"] == str(secrets / "hsm-user.pin")
+    assert report["so_pin_file"] == str(secrets / "hsm-so.pin")
+    assert report["demo"]["client_secret_file"] == str(secrets / "demo-api-client.secret")
+
+    secret_values = [(secrets / name).read_text().strip() for name in secret_files]
+    assert all(len(value) >= 16 for value in secret_values)
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    for value in secret_values:
+        assert value not in result.stdout and value not in result.stderr
+        assert value not in logged
+        for path in every_file(home):
+            if path.parent != secrets:
+                assert value.encode() not in path.read_bytes(), path
+
+
+def test_init_human_output_says_where_the_pins_are_not_what_they_are(tmp_path: Path) -> None:
+    home = tmp_path / "instance"
+    result = CliRunner().invoke(cli, ["init", "--home", str(home)])
+
+    assert result.exit_code == 0, result.output
+    assert f"user PIN     in {home / 'secrets' / 'hsm-user.pin'}" in result.stdout
+    for name in ("hsm-user.pin", "hsm-so.pin"):
+        assert (home / "secrets" / name).read_text().strip() not in result.output
+    assert not (home / "secrets" / "demo-api-client.secret").exists()
+
+
+def test_init_with_a_region_uses_it_for_the_audit_key_and_the_demo_agency(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "instance"
+    result = CliRunner().invoke(
+        cli, ["init", "--home", str(home), "--region", "440300", "--demo", "--json"]
+    )
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["audit_key_label"] == "audit-440300"
+    uscc = report["demo"]["agency_uscc"]
+    assert validate_uscc(uscc) == uscc and uscc[2:8] == "440300"
+    assert report["demo"]["agency_name"] == "某某市市场监督管理局"
+    assert tomllib.loads((home / "yinxin.toml").read_text())["region"] == "440300"
+
+
+def test_init_refuses_to_overwrite_an_instance(instance_home: Path) -> None:
+    config_before = (instance_home / "yinxin.toml").read_bytes()
+    pin_before = (instance_home / "secrets" / "hsm-user.pin").read_bytes()
+
+    result = CliRunner().invoke(cli, ["init", "--home", str(instance_home), "--demo"])
+
+    assert result.exit_code == EXIT_CODE_BY_CATEGORY[ErrorCategory.CONFLICT]
+    assert result.stderr == (
+        f"yinxin: error: an instance already exists at {instance_home} (yinxin.toml is "
+        "there); init leaves it as it is\n"
+    )
+    assert (instance_home / "yinxin.toml").read_bytes() == config_before
+    assert (instance_home / "secrets" / "hsm-user.pin").read_bytes() == pin_before
+
+
+def test_init_refuses_a_token_directory_that_is_not_empty(tmp_path: Path) -> None:
+    (tmp_path / "instance" / "hsm").mkdir(parents=True)
+    (tmp_path / "instance" / "hsm" / "token.json").write_text("{}")
+
+    result = CliRunner().invoke(cli, ["init", "--home", str(tmp_path / "instance")])
+
+    assert result.exit_code == EXIT_CODE_BY_CATEGORY[ErrorCategory.CONFLICT]
+    assert "HSM token directory" in result.stderr and "is not empty" in result.stderr
+
+
+def test_a_failed_step_is_named_and_everything_made_is_removed(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    home = tmp_path / "instance"
+
+    result = CliRunner().invoke(
+        cli, ["init", "--home", str(home), "--hsm", f"soft:{blocker}/hsm", "--demo"]
+    )
+
+    assert result.exit_code == EXIT_CODE_BY_CATEGORY[ErrorCategory.UNAVAILABLE]
+    assert result.stderr.startswith("yinxin: error: init failed while creating the HSM token:")
+    assert result.stderr.endswith("; nothing was left behind\n")
+    assert result.stderr.count("\n") == 1
+    assert not home.exists()
+
+    retry = CliRunner().invoke(cli, ["init", "--home", str(home)])
+    assert retry.exit_code == 0, retry.output
+
+
+def test_init_on_postgresql_then_the_instance_works(tmp_path: Path, postgres_url: str) -> None:
+    home = tmp_path / "instance"
+    result = CliRunner().invoke(
+        cli, ["init", "--home", str(home), "--database-url", postgres_url, "--demo", "--json"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert not (home / "yinxin.sqlite3").exists()
+    config = tomllib.loads((home / "yinxin.toml").read_text())
+    assert config == {"region": "110000", "database_url": postgres_url}
+    engine = create_engine(postgres_url)
+    try:
+        assert {"agency", "api_client", "staff_user", "audit_entry"} <= set(
+            inspect(engine).get_table_names()
+        )
+    finally:
+        engine.dispose()
+
+    verify = CliRunner().invoke(cli, ["audit", "verify", "--home", str(home), "--json"])
+    assert verify.exit_code == 0, verify.output
+    assert json.loads(verify.stdout)["ok"] is True
+
+    again = CliRunner().invoke(
+        cli, ["init", "--home", str(tmp_path / "second"), "--database-url", postgres_url]
+    )
+    assert again.exit_code == EXIT_CODE_BY_CATEGORY[ErrorCategory.CONFLICT]
+    assert "already holds a Yinxin schema" in again.stderr
+    assert not (tmp_path / "second").exists()
+
+
+def test_a_failed_migration_on_postgresql_leaves_nothing(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    engine = create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE agency (id integer)"))
+    home = tmp_path / "instance"
+
+    result = CliRunner().invoke(cli, ["init", "--home", str(home), "--database-url", postgres_url])
+
+    assert result.exit_code != 0
+    assert result.stderr.startswith("yinxin: error: init failed while migrating the database:")
+    assert result.stderr.count("\n") == 1
+    assert not home.exists()
+    try:
+        assert inspect(engine).get_table_names() == ["agency"]
+    finally:
+        engine.dispose()
+
+
+def test_init_with_a_pkcs11_token_and_cleanup_after_a_late_failure(
+    tmp_path: Path,
+    softhsm_token_env: dict[str, str],
+    postgres_url: str,
+    run_yinxin: YinxinRunner,
+) -> None:
+    """Runs the real console script: SoftHSM reads its configuration once per process."""
+    first = run_yinxin("init", "--home", str(tmp_path / "first"), "--json", **softhsm_token_env)
+
+    assert first.returncode == 0, first.stderr
+    report = json.loads(first.stdout)
+    assert report["user_pin_file"] is None and report["so_pin_file"] is None
+    assert not (tmp_path / "first" / "secrets").exists()
+    assert softhsm_token_env["YINXIN_HSM_PIN"] not in first.stdout + first.stderr
+    keys = run_yinxin("hsm", "keys", "--home", str(tmp_path / "first"), "--json",
+                      **softhsm_token_env)
+    assert keys.returncode == 0, keys.stderr
+    assert [k["label"] for k in json.loads(keys.stdout)["keys"]] == ["audit-110000"]
+
+    # Same token, so the audit key exists: init fails after migrating PostgreSQL.
+    second = run_yinxin(
+        "init", "--home", str(tmp_path / "second"), "--database-url", postgres_url,
+        **softhsm_token_env,
+    )
+
+    assert second.returncode == EXIT_CODE_BY_CATEGORY[ErrorCategory.CONFLICT]
+    assert second.stderr.startswith(
+        "yinxin: error: init failed while generating the audit key 'audit-110000':"
+    )
+    assert second.stderr.endswith("nothing was left behind\n")
+    assert not (tmp_path / "second").exists()
+    engine = create_engine(postgres_url)
+    try:
+        assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
+    finally:
+        engine.dispose()
+
+
+def test_pkcs11_init_without_a_pin_says_so(
+    tmp_path: Path, softhsm_token_env: dict[str, str], run_yinxin: YinxinRunner
+) -> None:
+    environment = {k: v for k, v in softhsm_token_env.items() if k != "YINXIN_HSM_PIN"}
+    result = run_yinxin("init", "--home", str(tmp_path / "instance"), **environment)
+
+    assert result.returncode == EXIT_CODE_BY_CATEGORY[ErrorCategory.UNAUTHORIZED]
+    assert result.stderr == (
+        "yinxin: error: a PKCS#11 token is initialised outside Yinxin; give its user PIN "
+        "in YINXIN_HSM_PIN\n"
+    )
+    assert not (tmp_path / "instance").exists()
