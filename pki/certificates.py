@@ -212,6 +212,12 @@ def build_certificate(
         except x509.ExtensionNotFound:
             aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_public_key)
         builder = builder.add_extension(aki, critical=False)
+    else:
+        # RFC 5280 lets a self-signed certificate omit the AKI, but pkilint (and some
+        # path builders) want it; it names the root's own key.
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(public_key), critical=False
+        )
     if profile.extended_key_usage:
         builder = builder.add_extension(
             x509.ExtendedKeyUsage(list(profile.extended_key_usage)),

@@ -1,0 +1,583 @@
+"""Revocation: revoke and release certificates, publish CRLs, answer OCSP.
+
+Ordering is what keeps CRLs honest under concurrency. Every status change takes the
+next value of its issuer's `revocation_sequence` while holding the issuer row's lock,
+in the same transaction that changes the certificate. Every CRL takes the next CRL
+number and reads the revocations under that same lock. So a CRL with a higher number
+was read later and contains everything a lower-numbered one does, and every
+revocation appears in the first CRL read after it committed. Signing happens after
+the transaction commits (the audit log writes first, on its own connection).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+from collections.abc import Iterable
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy.orm import Session
+
+from hsm_sim.api import KeyUsage, signing_context
+from hsm_sim.storage import write_transaction
+from pki.ca import CertificateAuthority, Issuer, serial_from_text, serial_to_text
+from pki.ca_models import (
+    CaRow,
+    CertificateRow,
+    CertificateState,
+    CrlRow,
+    OcspResponseRow,
+    RevocationReason,
+)
+from pki.certificates import signature_hash_for
+from pki.errors import (
+    MalformedOcspRequestError,
+    RevocationError,
+    UnknownCaError,
+    UnknownSerialError,
+)
+from pki.ocsp import (
+    GOOD,
+    UNKNOWN,
+    CertificateStatus,
+    CertId,
+    OcspResponder,
+    build_ocsp_response,
+    malformed_request_response,
+    parse_ocsp_request,
+    unauthorized_response,
+)
+
+__all__ = [
+    "REASON_FLAGS",
+    "RevocationOutcome",
+    "CrlInfo",
+    "RevocationService",
+    "parse_reason",
+]
+
+REASON_FLAGS: dict[RevocationReason, x509.ReasonFlags] = {
+    RevocationReason.UNSPECIFIED: x509.ReasonFlags.unspecified,
+    RevocationReason.KEY_COMPROMISE: x509.ReasonFlags.key_compromise,
+    RevocationReason.CA_COMPROMISE: x509.ReasonFlags.ca_compromise,
+    RevocationReason.AFFILIATION_CHANGED: x509.ReasonFlags.affiliation_changed,
+    RevocationReason.SUPERSEDED: x509.ReasonFlags.superseded,
+    RevocationReason.CESSATION_OF_OPERATION: x509.ReasonFlags.cessation_of_operation,
+    RevocationReason.CERTIFICATE_HOLD: x509.ReasonFlags.certificate_hold,
+    RevocationReason.PRIVILEGE_WITHDRAWN: x509.ReasonFlags.privilege_withdrawn,
+    RevocationReason.AA_COMPROMISE: x509.ReasonFlags.aa_compromise,
+}
+_PRESIGNED_HASH = "sha1"  # what openssl and most clients put in the CertID
+# A pre-signed response is re-signed once less than this much of its life is left.
+_REFRESH_MARGIN = 0.5
+
+
+def parse_reason(text: str) -> RevocationReason:
+    """An RFC 5280 reason from its name (`keyCompromise`, `key-compromise`, `key_compromise`)."""
+    wanted = text.strip().replace("-", "").replace("_", "").lower()
+    for reason in RevocationReason:
+        if reason.value.lower() == wanted:
+            return reason
+    known = ", ".join(r.value for r in RevocationReason)
+    raise ValueError(f"unknown revocation reason {text!r}; use one of: {known}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RevocationOutcome:
+    serial: str
+    issuer: str
+    reason: RevocationReason | None
+    revoked_at: dt.datetime | None
+    changed: bool
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CrlInfo:
+    issuer: str
+    number: int
+    delta: bool
+    base_number: int | None
+    this_update: dt.datetime
+    next_update: dt.datetime
+    entry_count: int
+    der: bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    serial: str
+    revoked_at: dt.datetime | None
+    reason: RevocationReason | None
+    released: bool
+
+
+class RevocationService:
+    def __init__(
+        self,
+        *,
+        ca: CertificateAuthority,
+        crl_lifetime: dt.timedelta = dt.timedelta(hours=24),
+        ocsp_lifetime: dt.timedelta = dt.timedelta(hours=24),
+    ) -> None:
+        self.ca = ca
+        self.sessions = ca.sessions
+        self.crl_lifetime = crl_lifetime
+        self.ocsp_lifetime = ocsp_lifetime
+        self._responders: dict[int, OcspResponder] = {}
+        self._responders_lock = threading.Lock()
+
+    # -- revoking --------------------------------------------------------------
+
+    def revoke(
+        self, serial: str, reason: RevocationReason, *, issuer_name: str | None = None
+    ) -> RevocationOutcome:
+        """Revoke a certificate. Revoking again is a no-op; a hold can become final."""
+        now = self.ca.clock()
+        with write_transaction(self.sessions) as session:
+            row = self._find(session, serial, issuer_name)
+            issuer = self._issuer_name(session, row.issuer_id)
+            if row.revoked_at is not None and not (
+                row.revocation_reason is RevocationReason.CERTIFICATE_HOLD
+                and reason is not RevocationReason.CERTIFICATE_HOLD
+            ):
+                return RevocationOutcome(
+                    serial=row.serial,
+                    issuer=issuer,
+                    reason=row.revocation_reason,
+                    revoked_at=row.revoked_at,
+                    changed=False,
+                    message=(
+                        f"certificate {row.serial} was already revoked "
+                        f"({row.revocation_reason.value if row.revocation_reason else 'unspecified'}) "
+                        f"on {row.revoked_at:%Y-%m-%d %H:%M:%S} UTC; nothing changed"
+                    ),
+                )
+            row.revocation_sequence = self._next_sequence(session, row.issuer_id)
+            row.revoked_at = now.replace(microsecond=0)
+            row.revocation_reason = reason
+            row.hold_released_at = None
+            outcome = RevocationOutcome(
+                serial=row.serial,
+                issuer=issuer,
+                reason=reason,
+                revoked_at=row.revoked_at,
+                changed=True,
+                message=f"certificate {row.serial} revoked ({reason.value})",
+            )
+            issuer_id = row.issuer_id
+        self._publish_change(issuer_id, outcome.serial)
+        return outcome
+
+    def release_hold(self, serial: str, *, issuer_name: str | None = None) -> RevocationOutcome:
+        """Lift a certificateHold; every other revocation is final."""
+        now = self.ca.clock()
+        with write_transaction(self.sessions) as session:
+            row = self._find(session, serial, issuer_name)
+            issuer = self._issuer_name(session, row.issuer_id)
+            if row.revoked_at is None:
+                return RevocationOutcome(
+                    row.serial, issuer, None, None, False,
+                    f"certificate {row.serial} is not on hold; nothing changed",
+                )
+            if row.revocation_reason is not RevocationReason.CERTIFICATE_HOLD:
+                raise RevocationError(
+                    f"certificate {row.serial} is revoked for "
+                    f"{row.revocation_reason.value if row.revocation_reason else 'unspecified'}, "
+                    "which is final; only a certificateHold can be released"
+                )
+            row.revocation_sequence = self._next_sequence(session, row.issuer_id)
+            row.revoked_at = None
+            row.revocation_reason = None
+            row.hold_released_at = now.replace(microsecond=0)
+            issuer_id = row.issuer_id
+            outcome = RevocationOutcome(
+                row.serial, issuer, None, None, True, f"certificate {row.serial} released from hold"
+            )
+        self._publish_change(issuer_id, outcome.serial)
+        return outcome
+
+    def _find(self, session: Session, serial: str, issuer_name: str | None) -> CertificateRow:
+        serial_text = serial_to_text(serial_from_text(serial))
+        query = select(CertificateRow).where(
+            CertificateRow.serial == serial_text, CertificateRow.state == CertificateState.ISSUED
+        )
+        if issuer_name is not None:
+            query = query.join(CaRow, CaRow.id == CertificateRow.issuer_id).where(
+                CaRow.name == issuer_name
+            )
+        rows = session.scalars(query.with_for_update()).all()
+        if not rows:
+            where = f" issued by {issuer_name}" if issuer_name else ""
+            raise UnknownSerialError(f"no certificate with serial {serial_text}{where}")
+        if len(rows) > 1:
+            raise UnknownSerialError(
+                f"serial {serial_text} exists under several CAs; say which with --issuer"
+            )
+        return rows[0]
+
+    @staticmethod
+    def _issuer_name(session: Session, issuer_id: int) -> str:
+        return session.scalar(select(CaRow.name).where(CaRow.id == issuer_id)) or "?"
+
+    @staticmethod
+    def _next_sequence(session: Session, issuer_id: int) -> int:
+        return session.execute(
+            update(CaRow)
+            .where(CaRow.id == issuer_id)
+            .values(revocation_sequence=CaRow.revocation_sequence + 1)
+            .returning(CaRow.revocation_sequence)
+        ).scalar_one()
+
+    def _publish_change(self, issuer_id: int, serial: str) -> None:
+        issuer = self._issuer_by_id(issuer_id)
+        self.presign_ocsp(issuer, [serial])
+        self.publish_crl(issuer.name, delta=True)
+
+    # -- CRLs ------------------------------------------------------------------
+
+    def publish_crl(self, issuer_name: str, *, delta: bool = False) -> CrlInfo:
+        """Sign and store the next full CRL (or the delta since the latest full one)."""
+        issuer = self.ca.issuer(issuer_name)
+        now = self.ca.clock().replace(microsecond=0)
+        with write_transaction(self.sessions) as session:
+            number, sequence = session.execute(
+                update(CaRow)
+                .where(CaRow.id == issuer.id)
+                .values(crl_number=CaRow.crl_number + 1)
+                .returning(CaRow.crl_number, CaRow.revocation_sequence)
+            ).one()
+            base = None
+            if delta:
+                base = session.execute(
+                    select(CrlRow.number, CrlRow.covers_sequence)
+                    .where(CrlRow.issuer_id == issuer.id, CrlRow.base_number.is_(None))
+                    .order_by(CrlRow.number.desc())
+                    .limit(1)
+                ).first()
+            entries = self._entries(session, issuer.id, now, base[1] if base else None)
+        if delta and base is None:
+            delta = False  # no full CRL to be a delta of yet
+        crl = self._sign_crl(issuer, number, now, entries, base_number=base[0] if delta and base else None)
+        der = crl.public_bytes(Encoding.DER)
+        info = CrlInfo(
+            issuer=issuer.name,
+            number=number,
+            delta=delta,
+            base_number=base[0] if delta and base else None,
+            this_update=now,
+            next_update=now + self.crl_lifetime,
+            entry_count=len(entries),
+            der=der,
+        )
+        with self.sessions.begin() as session:
+            session.add(
+                CrlRow(
+                    issuer_id=issuer.id,
+                    number=number,
+                    base_number=info.base_number,
+                    covers_sequence=sequence,
+                    this_update=now,
+                    next_update=info.next_update,
+                    entry_count=len(entries),
+                    der=der,
+                )
+            )
+        return info
+
+    @staticmethod
+    def _entries(
+        session: Session, issuer_id: int, now: dt.datetime, since_sequence: int | None
+    ) -> list[_Entry]:
+        columns = (
+            CertificateRow.serial,
+            CertificateRow.revoked_at,
+            CertificateRow.revocation_reason,
+            CertificateRow.hold_released_at,
+        )
+        query = select(*columns).where(
+            CertificateRow.issuer_id == issuer_id,
+            CertificateRow.state == CertificateState.ISSUED,
+            # Expired certificates leave the CRL (RFC 5280 §3.3).
+            CertificateRow.not_after > now,
+        )
+        if since_sequence is None:
+            query = query.where(CertificateRow.revoked_at.is_not(None))
+        else:
+            query = query.where(
+                CertificateRow.revocation_sequence > since_sequence,
+                or_(
+                    CertificateRow.revoked_at.is_not(None),
+                    CertificateRow.hold_released_at.is_not(None),
+                ),
+            )
+        return [
+            _Entry(serial, revoked_at, reason, revoked_at is None and released is not None)
+            for serial, revoked_at, reason, released in session.execute(
+                query.execution_options(yield_per=10_000)
+            )
+        ]
+
+    def _sign_crl(
+        self,
+        issuer: Issuer,
+        number: int,
+        now: dt.datetime,
+        entries: list[_Entry],
+        *,
+        base_number: int | None,
+    ) -> x509.CertificateRevocationList:
+        revoked = []
+        for entry in entries:
+            if entry.released:
+                # A delta CRL says a released hold is gone with removeFromCRL.
+                when, reason = now, x509.ReasonFlags.remove_from_crl
+            else:
+                assert entry.revoked_at is not None
+                when = entry.revoked_at
+                reason = REASON_FLAGS[entry.reason] if entry.reason else None
+            builder = x509.RevokedCertificateBuilder(
+                serial_number=int(entry.serial, 16), revocation_date=when
+            )
+            if reason is not None and reason is not x509.ReasonFlags.unspecified:
+                builder = builder.add_extension(x509.CRLReason(reason), critical=False)
+            revoked.append(builder.build())
+        ski = issuer.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        extensions = [
+            x509.Extension(
+                x509.CRLNumber.oid, False, x509.CRLNumber(number)
+            ),
+            x509.Extension(
+                x509.AuthorityKeyIdentifier.oid,
+                False,
+                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski.value),
+            ),
+        ]
+        if base_number is not None:
+            extensions.append(
+                x509.Extension(x509.DeltaCRLIndicator.oid, True, x509.DeltaCRLIndicator(base_number))
+            )
+        else:
+            extensions.append(
+                x509.Extension(
+                    x509.FreshestCRL.oid,
+                    False,
+                    x509.FreshestCRL(
+                        [
+                            x509.DistributionPoint(
+                                full_name=[
+                                    x509.UniformResourceIdentifier(
+                                        self.ca.endpoints.delta_crl_url(issuer.name)
+                                    )
+                                ],
+                                relative_name=None,
+                                reasons=None,
+                                crl_issuer=None,
+                            )
+                        ]
+                    ),
+                )
+            )
+        # The entry list goes to the constructor: adding entries one at a time copies
+        # the list on every call and makes a large CRL quadratic.
+        builder = x509.CertificateRevocationListBuilder(
+            issuer_name=issuer.certificate.subject,
+            last_update=now,
+            next_update=now + self.crl_lifetime,
+            extensions=extensions,
+            revoked_certificates=revoked,
+        )
+        key = self.ca.signing_key(issuer, KeyUsage.CRL_SIGN)
+        kind = "delta-crl" if base_number is not None else "crl"
+        with signing_context(operation=f"sign-{kind}:{issuer.name}"):
+            return builder.sign(key, signature_hash_for(issuer.certificate.public_key()))
+
+    def latest_crl(self, issuer_name: str, *, delta: bool = False) -> CrlInfo | None:
+        issuer = self.ca.issuer(issuer_name)
+        with self.sessions() as session:
+            condition = CrlRow.base_number.is_not(None) if delta else CrlRow.base_number.is_(None)
+            row = session.scalar(
+                select(CrlRow)
+                .where(CrlRow.issuer_id == issuer.id, condition)
+                .order_by(CrlRow.number.desc())
+                .limit(1)
+            )
+            if row is None:
+                return None
+            return CrlInfo(
+                issuer=issuer.name,
+                number=row.number,
+                delta=row.base_number is not None,
+                base_number=row.base_number,
+                this_update=row.this_update,
+                next_update=row.next_update,
+                entry_count=row.entry_count,
+                der=row.der,
+            )
+
+    # -- OCSP ------------------------------------------------------------------
+
+    def _issuer_by_id(self, issuer_id: int) -> Issuer:
+        for issuer in self.ca.issuers():
+            if issuer.id == issuer_id:
+                return issuer
+        raise UnknownCaError(f"no CA with id {issuer_id}")
+
+    def responder(self, issuer: Issuer) -> OcspResponder:
+        with self._responders_lock:
+            responder = self._responders.get(issuer.id)
+            if responder is not None:
+                return responder
+        with self.sessions() as session:
+            row = session.get(CaRow, issuer.id)
+            if row is None or row.ocsp_certificate_der is None or row.ocsp_key_label is None:
+                raise UnknownCaError(f"the {issuer.name} CA has no OCSP responder yet")
+            certificate = x509.load_der_x509_certificate(row.ocsp_certificate_der)
+            key_label = row.ocsp_key_label
+        responder = OcspResponder(
+            issuer_certificate=issuer.certificate,
+            responder_certificate=certificate,
+            responder_key=self.ca.keystore.private_key(key_label, usage=KeyUsage.OCSP_SIGN),
+            next_update_interval=self.ocsp_lifetime,
+        )
+        with self._responders_lock:
+            self._responders[issuer.id] = responder
+        return responder
+
+    def forget_responders(self) -> None:
+        """Drop cached responders (after a responder certificate is replaced)."""
+        with self._responders_lock:
+            self._responders.clear()
+
+    def _status_of(self, session: Session, issuer_id: int, serial: str) -> CertificateStatus:
+        row = session.execute(
+            select(CertificateRow.revoked_at, CertificateRow.revocation_reason).where(
+                CertificateRow.issuer_id == issuer_id,
+                CertificateRow.serial == serial,
+                CertificateRow.state == CertificateState.ISSUED,
+            )
+        ).first()
+        if row is None:
+            return UNKNOWN
+        revoked_at, reason = row
+        if revoked_at is None:
+            return GOOD
+        return CertificateStatus.revoked(revoked_at, REASON_FLAGS[reason] if reason else None)
+
+    def presign_ocsp(self, issuer: Issuer, serials: Iterable[str]) -> int:
+        """Sign and store fresh responses (SHA-1 CertID) for `serials`; returns how many."""
+        responder = self.responder(issuer)
+        now = self.ca.clock()
+        signed: list[tuple[str, bytes]] = []
+        with signing_context(operation=f"presign-ocsp:{issuer.name}"):
+            for serial in serials:
+                with self.sessions() as session:
+                    status = self._status_of(session, issuer.id, serial)
+                cert_id = responder.cert_id(int(serial, 16), _PRESIGNED_HASH)
+                signed.append(
+                    (serial, build_ocsp_response(cert_id, responder=responder, status=status, now=now))
+                )
+        if signed:
+            self._store_responses(issuer.id, now, signed)
+        return len(signed)
+
+    def _store_responses(self, issuer_id: int, now: dt.datetime, signed: list[tuple[str, bytes]]) -> None:
+        next_update = now + self.ocsp_lifetime
+        with write_transaction(self.sessions) as session:
+            session.execute(
+                delete(OcspResponseRow).where(
+                    OcspResponseRow.issuer_id == issuer_id,
+                    OcspResponseRow.serial.in_([serial for serial, _ in signed]),
+                )
+            )
+            session.add_all(
+                OcspResponseRow(
+                    issuer_id=issuer_id, serial=serial, produced_at=now, next_update=next_update, der=der
+                )
+                for serial, der in signed
+            )
+
+    def respond_ocsp(self, request_der: bytes) -> bytes:
+        """The DER OCSPResponse for a request: pre-signed when possible, else signed now."""
+        try:
+            request = parse_ocsp_request(request_der)
+        except MalformedOcspRequestError:
+            return malformed_request_response()
+        cert_id = request.cert_id
+        issuer = self._issuer_serving(cert_id)
+        if issuer is None:
+            return unauthorized_response()
+        serial = serial_to_text(cert_id.serial_number)
+        now = self.ca.clock()
+        if request.nonce is None and cert_id.hash_name == _PRESIGNED_HASH:
+            with self.sessions() as session:
+                cached = session.execute(
+                    select(OcspResponseRow.der, OcspResponseRow.produced_at, OcspResponseRow.next_update).where(
+                        OcspResponseRow.issuer_id == issuer.id, OcspResponseRow.serial == serial
+                    )
+                ).first()
+            if cached is not None:
+                der, produced_at, next_update = cached
+                if now < produced_at + (next_update - produced_at) * _REFRESH_MARGIN:
+                    return der
+        responder = self.responder(issuer)
+        with self.sessions() as session:
+            status = self._status_of(session, issuer.id, serial)
+        with signing_context(operation=f"sign-ocsp:{issuer.name}"):
+            der = build_ocsp_response(
+                cert_id, responder=responder, status=status, now=now, nonce=request.nonce
+            )
+        if request.nonce is None and cert_id.hash_name == _PRESIGNED_HASH and status is not UNKNOWN:
+            self._store_responses(issuer.id, now, [(serial, der)])
+        return der
+
+    def _issuer_serving(self, cert_id: CertId) -> Issuer | None:
+        for issuer in self.ca.issuers():
+            try:
+                if self.responder(issuer).serves(cert_id):
+                    return issuer
+            except UnknownCaError:
+                continue
+        return None
+
+    # -- scheduled work --------------------------------------------------------
+
+    def refresh(self) -> dict[str, int]:
+        """Re-sign what is getting old: CRLs past half their life, stale OCSP responses."""
+        now = self.ca.clock()
+        report = {"crls": 0, "ocsp": 0}
+        for issuer in self.ca.issuers():
+            latest = self.latest_crl(issuer.name)
+            if latest is None or now >= latest.this_update + (latest.next_update - latest.this_update) / 2:
+                self.publish_crl(issuer.name)
+                report["crls"] += 1
+            with self.sessions() as session:
+                stale = session.scalars(
+                    select(CertificateRow.serial)
+                    .outerjoin(
+                        OcspResponseRow,
+                        and_(
+                            OcspResponseRow.issuer_id == CertificateRow.issuer_id,
+                            OcspResponseRow.serial == CertificateRow.serial,
+                        ),
+                    )
+                    .where(
+                        CertificateRow.issuer_id == issuer.id,
+                        CertificateRow.state == CertificateState.ISSUED,
+                        CertificateRow.not_after > now,
+                        or_(
+                            OcspResponseRow.id.is_(None),
+                            OcspResponseRow.next_update
+                            < now + self.ocsp_lifetime * _REFRESH_MARGIN,
+                        ),
+                    )
+                ).all()
+            try:
+                report["ocsp"] += self.presign_ocsp(issuer, stale)
+            except UnknownCaError:
+                continue
+        return report
+
