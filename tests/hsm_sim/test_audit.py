@@ -1,8 +1,8 @@
 """The audit log: chaining, signed checkpoints, tamper detection, concurrent appends.
 
 Tampering is done as an attacker with database access would: raw SQL, after dropping
-the append-only triggers. The signing key is a plain cryptography key behind a minimal
-key store (`PlainKeyStore`) that audits like the real ones: record, then sign.
+the append-only triggers. Checkpoints are signed by the software HSM (the `soft_token`
+fixture of tests/hsm_sim/conftest.py), which audits every signature before making it.
 """
 
 from __future__ import annotations
@@ -11,24 +11,23 @@ import dataclasses
 import hashlib
 import multiprocessing
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes, PublicKeyTypes
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 from hsm_sim.api import (
     AuditEvent,
     AuditResult,
+    HashName,
     KeyAlgorithm,
-    KeyInfo,
+    KeyStore,
     KeyUsage,
     SignatureMechanism,
-    current_signing_context,
     signing_context,
 )
 from hsm_sim.audit import (
@@ -39,7 +38,6 @@ from hsm_sim.audit import (
 )
 from hsm_sim.errors import (
     AuditUnavailableError,
-    KeyNotFoundError,
     KeyStoreConfigError,
     UsageNotPermittedError,
 )
@@ -47,77 +45,6 @@ from hsm_sim.storage import utcnow
 from portal.db import make_engine, upgrade_database
 
 AUDIT_KEY = "audit-1"
-
-
-class PlainKeyStore:
-    """Just enough of hsm_sim.api.KeyStore, over in-memory cryptography keys."""
-
-    def __init__(self, audit: SqlAuditLog) -> None:
-        self._audit = audit
-        self._keys: dict[str, tuple[PrivateKeyTypes, KeyInfo]] = {}
-
-    def generate_key(
-        self, label: str, algorithm: KeyAlgorithm, usages: frozenset[KeyUsage]
-    ) -> KeyInfo:
-        private: PrivateKeyTypes
-        if algorithm is KeyAlgorithm.EC_P256:
-            private = ec.generate_private_key(ec.SECP256R1())
-        elif algorithm is KeyAlgorithm.ED25519:
-            private = ed25519.Ed25519PrivateKey.generate()
-        else:
-            raise KeyStoreConfigError(f"this test key store has no {algorithm.value}")
-        der = private.public_key().public_bytes(
-            Encoding.DER, PublicFormat.SubjectPublicKeyInfo
-        )
-        info = KeyInfo(label, algorithm, frozenset(usages), utcnow(), der)
-        self._keys[label] = (private, info)
-        return info
-
-    def public_key(self, label: str) -> PublicKeyTypes:
-        return self._find(label)[0].public_key()
-
-    def key_info(self, label: str) -> KeyInfo:
-        return self._find(label)[1]
-
-    def list_keys(self) -> list[KeyInfo]:
-        return [info for _, info in self._keys.values()]
-
-    def sign(
-        self, label: str, data: bytes, mechanism: SignatureMechanism, *, usage: KeyUsage
-    ) -> bytes:
-        private, info = self._find(label)
-        if usage not in info.usages:
-            raise UsageNotPermittedError(f"key {label!r} may not be used for {usage.value}")
-        context = current_signing_context()
-        self._audit.record(
-            AuditEvent(
-                actor=context.actor,
-                operation=context.operation or f"sign:{usage.value}",
-                key_label=label,
-                data_sha256=hashlib.sha256(data).hexdigest(),
-                result=AuditResult.GRANTED,
-            )
-        )
-        if isinstance(private, ec.EllipticCurvePrivateKey):
-            return private.sign(data, ec.ECDSA(hashes.SHA256()))
-        assert isinstance(private, ed25519.Ed25519PrivateKey)
-        return private.sign(data)
-
-    def private_key(self, label: str, *, usage: KeyUsage) -> PrivateKeyTypes:
-        raise UsageNotPermittedError("the test key store hands out no key handles")
-
-    def destroy_key(self, label: str) -> None:
-        self._find(label)
-        del self._keys[label]
-
-    def close(self) -> None:
-        self._keys.clear()
-
-    def _find(self, label: str) -> tuple[PrivateKeyTypes, KeyInfo]:
-        try:
-            return self._keys[label]
-        except KeyError:
-            raise KeyNotFoundError(f"no key labelled {label!r}") from None
 
 
 def _event(n: int = 0, **changes: object) -> AuditEvent:
@@ -146,10 +73,11 @@ def audit_log(migrated_url: str):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def keystore(audit_log: SqlAuditLog) -> PlainKeyStore:
-    store = PlainKeyStore(audit_log)
+def keystore(audit_log: SqlAuditLog, soft_token) -> Iterator[KeyStore]:  # type: ignore[no-untyped-def]
+    store = soft_token.open(audit_log)
     store.generate_key(AUDIT_KEY, KeyAlgorithm.EC_P256, frozenset({KeyUsage.AUDIT}))
-    return store
+    yield store
+    store.close()
 
 
 @pytest.fixture
@@ -210,7 +138,7 @@ def test_entry_hash_encoding_keeps_field_boundaries():
     )
 
 
-def test_an_untouched_log_verifies(audit_log: SqlAuditLog, keystore: PlainKeyStore):
+def test_an_untouched_log_verifies(audit_log: SqlAuditLog, keystore: KeyStore):
     _fill(audit_log, 12)
     audit_log.write_checkpoint(keystore, AUDIT_KEY)
     _fill(audit_log, 5)
@@ -226,7 +154,7 @@ def test_an_empty_log_verifies(migrated_url: str):
     assert report.ok and report.entry_count == 0
 
 
-def test_verification_reads_in_chunks(audit_log: SqlAuditLog, keystore: PlainKeyStore,
+def test_verification_reads_in_chunks(audit_log: SqlAuditLog, keystore: KeyStore,
                                       attacker: Engine):
     _fill(audit_log, 20)
     audit_log.write_checkpoint(keystore, AUDIT_KEY)
@@ -361,7 +289,7 @@ def test_truncation_is_caught_by_the_head_row(audit_log: SqlAuditLog, attacker: 
 
 
 def test_truncation_with_a_rewound_head_is_caught_by_the_last_checkpoint(
-    audit_log: SqlAuditLog, keystore: PlainKeyStore, attacker: Engine
+    audit_log: SqlAuditLog, keystore: KeyStore, attacker: Engine
 ):
     _fill(audit_log, 10)
     audit_log.write_checkpoint(keystore, AUDIT_KEY)  # covers 10; its signature is 11
@@ -381,7 +309,7 @@ def test_truncation_with_a_rewound_head_is_caught_by_the_last_checkpoint(
 
 
 def test_a_rewritten_chain_is_caught_by_the_checkpoint(
-    audit_log: SqlAuditLog, keystore: PlainKeyStore, attacker: Engine
+    audit_log: SqlAuditLog, keystore: KeyStore, attacker: Engine
 ):
     """Edit entry 3 and recompute every hash after it: only the signature catches that."""
     _fill(audit_log, 6)
@@ -410,7 +338,7 @@ def test_a_rewritten_chain_is_caught_by_the_checkpoint(
 
 
 def test_a_forged_checkpoint_is_caught(
-    audit_log: SqlAuditLog, keystore: PlainKeyStore, attacker: Engine
+    audit_log: SqlAuditLog, keystore: KeyStore, attacker: Engine
 ):
     _fill(audit_log, 5)
     real = audit_log.write_checkpoint(keystore, AUDIT_KEY)
@@ -429,7 +357,7 @@ def test_a_forged_checkpoint_is_caught(
 
 
 def test_an_altered_checkpoint_is_caught(
-    audit_log: SqlAuditLog, keystore: PlainKeyStore, attacker: Engine
+    audit_log: SqlAuditLog, keystore: KeyStore, attacker: Engine
 ):
     _fill(audit_log, 5)
     audit_log.write_checkpoint(keystore, AUDIT_KEY)
@@ -439,7 +367,7 @@ def test_an_altered_checkpoint_is_caught(
 
 
 def test_a_checkpoint_by_an_unknown_or_non_audit_key_fails(
-    audit_log: SqlAuditLog, keystore: PlainKeyStore, attacker: Engine
+    audit_log: SqlAuditLog, keystore: KeyStore, attacker: Engine
 ):
     _fill(audit_log, 3)
     audit_log.write_checkpoint(keystore, AUDIT_KEY)
@@ -456,7 +384,7 @@ def test_a_checkpoint_by_an_unknown_or_non_audit_key_fails(
 
 
 def test_a_checkpoint_is_signed_by_the_audit_key_and_is_itself_audited(
-    audit_log: SqlAuditLog, keystore: PlainKeyStore
+    audit_log: SqlAuditLog, keystore: KeyStore
 ):
     _fill(audit_log, 4)
     with signing_context(actor="operator:bob"):
@@ -469,8 +397,8 @@ def test_a_checkpoint_is_signed_by_the_audit_key_and_is_itself_audited(
     )
 
 
-def test_ed25519_audit_keys_sign_checkpoints(audit_log: SqlAuditLog):
-    store = PlainKeyStore(audit_log)
+def test_ed25519_audit_keys_sign_checkpoints(audit_log: SqlAuditLog, keystore: KeyStore):
+    store = keystore
     store.generate_key("audit-ed", KeyAlgorithm.ED25519, frozenset({KeyUsage.AUDIT}))
     _fill(audit_log, 2)
     assert audit_log.write_checkpoint(store, "audit-ed").algorithm == "ed25519"
@@ -479,7 +407,7 @@ def test_ed25519_audit_keys_sign_checkpoints(audit_log: SqlAuditLog):
 
 
 def test_only_an_audit_key_may_sign_checkpoints(audit_log: SqlAuditLog,
-                                                keystore: PlainKeyStore):
+                                                keystore: KeyStore):
     keystore.generate_key("seal-1", KeyAlgorithm.EC_P256, frozenset({KeyUsage.SEAL}))
     with pytest.raises(UsageNotPermittedError, match="not an audit key"):
         audit_log.write_checkpoint(keystore, "seal-1")
@@ -488,7 +416,7 @@ def test_only_an_audit_key_may_sign_checkpoints(audit_log: SqlAuditLog,
 
 
 def test_checkpoints_are_written_automatically_every_1000_entries(
-    audit_log: SqlAuditLog, keystore: PlainKeyStore
+    audit_log: SqlAuditLog, keystore: KeyStore
 ):
     audit_log.attach_checkpoint_signer(keystore, AUDIT_KEY)
     _fill(audit_log, 999)
@@ -503,7 +431,7 @@ def test_checkpoints_are_written_automatically_every_1000_entries(
 
 
 def test_a_checkpoint_entry_landing_on_the_interval_starts_no_other(
-    audit_log: SqlAuditLog, keystore: PlainKeyStore
+    audit_log: SqlAuditLog, keystore: KeyStore
 ):
     audit_log.attach_checkpoint_signer(keystore, AUDIT_KEY, every=1)
     _fill(audit_log, 3)
@@ -512,6 +440,47 @@ def test_a_checkpoint_entry_landing_on_the_interval_starts_no_other(
     assert report.ok, report.reason
     assert report.checkpoints_verified == 3
     assert report.entry_count == 6
+
+
+# With the key store ------------------------------------------------------------------
+
+
+def test_a_signature_through_a_key_handle_is_audited_with_its_context(
+    audit_log: SqlAuditLog, keystore: KeyStore
+):
+    keystore.generate_key("seal-1", KeyAlgorithm.EC_P256, frozenset({KeyUsage.SEAL}))
+    handle = keystore.private_key("seal-1", usage=KeyUsage.SEAL)
+    with signing_context(actor="agency-clerk:zhang.wei", operation="stamp-pdf"):
+        handle.sign(b"the document", ec.ECDSA(hashes.SHA256()))
+    (entry,) = audit_log.recent_entries(5)
+    assert (entry.actor, entry.operation, entry.key_label, entry.result) == (
+        "agency-clerk:zhang.wei", "stamp-pdf", "seal-1", AuditResult.GRANTED
+    )
+    assert entry.data_sha256 == hashlib.sha256(b"the document").hexdigest()
+
+
+def test_the_key_store_refuses_to_sign_when_the_entry_cannot_be_written(
+    tmp_path: Path, soft_token  # type: ignore[no-untyped-def]
+):
+    database = tmp_path / "yinxin.sqlite3"
+    upgrade_database(f"sqlite:///{database}")
+    log = SqlAuditLog(f"sqlite:///{database}", busy_timeout=0.2)
+    store = soft_token.open(log)
+    holder = sqlite3.connect(database, isolation_level=None)
+    sha256 = SignatureMechanism(HashName.SHA256)
+    try:
+        store.generate_key("seal-1", KeyAlgorithm.EC_P256, frozenset({KeyUsage.SEAL}))
+        holder.execute("BEGIN IMMEDIATE")  # someone forgot to commit before signing
+        with pytest.raises(AuditUnavailableError):
+            store.sign("seal-1", b"refused", sha256, usage=KeyUsage.SEAL)
+        holder.execute("ROLLBACK")
+        store.sign("seal-1", b"granted", sha256, usage=KeyUsage.SEAL)
+        (entry,) = log.recent_entries(5)
+        assert entry.data_sha256 == hashlib.sha256(b"granted").hexdigest()
+    finally:
+        holder.close()
+        store.close()
+        log.close()
 
 
 # Failures --------------------------------------------------------------------------
