@@ -200,6 +200,10 @@ def _write_error_log(error: BaseException, home: Path | None) -> Path | None:
     return path
 
 
+def _squash(text: str) -> str:
+    return " ".join(text.split())
+
+
 def _fail(message: str, code: int) -> int:
     click.echo(f"yinxin: error: {message}", err=True)
     return code
@@ -246,9 +250,9 @@ class YinxinGroup(click.Group):
             return exc.exit_code
         except click.UsageError as exc:
             hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
-            return _fail(f"{one_line(exc)}{hint}", exc.exit_code)
+            return _fail(f"{_squash(exc.format_message())}{hint}", exc.exit_code)
         except click.ClickException as exc:
-            return _fail(one_line(exc), exc.exit_code)
+            return _fail(_squash(exc.format_message()), exc.exit_code)
         except KeyboardInterrupt:
             return _fail("interrupted", 130)
         except Exception as exc:  # noqa: BLE001 - the one place every failure ends up
@@ -270,7 +274,7 @@ class YinxinGroup(click.Group):
 # -- the commands --------------------------------------------------------------------
 
 
-@click.group(cls=YinxinGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(name="yinxin", cls=YinxinGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="yinxin", prog_name="yinxin")
 def cli() -> None:
     """Yinxin (印信): CA, official electronic seals and electronic licences."""
