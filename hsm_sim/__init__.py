@@ -1,10 +1,10 @@
 """hsm_sim — the key store: private keys are generated, used and destroyed here, never exported.
 
-    store = open_keystore(os.environ["YINXIN_HSM"], pin=os.environ["YINXIN_HSM_PIN"], audit=log)
-    store.generate_key("ca-root", KeyAlgorithm.EC_P384, frozenset({KeyUsage.CERT_SIGN}))
-    with signing_context(actor="ceremony", operation="issue-root"):
-        certificate = builder.sign(store.private_key("ca-root", usage=KeyUsage.CERT_SIGN),
-                                   hashes.SHA384())
+store = open_keystore(os.environ["YINXIN_HSM"], pin=os.environ["YINXIN_HSM_PIN"], audit=log)
+store.generate_key("ca-root", KeyAlgorithm.EC_P384, frozenset({KeyUsage.CERT_SIGN}))
+with signing_context(actor="ceremony", operation="issue-root"):
+    certificate = builder.sign(store.private_key("ca-root", usage=KeyUsage.CERT_SIGN),
+                               hashes.SHA384())
 """
 
 from hsm_sim.api import (
@@ -46,46 +46,42 @@ from hsm_sim.soft_token import init_soft_token
 from hsm_sim.spec import open_keystore, parse_keystore_spec, unlock_token
 
 __all__ = [
-    # opening and administering tokens
-    "open_keystore",
-    "unlock_token",
-    "init_soft_token",
-    "parse_keystore_spec",
-    # the interface and its vocabulary
-    "KeyStore",
-    "KeyAlgorithm",
-    "KeyUsage",
-    "KeyInfo",
-    "HashName",
-    "RsaPadding",
-    "SignatureMechanism",
-    "KeyHandle",
-    "EcKeyHandle",
-    "RsaKeyHandle",
-    "Ed25519KeyHandle",
-    # audit
+    "AuditError",
     "AuditEvent",
     "AuditResult",
     "AuditSink",
-    "SigningContext",
-    "signing_context",
-    "current_signing_context",
-    # errors
-    "ErrorCategory",
-    "HsmError",
-    "AuditError",
     "AuditUnavailableError",
+    "EcKeyHandle",
+    "Ed25519KeyHandle",
+    "ErrorCategory",
+    "HashName",
+    "HsmError",
     "InvalidKeyRequestError",
+    "KeyAlgorithm",
     "KeyExistsError",
+    "KeyHandle",
+    "KeyInfo",
     "KeyNotExportableError",
     "KeyNotFoundError",
+    "KeyStore",
     "KeyStoreConfigError",
+    "KeyUsage",
     "PinIncorrectError",
     "PinMissingError",
+    "RsaKeyHandle",
+    "RsaPadding",
+    "SignatureMechanism",
+    "SigningContext",
     "TokenExistsError",
     "TokenLockedError",
     "TokenNotFoundError",
     "TokenTamperedError",
     "UnsupportedAlgorithmError",
     "UsageNotPermittedError",
+    "current_signing_context",
+    "init_soft_token",
+    "open_keystore",
+    "parse_keystore_spec",
+    "signing_context",
+    "unlock_token",
 ]

@@ -30,10 +30,10 @@ from hsm_sim.errors import (
 )
 
 __all__ = [
-    "KeyHandle",
     "EcKeyHandle",
-    "RsaKeyHandle",
     "Ed25519KeyHandle",
+    "KeyHandle",
+    "RsaKeyHandle",
     "make_key_handle",
     "mechanism_for_hash",
 ]
@@ -57,7 +57,7 @@ def mechanism_for_hash(
 ) -> SignatureMechanism:
     """The mechanism for cryptography's hash (or `Prehashed`) argument."""
     prehashed = isinstance(algorithm, utils.Prehashed)
-    hash_algorithm = algorithm._algorithm if prehashed else algorithm  # noqa: SLF001 - no public accessor
+    hash_algorithm = algorithm._algorithm if prehashed else algorithm
     if not isinstance(hash_algorithm, hashes.HashAlgorithm):
         raise TypeError("expected a cryptography hash algorithm")
     name = _HASH_NAMES.get(hash_algorithm.name)
@@ -128,12 +128,22 @@ class EcKeyHandle(_HandleMixin, ec.EllipticCurvePrivateKey):
     def __init__(self, store: _Signer, info: KeyInfo, usage: KeyUsage) -> None:
         self._bind(store, info, usage)
 
-    def sign(self, data: utils.Buffer, signature_algorithm: ec.EllipticCurveSignatureAlgorithm) -> bytes:
+    def sign(
+        self,
+        data: utils.Buffer,
+        signature_algorithm: ec.EllipticCurveSignatureAlgorithm,
+    ) -> bytes:
         if not isinstance(signature_algorithm, ec.ECDSA):
-            raise UnsupportedAlgorithmError("an EC key in the key store signs only with ECDSA")
+            raise UnsupportedAlgorithmError(
+                "an EC key in the key store signs only with ECDSA"
+            )
         if signature_algorithm.deterministic_signing:
-            raise UnsupportedAlgorithmError("the key store does not make deterministic ECDSA signatures")
-        return self._sign_in_token(bytes(data), mechanism_for_hash(signature_algorithm.algorithm))
+            raise UnsupportedAlgorithmError(
+                "the key store does not make deterministic ECDSA signatures"
+            )
+        return self._sign_in_token(
+            bytes(data), mechanism_for_hash(signature_algorithm.algorithm)
+        )
 
     def public_key(self) -> ec.EllipticCurvePublicKey:
         assert isinstance(self._public_key, ec.EllipticCurvePublicKey)
@@ -199,7 +209,9 @@ class Ed25519KeyHandle(_HandleMixin, ed25519.Ed25519PrivateKey):
 
 KeyHandle = EcKeyHandle | RsaKeyHandle | Ed25519KeyHandle
 
-_HANDLE_TYPES: dict[KeyAlgorithm, type[EcKeyHandle] | type[RsaKeyHandle] | type[Ed25519KeyHandle]] = {
+_HANDLE_TYPES: dict[
+    KeyAlgorithm, type[EcKeyHandle | RsaKeyHandle | Ed25519KeyHandle]
+] = {
     KeyAlgorithm.EC_P256: EcKeyHandle,
     KeyAlgorithm.EC_P384: EcKeyHandle,
     KeyAlgorithm.ED25519: Ed25519KeyHandle,
@@ -219,17 +231,23 @@ def _rsa_padding(
     if isinstance(rsa_padding, padding.PKCS1v15):
         return RsaPadding.PKCS1V15
     if not isinstance(rsa_padding, padding.PSS):
-        raise UnsupportedAlgorithmError("an RSA key in the key store signs with PKCS#1 v1.5 or PSS")
+        raise UnsupportedAlgorithmError(
+            "an RSA key in the key store signs with PKCS#1 v1.5 or PSS"
+        )
     # cryptography offers no public accessors for the PSS parameters.
-    salt_length = rsa_padding._salt_length  # noqa: SLF001
-    mgf = rsa_padding._mgf  # noqa: SLF001
-    hash_algorithm = algorithm._algorithm if isinstance(algorithm, utils.Prehashed) else algorithm  # noqa: SLF001
+    salt_length = rsa_padding._salt_length
+    mgf = rsa_padding._mgf
+    hash_algorithm = (
+        algorithm._algorithm if isinstance(algorithm, utils.Prehashed) else algorithm
+    )
     digest_size = hash_algorithm.digest_size
     if not (salt_length is padding.PSS.DIGEST_LENGTH or salt_length == digest_size):
         raise UnsupportedAlgorithmError(
             "the key store signs PSS only with a salt as long as the digest (PSS.DIGEST_LENGTH)"
         )
-    mgf_hash = mgf._algorithm if isinstance(mgf, padding.MGF1) else None  # noqa: SLF001
+    mgf_hash = mgf._algorithm if isinstance(mgf, padding.MGF1) else None
     if mgf_hash is None or mgf_hash.name != hash_algorithm.name:
-        raise UnsupportedAlgorithmError("the key store signs PSS only with MGF1 over the signing hash")
+        raise UnsupportedAlgorithmError(
+            "the key store signs PSS only with MGF1 over the signing hash"
+        )
     return RsaPadding.PSS

@@ -12,7 +12,6 @@ import abc
 import hashlib
 import logging
 import threading
-import unicodedata
 from collections.abc import Iterable, Sequence
 from typing import Generic, Protocol, TypeVar
 
@@ -28,7 +27,6 @@ from hsm_sim.api import (
     KeyAlgorithm,
     KeyInfo,
     KeyUsage,
-    RsaPadding,
     SignatureMechanism,
     current_signing_context,
 )
@@ -42,13 +40,13 @@ from hsm_sim.errors import (
 from hsm_sim.keys import KeyHandle, make_key_handle
 
 __all__ = [
-    "AuditedKeyStore",
     "MAX_LABEL_LENGTH",
-    "check_label",
-    "check_usages",
-    "check_mechanism",
-    "hash_algorithm",
+    "AuditedKeyStore",
     "batch_sha256",
+    "check_label",
+    "check_mechanism",
+    "check_usages",
+    "hash_algorithm",
 ]
 
 _log = logging.getLogger(__name__)
@@ -79,8 +77,10 @@ def check_label(label: object) -> str:
         )
     if label != label.strip():
         raise InvalidKeyRequestError("a key label must not start or end with spaces")
-    if any(unicodedata.category(ch).startswith("C") for ch in label):
-        raise InvalidKeyRequestError("a key label must not contain control characters")
+    if not label.isprintable():
+        raise InvalidKeyRequestError(
+            "a key label must not contain control characters or unusual spaces"
+        )
     return label
 
 
@@ -96,16 +96,24 @@ def check_usages(usages: Iterable[KeyUsage]) -> frozenset[KeyUsage]:
     return result
 
 
-def check_mechanism(algorithm: KeyAlgorithm, mechanism: SignatureMechanism, data: bytes) -> None:
+def check_mechanism(
+    algorithm: KeyAlgorithm, mechanism: SignatureMechanism, data: bytes
+) -> None:
     """InvalidKeyRequestError unless `mechanism` can sign `data` with a key of `algorithm`."""
     if algorithm is KeyAlgorithm.ED25519:
         if mechanism.hash is not None or mechanism.rsa_padding is not None:
-            raise InvalidKeyRequestError("an Ed25519 key signs with no hash and no padding")
+            raise InvalidKeyRequestError(
+                "an Ed25519 key signs with no hash and no padding"
+            )
         if mechanism.prehashed:
-            raise InvalidKeyRequestError("an Ed25519 key cannot sign a prehashed digest")
+            raise InvalidKeyRequestError(
+                "an Ed25519 key cannot sign a prehashed digest"
+            )
         return
     if mechanism.hash is None:
-        raise InvalidKeyRequestError(f"a {algorithm.value} key needs a hash to sign with")
+        raise InvalidKeyRequestError(
+            f"a {algorithm.value} key needs a hash to sign with"
+        )
     is_rsa = algorithm in (KeyAlgorithm.RSA_2048, KeyAlgorithm.RSA_3072)
     if is_rsa and mechanism.rsa_padding is None:
         raise InvalidKeyRequestError("an RSA key needs a padding (pkcs1v15 or pss)")
@@ -152,7 +160,9 @@ class AuditedKeyStore(abc.ABC, Generic[K]):
         """The key named `label` as the token holds it now, or None."""
 
     @abc.abstractmethod
-    def _sign_with_key(self, key: K, data: bytes, mechanism: SignatureMechanism) -> bytes:
+    def _sign_with_key(
+        self, key: K, data: bytes, mechanism: SignatureMechanism
+    ) -> bytes:
         """The raw signature (ECDSA as DER); called only after GRANTED is recorded."""
 
     @abc.abstractmethod
@@ -162,8 +172,7 @@ class AuditedKeyStore(abc.ABC, Generic[K]):
         """Signatures over each of `items`, in order."""
 
     @abc.abstractmethod
-    def _list_found_keys(self) -> list[K]:
-        ...
+    def _list_found_keys(self) -> list[K]: ...
 
     @abc.abstractmethod
     def generate_key(
@@ -190,7 +199,9 @@ class AuditedKeyStore(abc.ABC, Generic[K]):
     def list_keys(self) -> list[KeyInfo]:
         """Every key in the token, sorted by label."""
         self._check_open()
-        return sorted((key.info for key in self._list_found_keys()), key=lambda i: i.label)
+        return sorted(
+            (key.info for key in self._list_found_keys()), key=lambda i: i.label
+        )
 
     def sign(
         self, label: str, data: bytes, mechanism: SignatureMechanism, *, usage: KeyUsage
@@ -252,7 +263,9 @@ class AuditedKeyStore(abc.ABC, Generic[K]):
         self.close()
 
     def __reduce_ex__(self, protocol: object) -> object:
-        raise TypeError("a key store cannot be pickled: its keys never leave the process")
+        raise TypeError(
+            "a key store cannot be pickled: its keys never leave the process"
+        )
 
     # -- the audit protocol ------------------------------------------------------
 
@@ -284,13 +297,22 @@ class AuditedKeyStore(abc.ABC, Generic[K]):
             if mechanism is not None:
                 for item in data:
                     check_mechanism(key.info.algorithm, mechanism, item)
-        except (KeyNotFoundError, UsageNotPermittedError, InvalidKeyRequestError) as refusal:
+        except (
+            KeyNotFoundError,
+            UsageNotPermittedError,
+            InvalidKeyRequestError,
+        ) as refusal:
             self._record_refusal(str(label), usage, data_sha256, refusal)
             raise
         return key
 
     def _event(
-        self, label: str, usage: KeyUsage, data_sha256: str, result: AuditResult, detail: str
+        self,
+        label: str,
+        usage: KeyUsage,
+        data_sha256: str,
+        result: AuditResult,
+        detail: str,
     ) -> AuditEvent:
         context = current_signing_context()
         return AuditEvent(
@@ -302,7 +324,9 @@ class AuditedKeyStore(abc.ABC, Generic[K]):
             detail=detail,
         )
 
-    def _record_granted(self, label: str, usage: KeyUsage, data_sha256: str, detail: str) -> None:
+    def _record_granted(
+        self, label: str, usage: KeyUsage, data_sha256: str, detail: str
+    ) -> None:
         """Write GRANTED; any failure to write it means no signature (fail closed)."""
         event = self._event(label, usage, data_sha256, AuditResult.GRANTED, detail)
         try:
@@ -317,12 +341,15 @@ class AuditedKeyStore(abc.ABC, Generic[K]):
     def _record_refusal(
         self, label: str, usage: KeyUsage, data_sha256: str, refusal: HsmError
     ) -> None:
-        event = self._event(label, usage, data_sha256, AuditResult.REFUSED, str(refusal))
+        event = self._event(
+            label, usage, data_sha256, AuditResult.REFUSED, str(refusal)
+        )
         try:
             self._audit.record(event)
-        except Exception:
-            # The refusal stands either way; an audit outage must not turn it into success.
-            _log.exception("could not record a refused key-store request in the audit log")
+        except Exception:  # noqa: BLE001 - the refusal stands whatever the sink raised
+            _log.exception(
+                "could not record a refused key-store request in the audit log"
+            )
 
     def _record_failure(
         self, label: str, usage: KeyUsage, data_sha256: str, reason: str
@@ -331,7 +358,7 @@ class AuditedKeyStore(abc.ABC, Generic[K]):
         event = self._event(label, usage, data_sha256, AuditResult.FAILED, reason)
         try:
             self._audit.record(event)
-        except Exception:
+        except Exception:  # noqa: BLE001 - the signing error is the one to raise
             _log.exception("could not record a failed signature in the audit log")
 
     def _check_open(self) -> None:

@@ -28,7 +28,15 @@ import pkcs11
 from asn1crypto.core import OctetString
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-from pkcs11 import MGF, Attribute, KeyType, Mechanism, MechanismFlag, ObjectClass, TokenFlag
+from pkcs11 import (
+    MGF,
+    Attribute,
+    KeyType,
+    Mechanism,
+    MechanismFlag,
+    ObjectClass,
+    TokenFlag,
+)
 from pkcs11 import exceptions as p11
 from pkcs11.util.ec import (
     encode_ec_public_key,
@@ -71,7 +79,11 @@ _HASH_MECHANISMS = {
     HashName.SHA384: Mechanism.SHA384,
     HashName.SHA512: Mechanism.SHA512,
 }
-_MGF = {HashName.SHA256: MGF.SHA256, HashName.SHA384: MGF.SHA384, HashName.SHA512: MGF.SHA512}
+_MGF = {
+    HashName.SHA256: MGF.SHA256,
+    HashName.SHA384: MGF.SHA384,
+    HashName.SHA512: MGF.SHA512,
+}
 _RSA_PKCS_MECHANISMS = {
     HashName.SHA256: Mechanism.SHA256_RSA_PKCS,
     HashName.SHA384: Mechanism.SHA384_RSA_PKCS,
@@ -139,7 +151,9 @@ _registry_lock = threading.Lock()
 class Pkcs11KeyStore(AuditedKeyStore[_Pkcs11Key]):
     """A key store on a PKCS#11 token, logged in as the user."""
 
-    def __init__(self, module: str, token_label: str, *, pin: str, audit: AuditSink) -> None:
+    def __init__(
+        self, module: str, token_label: str, *, pin: str, audit: AuditSink
+    ) -> None:
         super().__init__(audit)
         self._module = _module_path(module)
         self._token_label = token_label
@@ -175,7 +189,7 @@ class Pkcs11KeyStore(AuditedKeyStore[_Pkcs11Key]):
                     label=label,
                     algorithm=algorithm,
                     usages=usages,
-                    created_at=dt.datetime.now(dt.timezone.utc),
+                    created_at=dt.datetime.now(dt.UTC),
                     public_key_der=_subject_public_key_info(public, algorithm),
                 )
                 session.create_object(
@@ -236,7 +250,10 @@ class Pkcs11KeyStore(AuditedKeyStore[_Pkcs11Key]):
         with self._login.lock:
             objects = list(
                 self._login.session.get_objects(
-                    {Attribute.CLASS: ObjectClass.DATA, Attribute.APPLICATION: APPLICATION}
+                    {
+                        Attribute.CLASS: ObjectClass.DATA,
+                        Attribute.APPLICATION: APPLICATION,
+                    }
                 )
             )
             found = [key for key in map(self._load_key, objects) if key is not None]
@@ -409,7 +426,9 @@ def _acquire_login(module_path: str, token_label: str, pin: str) -> _SharedLogin
                 "other code in this process is logged in to the token outside the key store"
             ) from None
         except (p11.TokenNotPresent, p11.TokenNotRecognised, p11.DeviceRemoved):
-            raise TokenNotFoundError(f"PKCS#11 token {token_label!r} went away") from None
+            raise TokenNotFoundError(
+                f"PKCS#11 token {token_label!r} went away"
+            ) from None
         shared = _SharedLogin(session, pin)
         _logins[(module_path, token_label)] = shared
         return shared
@@ -449,12 +468,16 @@ def _generate_keypair(
     else:
         key_type, curve = KeyType.EC, _CURVES[algorithm]
     parameters = session.create_domain_parameters(
-        key_type, {Attribute.EC_PARAMS: encode_named_curve_parameters(curve)}, local=True
+        key_type,
+        {Attribute.EC_PARAMS: encode_named_curve_parameters(curve)},
+        local=True,
     )
     return parameters.generate_keypair(**common)
 
 
-def _subject_public_key_info(public: pkcs11.PublicKey, algorithm: KeyAlgorithm) -> bytes:
+def _subject_public_key_info(
+    public: pkcs11.PublicKey, algorithm: KeyAlgorithm
+) -> bytes:
     if algorithm in _CURVES:
         return encode_ec_public_key(public)
     if algorithm is KeyAlgorithm.ED25519:
@@ -497,7 +520,9 @@ def _read_metadata(metadata: pkcs11.Object) -> dict[str, Any]:
         ) from None
 
 
-def _sign_in_token(key: _Pkcs11Key, data: bytes, mechanism: SignatureMechanism) -> bytes:
+def _sign_in_token(
+    key: _Pkcs11Key, data: bytes, mechanism: SignatureMechanism
+) -> bytes:
     """One signature; the caller holds the session lock."""
     private = key.private_key
     if key.info.algorithm is KeyAlgorithm.ED25519:
@@ -505,7 +530,11 @@ def _sign_in_token(key: _Pkcs11Key, data: bytes, mechanism: SignatureMechanism) 
     assert mechanism.hash is not None  # checked by AuditedKeyStore before GRANTED
     if key.info.algorithm in _CURVES:
         # SoftHSM (and many HSMs) offer only raw CKM_ECDSA: hash here, DER-encode r||s.
-        digest = data if mechanism.prehashed else hashlib.new(mechanism.hash.value, data).digest()
+        digest = (
+            data
+            if mechanism.prehashed
+            else hashlib.new(mechanism.hash.value, data).digest()
+        )
         return encode_ecdsa_signature(private.sign(digest, mechanism=Mechanism.ECDSA))
     if mechanism.rsa_padding is RsaPadding.PKCS1V15:
         if mechanism.prehashed:
@@ -518,6 +547,8 @@ def _sign_in_token(key: _Pkcs11Key, data: bytes, mechanism: SignatureMechanism) 
         hashlib.new(mechanism.hash.value).digest_size,
     )
     pss_mechanism = (
-        Mechanism.RSA_PKCS_PSS if mechanism.prehashed else _RSA_PSS_MECHANISMS[mechanism.hash]
+        Mechanism.RSA_PKCS_PSS
+        if mechanism.prehashed
+        else _RSA_PSS_MECHANISMS[mechanism.hash]
     )
     return private.sign(data, mechanism=pss_mechanism, mechanism_param=pss_parameters)

@@ -63,13 +63,13 @@ from hsm_sim.errors import (
 from hsm_sim.keystore import AuditedKeyStore, check_label, check_usages, hash_algorithm
 
 __all__ = [
+    "DEFAULT_SCRYPT_LOG2_N",
+    "MAX_FAILED_USER_LOGINS",
+    "MIN_PIN_LENGTH",
+    "MIN_SCRYPT_LOG2_N",
     "SoftKeyStore",
     "init_soft_token",
     "unlock_soft_token",
-    "MAX_FAILED_USER_LOGINS",
-    "MIN_PIN_LENGTH",
-    "DEFAULT_SCRYPT_LOG2_N",
-    "MIN_SCRYPT_LOG2_N",
 ]
 
 FORMAT = "yinxin-soft-token/1"
@@ -97,6 +97,7 @@ _SO = "so"
 class _SoftKey:
     info: KeyInfo
     private_key: PrivateKeyTypes
+    path: str
     file_stamp: tuple[int, int, int, int]
 
 
@@ -127,9 +128,13 @@ def init_soft_token(
     os.chmod(root, 0o700)
     with _token_lock(root):
         if (root / _TOKEN_FILE).exists():
-            raise TokenExistsError(f"a token already exists in {root}; it was left as it is")
+            raise TokenExistsError(
+                f"a token already exists in {root}; it was left as it is"
+            )
         if any(entry.name != _LOCK_FILE for entry in root.iterdir()):
-            raise KeyStoreConfigError(f"{root} is not empty; a new token needs an empty directory")
+            raise KeyStoreConfigError(
+                f"{root} is not empty; a new token needs an empty directory"
+            )
         kdf = {"name": "scrypt", "log2_n": scrypt_log2_n, "r": SCRYPT_R, "p": SCRYPT_P}
         token_id = secrets.token_hex(16)
         master_key = AESGCM.generate_key(bit_length=256)
@@ -169,7 +174,9 @@ def unlock_soft_token(
     with _token_lock(root):
         current = _read_token_file(root)
         if current["token_id"] != token["token_id"]:
-            raise TokenTamperedError("the token was replaced while it was being unlocked")
+            raise TokenTamperedError(
+                "the token was replaced while it was being unlocked"
+            )
         if new_user_wrap is not None:
             current[_USER] = new_user_wrap
             _write_atomically(root / _TOKEN_FILE, _dump_json(current))
@@ -179,13 +186,16 @@ def unlock_soft_token(
 class SoftKeyStore(AuditedKeyStore[_SoftKey]):
     """A logged-in session on a software token directory."""
 
-    def __init__(self, directory: str | os.PathLike[str], *, pin: str, audit: AuditSink) -> None:
+    def __init__(
+        self, directory: str | os.PathLike[str], *, pin: str, audit: AuditSink
+    ) -> None:
         super().__init__(audit)
         self._root = Path(directory)
         token = _read_token_file(self._root)
         self._token_id: str = token["token_id"]
         self._token_label: str = token["label"]
         self._master = AESGCM(_log_in_user(self._root, token, pin))
+        self._keys_dir = str(self._root / _KEYS_DIR)
         self._keys: dict[str, _SoftKey] = {}
         # Reading every key now is the login-time integrity check of the whole token.
         self._list_found_keys()
@@ -213,7 +223,7 @@ class SoftKeyStore(AuditedKeyStore[_SoftKey]):
         if not isinstance(algorithm, KeyAlgorithm):
             raise InvalidKeyRequestError("algorithm must be a KeyAlgorithm value")
         path = self._key_path(label)
-        if path.exists():
+        if os.path.exists(path):
             raise KeyExistsError(f"a key labelled {label!r} already exists")
         private_key = _new_private_key(algorithm)
         public_der = private_key.public_key().public_bytes(
@@ -231,10 +241,12 @@ class SoftKeyStore(AuditedKeyStore[_SoftKey]):
             try:
                 _write_atomically(path, content, replace=False)
             except FileExistsError:
-                raise KeyExistsError(f"a key labelled {label!r} already exists") from None
+                raise KeyExistsError(
+                    f"a key labelled {label!r} already exists"
+                ) from None
             stamp = _file_stamp(os.stat(path))
         with self._state_lock:
-            self._keys[label] = _SoftKey(info, private_key, stamp)
+            self._keys[label] = _SoftKey(info, private_key, path, stamp)
         return info
 
     def destroy_key(self, label: str) -> None:
@@ -243,10 +255,12 @@ class SoftKeyStore(AuditedKeyStore[_SoftKey]):
         path = self._key_path(check_label(label))
         with _token_lock(self._root):
             try:
-                path.unlink()
+                os.unlink(path)
             except FileNotFoundError:
-                raise KeyNotFoundError(f"no key labelled {label!r} in the token") from None
-            _fsync_directory(path.parent)
+                raise KeyNotFoundError(
+                    f"no key labelled {label!r} in the token"
+                ) from None
+            _fsync_directory(Path(self._keys_dir))
         with self._state_lock:
             self._keys.pop(label, None)
 
@@ -258,14 +272,14 @@ class SoftKeyStore(AuditedKeyStore[_SoftKey]):
     # -- lookups ---------------------------------------------------------------
 
     def _find_key(self, label: str) -> _SoftKey | None:
-        path = self._key_path(label)
+        cached = self._keys.get(label)
+        path = cached.path if cached is not None else self._key_path(label)
         try:
             stamp = _file_stamp(os.stat(path))
         except FileNotFoundError:
             with self._state_lock:
                 self._keys.pop(label, None)
             return None
-        cached = self._keys.get(label)
         if cached is not None and cached.file_stamp == stamp:
             return cached
         try:
@@ -273,18 +287,24 @@ class SoftKeyStore(AuditedKeyStore[_SoftKey]):
         except FileNotFoundError:
             return None
         if loaded.info.label != label:
-            raise TokenTamperedError(f"key file {path.name} holds another key's label")
+            raise TokenTamperedError(
+                f"key file {os.path.basename(path)} holds another key's label"
+            )
         with self._state_lock:
             self._keys[label] = loaded
         return loaded
 
     def _list_found_keys(self) -> list[_SoftKey]:
-        cached_by_file = {_key_file_name(label): key for label, key in self._keys.items()}
+        cached_by_file = {
+            _key_file_name(label): key for label, key in self._keys.items()
+        }
         found: dict[str, _SoftKey] = {}
-        for path in sorted((self._root / _KEYS_DIR).glob("*" + _KEY_SUFFIX)):
+        for path in sorted(
+            str(p) for p in (self._root / _KEYS_DIR).glob("*" + _KEY_SUFFIX)
+        ):
             try:
                 stamp = _file_stamp(os.stat(path))
-                cached = cached_by_file.get(path.name)
+                cached = cached_by_file.get(os.path.basename(path))
                 if cached is not None and cached.file_stamp == stamp:
                     key = cached
                 else:
@@ -310,11 +330,13 @@ class SoftKeyStore(AuditedKeyStore[_SoftKey]):
 
     # -- key files -------------------------------------------------------------
 
-    def _key_path(self, label: str) -> Path:
-        return self._root / _KEYS_DIR / _key_file_name(label)
+    def _key_path(self, label: str) -> str:
+        return os.path.join(self._keys_dir, _key_file_name(label))
 
     def _associated_data(self, public_fields: dict[str, Any]) -> bytes:
-        return _dump_json({"format": FORMAT, "token_id": self._token_id, **public_fields})
+        return _dump_json(
+            {"format": FORMAT, "token_id": self._token_id, **public_fields}
+        )
 
     def _seal_key_file(self, info: KeyInfo, private_key: PrivateKeyTypes) -> bytes:
         public_fields = _public_fields(info)
@@ -324,15 +346,24 @@ class SoftKeyStore(AuditedKeyStore[_SoftKey]):
             serialization.NoEncryption(),
         )
         nonce = secrets.token_bytes(12)
-        wrapped = self._master.encrypt(nonce, pkcs8, self._associated_data(public_fields))
-        return _dump_json({**public_fields, "nonce": _b64(nonce), "wrapped_private_key": _b64(wrapped)})
+        wrapped = self._master.encrypt(
+            nonce, pkcs8, self._associated_data(public_fields)
+        )
+        return _dump_json(
+            {
+                **public_fields,
+                "nonce": _b64(nonce),
+                "wrapped_private_key": _b64(wrapped),
+            }
+        )
 
-    def _open_key_file(self, path: Path) -> _SoftKey:
+    def _open_key_file(self, path: str) -> _SoftKey:
         """The key in `path`, checked against tampering; TokenTamperedError if it fails."""
         with open(path, "rb") as handle:
             stamp = _file_stamp(os.fstat(handle.fileno()))
             content = handle.read()
-        damaged = TokenTamperedError(f"key file {path.name} is damaged or was edited")
+        name = os.path.basename(path)
+        damaged = TokenTamperedError(f"key file {name} is damaged or was edited")
         try:
             record = json.loads(content)
             public_fields = {name: record[name] for name in _PUBLIC_FIELD_NAMES}
@@ -341,19 +372,21 @@ class SoftKeyStore(AuditedKeyStore[_SoftKey]):
             label = check_label(record["label"])
         except (ValueError, KeyError, TypeError, InvalidKeyRequestError):
             raise damaged from None
-        if path.name != _key_file_name(label):
+        if name != _key_file_name(label):
             raise TokenTamperedError(
-                f"key file {path.name} holds the key of another label (renamed or swapped)"
+                f"key file {name} holds the key of another label (renamed or swapped)"
             )
         try:
-            pkcs8 = self._master.decrypt(nonce, wrapped, self._associated_data(public_fields))
+            pkcs8 = self._master.decrypt(
+                nonce, wrapped, self._associated_data(public_fields)
+            )
         except (InvalidTag, ValueError):
             raise TokenTamperedError(
-                f"key file {path.name} failed its integrity check (edited, or from another token)"
+                f"key file {name} failed its integrity check (edited, or from another token)"
             ) from None
         info = _key_info(public_fields)
         private_key = serialization.load_der_private_key(pkcs8, password=None)
-        return _SoftKey(info, private_key, stamp)
+        return _SoftKey(info, private_key, path, stamp)
 
 
 _PUBLIC_FIELD_NAMES = ("label", "algorithm", "usages", "created_at", "public_key")
@@ -429,23 +462,34 @@ def _check_pin(pin: object, what: str) -> None:
 
 def _key_encryption_key(token: dict[str, Any], salt: bytes, pin: str) -> bytes:
     kdf = token["kdf"]
-    return Scrypt(salt=salt, length=32, n=2 ** kdf["log2_n"], r=kdf["r"], p=kdf["p"]).derive(
-        pin.encode("utf-8")
-    )
+    return Scrypt(
+        salt=salt, length=32, n=2 ** kdf["log2_n"], r=kdf["r"], p=kdf["p"]
+    ).derive(pin.encode("utf-8"))
 
 
 def _master_key_associated_data(token: dict[str, Any], role: str) -> bytes:
     return _dump_json(
-        {"format": FORMAT, "token_id": token["token_id"], "role": role, "kdf": token["kdf"]}
+        {
+            "format": FORMAT,
+            "token_id": token["token_id"],
+            "role": role,
+            "kdf": token["kdf"],
+        }
     )
 
 
-def _wrap_master_key(master_key: bytes, token: dict[str, Any], role: str, pin: str) -> dict[str, str]:
+def _wrap_master_key(
+    master_key: bytes, token: dict[str, Any], role: str, pin: str
+) -> dict[str, str]:
     salt = secrets.token_bytes(16)
     nonce = secrets.token_bytes(12)
     kek = AESGCM(_key_encryption_key(token, salt, pin))
     wrapped = kek.encrypt(nonce, master_key, _master_key_associated_data(token, role))
-    return {"salt": _b64(salt), "nonce": _b64(nonce), "wrapped_master_key": _b64(wrapped)}
+    return {
+        "salt": _b64(salt),
+        "nonce": _b64(nonce),
+        "wrapped_master_key": _b64(wrapped),
+    }
 
 
 def _unwrap_master_key(token: dict[str, Any], role: str, pin: str) -> bytes:
@@ -540,7 +584,9 @@ def _read_pin_state(root: Path) -> int:
 
 
 def _write_pin_state(root: Path, *, failed: int) -> None:
-    _write_atomically(root / _PIN_STATE_FILE, _dump_json({"failed_user_logins": failed}))
+    _write_atomically(
+        root / _PIN_STATE_FILE, _dump_json({"failed_user_logins": failed})
+    )
 
 
 # -- files -----------------------------------------------------------------------
@@ -560,18 +606,21 @@ def _token_lock(root: Path) -> Iterator[None]:
         os.close(fd)  # closing the descriptor releases the lock
 
 
-def _write_atomically(path: Path, content: bytes, *, replace: bool = True) -> None:
+def _write_atomically(
+    target: str | Path, content: bytes, *, replace: bool = True
+) -> None:
     """Write a 0600 file that is either absent or complete, even across a crash.
 
     With replace=False an existing file is left alone and FileExistsError raised.
     """
+    path = Path(target)
     temporary = path.parent / f".{secrets.token_hex(8)}.tmp"
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         try:
             view = memoryview(content)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -598,9 +647,9 @@ def _file_stamp(stat: os.stat_result) -> tuple[int, int, int, int]:
 
 
 def _dump_json(value: Any) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
-        "utf-8"
-    )
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+    ).encode("utf-8")
 
 
 def _b64(data: bytes) -> str:
@@ -617,4 +666,4 @@ def _unb64(text: object) -> bytes:
 
 
 def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)

@@ -1,7 +1,7 @@
 """Key-store specs (`YINXIN_HSM`): parsing them, and opening or unlocking what they name.
 
-    soft:<directory>                          the software HSM in that token directory
-    pkcs11:module=<path>;token=<label>        a PKCS#11 token, found by its label
+soft:<directory>                          the software HSM in that token directory
+pkcs11:module=<path>;token=<label>        a PKCS#11 token, found by its label
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from hsm_sim.pkcs11_token import Pkcs11KeyStore, unlock_pkcs11_token
 from hsm_sim.soft_token import SoftKeyStore, unlock_soft_token
 
 __all__ = [
-    "SoftTokenSpec",
-    "Pkcs11TokenSpec",
     "KeyStoreSpec",
-    "parse_keystore_spec",
+    "Pkcs11TokenSpec",
+    "SoftTokenSpec",
     "open_keystore",
+    "parse_keystore_spec",
     "unlock_token",
 ]
 
@@ -57,7 +57,9 @@ def parse_keystore_spec(spec: str) -> KeyStoreSpec:
         )
     if kind == "soft":
         if not rest.strip():
-            raise KeyStoreConfigError("soft: needs a token directory, as in soft:instance/hsm")
+            raise KeyStoreConfigError(
+                "soft: needs a token directory, as in soft:instance/hsm"
+            )
         return SoftTokenSpec(Path(rest.strip()))
     if kind == "pkcs11":
         fields = _parse_pkcs11_fields(rest)
@@ -73,11 +75,17 @@ def _parse_pkcs11_fields(text: str) -> dict[str, str]:
         name, equals, value = part.partition("=")
         name, value = name.strip(), value.strip()
         if not equals or not value:
-            raise KeyStoreConfigError(f"pkcs11: field {part.strip()!r} must be name=value")
+            raise KeyStoreConfigError(
+                f"pkcs11: field {part.strip()!r} must be name=value"
+            )
         if name not in _PKCS11_FIELDS:
             raise KeyStoreConfigError(
                 f"pkcs11: unknown field {name!r}; use module=<path>;token=<label>"
-                + (" (tokens are found by label, never by slot)" if name == "slot" else "")
+                + (
+                    " (tokens are found by label, never by slot)"
+                    if name == "slot"
+                    else ""
+                )
             )
         if name in fields:
             raise KeyStoreConfigError(f"pkcs11: field {name!r} is given twice")
@@ -100,7 +108,9 @@ def open_keystore(spec: str, *, pin: str | None, audit: AuditSink) -> KeyStore:
     return Pkcs11KeyStore(parsed.module, parsed.token_label, pin=pin, audit=audit)
 
 
-def unlock_token(spec: str, *, so_pin: str | None, new_user_pin: str | None = None) -> None:
+def unlock_token(
+    spec: str, *, so_pin: str | None, new_user_pin: str | None = None
+) -> None:
     """The security officer's unlock: reset the failed-PIN lock, optionally setting a new
     user PIN (required for PKCS#11, where unlocking is C_InitPIN)."""
     parsed = parse_keystore_spec(spec)

@@ -55,7 +55,9 @@ class TokenUnderTest:
     location: Path  # the soft token directory, or the SoftHSM token directory
 
     def open(self, audit: object, *, pin: str | None = None) -> AuditedKeyStore:
-        store = open_keystore(self.spec, pin=self.user_pin if pin is None else pin, audit=audit)
+        store = open_keystore(
+            self.spec, pin=self.user_pin if pin is None else pin, audit=audit
+        )
         assert isinstance(store, AuditedKeyStore)
         return store
 
@@ -80,7 +82,9 @@ def soft_token_factory(tmp_path: Path) -> Callable[[str], TokenUnderTest]:
 
 
 @pytest.fixture(scope="session")
-def softhsm_tokens_dir(softhsm_module: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def softhsm_tokens_dir(
+    softhsm_module: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
     """One SoftHSM configuration for the session, exported as SOFTHSM2_CONF."""
     root = tmp_path_factory.mktemp("softhsm")
     tokens = root / "tokens"
@@ -107,8 +111,15 @@ def make_softhsm_token(module: str, tokens_dir: Path) -> TokenUnderTest:
     label = f"yx-{uuid.uuid4().hex[:16]}"
     subprocess.run(
         [
-            "softhsm2-util", "--init-token", "--free", "--label", label,
-            "--so-pin", SO_PIN, "--pin", USER_PIN,
+            "softhsm2-util",
+            "--init-token",
+            "--free",
+            "--label",
+            label,
+            "--so-pin",
+            SO_PIN,
+            "--pin",
+            USER_PIN,
         ],
         check=True,
         capture_output=True,
@@ -128,7 +139,9 @@ def softhsm_token_factory(
 
 
 @pytest.fixture
-def softhsm_token(softhsm_token_factory: Callable[[], TokenUnderTest]) -> TokenUnderTest:
+def softhsm_token(
+    softhsm_token_factory: Callable[[], TokenUnderTest],
+) -> TokenUnderTest:
     return softhsm_token_factory()
 
 
@@ -141,11 +154,12 @@ def token(request: pytest.FixtureRequest) -> TokenUnderTest:
 
 
 @pytest.fixture
-def store(token: TokenUnderTest, audit_sink: ListAuditSink) -> Iterator[AuditedKeyStore]:
+def store(
+    token: TokenUnderTest, audit_sink: ListAuditSink
+) -> Iterator[AuditedKeyStore]:
     """A logged-in key store on a fresh token of each backend, auditing to `audit_sink`."""
     opened = token.open(audit_sink)
     try:
         yield opened
     finally:
         opened.close()
-

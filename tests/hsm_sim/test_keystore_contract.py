@@ -56,8 +56,12 @@ MECHANISMS = {
     KeyAlgorithm.RSA_2048: [
         SignatureMechanism(hash=HashName.SHA256, rsa_padding=RsaPadding.PKCS1V15),
         SignatureMechanism(hash=HashName.SHA256, rsa_padding=RsaPadding.PSS),
-        SignatureMechanism(hash=HashName.SHA384, rsa_padding=RsaPadding.PKCS1V15, prehashed=True),
-        SignatureMechanism(hash=HashName.SHA512, rsa_padding=RsaPadding.PSS, prehashed=True),
+        SignatureMechanism(
+            hash=HashName.SHA384, rsa_padding=RsaPadding.PKCS1V15, prehashed=True
+        ),
+        SignatureMechanism(
+            hash=HashName.SHA512, rsa_padding=RsaPadding.PSS, prehashed=True
+        ),
     ],
     KeyAlgorithm.RSA_3072: [
         SignatureMechanism(hash=HashName.SHA384, rsa_padding=RsaPadding.PSS),
@@ -74,7 +78,9 @@ def payload_for(mechanism: SignatureMechanism, message: bytes) -> bytes:
     return message
 
 
-def verify(public_key: object, signature: bytes, message: bytes, mechanism: SignatureMechanism) -> None:
+def verify(
+    public_key: object, signature: bytes, message: bytes, mechanism: SignatureMechanism
+) -> None:
     """Verify with cryptography alone; InvalidSignature if it does not check out."""
     if isinstance(public_key, ed25519.Ed25519PublicKey):
         public_key.verify(signature, message)
@@ -101,12 +107,19 @@ def test_each_algorithm_signs_verifiably_with_its_public_key(store, algorithm):
     info = store.generate_key("key-1", algorithm, frozenset({KeyUsage.SEAL}))
 
     assert isinstance(store, KeyStore)
-    assert (info.label, info.algorithm, info.usages) == ("key-1", algorithm, {KeyUsage.SEAL})
+    assert (info.label, info.algorithm, info.usages) == (
+        "key-1",
+        algorithm,
+        {KeyUsage.SEAL},
+    )
     assert info.created_at.tzinfo is not None
     public_key = store.public_key("key-1")
-    assert public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    ) == info.public_key_der
+    assert (
+        public_key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        == info.public_key_der
+    )
     assert store.key_info("key-1") == info
     message = f"document for {algorithm.value}".encode()
     for mechanism in MECHANISMS[algorithm]:
@@ -163,9 +176,13 @@ def test_destroyed_key_is_gone_for_every_operation(store, audit_sink):
 
 
 def test_destroyed_label_can_be_used_for_a_new_key(store):
-    first = store.generate_key("reused", KeyAlgorithm.EC_P256, frozenset({KeyUsage.SEAL}))
+    first = store.generate_key(
+        "reused", KeyAlgorithm.EC_P256, frozenset({KeyUsage.SEAL})
+    )
     store.destroy_key("reused")
-    second = store.generate_key("reused", KeyAlgorithm.EC_P256, frozenset({KeyUsage.SEAL}))
+    second = store.generate_key(
+        "reused", KeyAlgorithm.EC_P256, frozenset({KeyUsage.SEAL})
+    )
 
     assert second.public_key_der != first.public_key_der
     signature = store.sign("reused", b"x", SHA256, usage=KeyUsage.SEAL)
@@ -215,11 +232,18 @@ def test_any_printable_label_works(store):
     store.generate_key(label, KeyAlgorithm.EC_P256, frozenset({KeyUsage.SEAL}))
 
     assert [info.label for info in store.list_keys()] == [label]
-    verify(store.public_key(label), store.sign(label, b"m", SHA256, usage=KeyUsage.SEAL), b"m", SHA256)
+    verify(
+        store.public_key(label),
+        store.sign(label, b"m", SHA256, usage=KeyUsage.SEAL),
+        b"m",
+        SHA256,
+    )
 
 
 def test_keys_survive_closing_and_reopening_the_token(token, store, audit_sink):
-    made = store.generate_key("lasting", KeyAlgorithm.EC_P384, frozenset({KeyUsage.TSA, KeyUsage.AUDIT}))
+    made = store.generate_key(
+        "lasting", KeyAlgorithm.EC_P384, frozenset({KeyUsage.TSA, KeyUsage.AUDIT})
+    )
     store.close()
 
     reopened = token.open(audit_sink)
@@ -227,7 +251,12 @@ def test_keys_survive_closing_and_reopening_the_token(token, store, audit_sink):
         assert reopened.list_keys() == [made]
         mechanism = SignatureMechanism(hash=HashName.SHA384)
         signature = reopened.sign("lasting", b"later", mechanism, usage=KeyUsage.AUDIT)
-        verify(serialization.load_der_public_key(made.public_key_der), signature, b"later", mechanism)
+        verify(
+            serialization.load_der_public_key(made.public_key_der),
+            signature,
+            b"later",
+            mechanism,
+        )
     finally:
         reopened.close()
 
@@ -251,16 +280,21 @@ def test_the_store_itself_cannot_be_pickled(store):
 # -- usages and the audit log ------------------------------------------------------
 
 
-def test_a_key_refuses_a_usage_it_was_not_made_for_and_the_refusal_is_audited(store, audit_sink):
+def test_a_key_refuses_a_usage_it_was_not_made_for_and_the_refusal_is_audited(
+    store, audit_sink
+):
     store.generate_key("seal-key", KeyAlgorithm.EC_P256, frozenset({KeyUsage.SEAL}))
 
-    with signing_context(actor="clerk-7"):
-        with pytest.raises(UsageNotPermittedError):
-            store.sign("seal-key", b"tbs certificate", SHA256, usage=KeyUsage.CERT_SIGN)
+    with signing_context(actor="clerk-7"), pytest.raises(UsageNotPermittedError):
+        store.sign("seal-key", b"tbs certificate", SHA256, usage=KeyUsage.CERT_SIGN)
 
     (event,) = audit_sink.events
     assert event.result is AuditResult.REFUSED
-    assert (event.actor, event.operation, event.key_label) == ("clerk-7", "sign:cert-sign", "seal-key")
+    assert (event.actor, event.operation, event.key_label) == (
+        "clerk-7",
+        "sign:cert-sign",
+        "seal-key",
+    )
     assert event.data_sha256 == hashlib.sha256(b"tbs certificate").hexdigest()
 
 
@@ -273,7 +307,9 @@ def test_a_handle_for_a_missing_usage_is_refused_at_once(store, audit_sink):
     assert [event.result for event in audit_sink.events] == [AuditResult.REFUSED]
 
 
-def test_every_signature_is_audited_granted_before_it_is_made(store, audit_sink, monkeypatch):
+def test_every_signature_is_audited_granted_before_it_is_made(
+    store, audit_sink, monkeypatch
+):
     store.generate_key("k", KeyAlgorithm.EC_P256, frozenset({KeyUsage.OCSP_SIGN}))
     real_sign = store._sign_with_key
     granted_before_signing = []
@@ -292,11 +328,16 @@ def test_every_signature_is_audited_granted_before_it_is_made(store, audit_sink,
     assert granted_before_signing == [True]
     (event,) = audit_sink.events
     assert (event.actor, event.operation, event.key_label, event.detail) == (
-        "ocsp-responder", "ocsp:refresh", "k", ""
+        "ocsp-responder",
+        "ocsp:refresh",
+        "k",
+        "",
     )
 
 
-def test_no_signature_comes_out_when_the_audit_log_cannot_be_written(store, audit_sink, monkeypatch):
+def test_no_signature_comes_out_when_the_audit_log_cannot_be_written(
+    store, audit_sink, monkeypatch
+):
     store.generate_key("k", KeyAlgorithm.EC_P256, frozenset({KeyUsage.CERT_SIGN}))
     handle = store.private_key("k", usage=KeyUsage.CERT_SIGN)
     signatures_made = []
@@ -324,7 +365,9 @@ def test_a_sink_reporting_unavailable_is_passed_through(store, audit_sink):
         store.sign("k", b"data", SHA256, usage=KeyUsage.SEAL)
 
 
-def test_a_signature_that_fails_after_granted_is_audited_failed(store, audit_sink, monkeypatch):
+def test_a_signature_that_fails_after_granted_is_audited_failed(
+    store, audit_sink, monkeypatch
+):
     store.generate_key("k", KeyAlgorithm.EC_P256, frozenset({KeyUsage.SEAL}))
 
     def broken_token(*args):
@@ -337,7 +380,10 @@ def test_a_signature_that_fails_after_granted_is_audited_failed(store, audit_sin
 
     assert "0x30" not in str(raised.value)
     assert isinstance(raised.value.__cause__, RuntimeError)
-    assert [event.result for event in audit_sink.events] == [AuditResult.GRANTED, AuditResult.FAILED]
+    assert [event.result for event in audit_sink.events] == [
+        AuditResult.GRANTED,
+        AuditResult.FAILED,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -345,13 +391,27 @@ def test_a_signature_that_fails_after_granted_is_audited_failed(store, audit_sin
     [
         (KeyAlgorithm.ED25519, SHA256),
         (KeyAlgorithm.EC_P256, SignatureMechanism(hash=None)),
-        (KeyAlgorithm.EC_P256, SignatureMechanism(hash=HashName.SHA256, rsa_padding=RsaPadding.PSS)),
-        (KeyAlgorithm.EC_P256, SignatureMechanism(hash=HashName.SHA256, prehashed=True)),
+        (
+            KeyAlgorithm.EC_P256,
+            SignatureMechanism(hash=HashName.SHA256, rsa_padding=RsaPadding.PSS),
+        ),
+        (
+            KeyAlgorithm.EC_P256,
+            SignatureMechanism(hash=HashName.SHA256, prehashed=True),
+        ),
         (KeyAlgorithm.RSA_2048, SHA256),
     ],
-    ids=["ed25519-with-hash", "ec-without-hash", "ec-with-padding", "short-digest", "rsa-without-padding"],
+    ids=[
+        "ed25519-with-hash",
+        "ec-without-hash",
+        "ec-with-padding",
+        "short-digest",
+        "rsa-without-padding",
+    ],
 )
-def test_a_mechanism_unfit_for_the_key_is_refused_and_audited(store, audit_sink, algorithm, mechanism):
+def test_a_mechanism_unfit_for_the_key_is_refused_and_audited(
+    store, audit_sink, algorithm, mechanism
+):
     store.generate_key("k", algorithm, frozenset({KeyUsage.SEAL}))
 
     with pytest.raises(InvalidKeyRequestError):
@@ -375,12 +435,19 @@ def test_sign_batch_writes_one_audit_entry_then_every_signature(store, audit_sin
     assert event.data_sha256 == expected.hexdigest()
 
 
-def test_sign_batch_checks_usage_and_signs_nothing_for_an_empty_batch(store, audit_sink):
+def test_sign_batch_checks_usage_and_signs_nothing_for_an_empty_batch(
+    store, audit_sink
+):
     store.generate_key("seal", KeyAlgorithm.ED25519, frozenset({KeyUsage.SEAL}))
 
-    assert store.sign_batch("seal", [], SignatureMechanism(hash=None), usage=KeyUsage.SEAL) == []
+    assert (
+        store.sign_batch("seal", [], SignatureMechanism(hash=None), usage=KeyUsage.SEAL)
+        == []
+    )
     with pytest.raises(UsageNotPermittedError):
-        store.sign_batch("seal", [b"a"], SignatureMechanism(hash=None), usage=KeyUsage.TOKEN)
+        store.sign_batch(
+            "seal", [b"a"], SignatureMechanism(hash=None), usage=KeyUsage.TOKEN
+        )
 
     assert [event.result for event in audit_sink.events] == [AuditResult.REFUSED]
 
@@ -396,12 +463,14 @@ def test_sign_batch_refuses_when_the_audit_log_is_down(store, audit_sink):
 # -- handles with cryptography's builders --------------------------------------------
 
 
-NAME = x509.Name([
-    x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
-    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "某市市场监督管理局"),
-    x509.NameAttribute(NameOID.COMMON_NAME, "Yinxin Test Root"),
-])
-NOW = dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc)
+NAME = x509.Name(
+    [
+        x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "某市市场监督管理局"),
+        x509.NameAttribute(NameOID.COMMON_NAME, "Yinxin Test Root"),
+    ]
+)
+NOW = dt.datetime(2025, 3, 1, tzinfo=dt.UTC)
 
 
 def self_signed_builder(handle) -> x509.CertificateBuilder:
@@ -418,7 +487,9 @@ def self_signed_builder(handle) -> x509.CertificateBuilder:
 
 
 @pytest.mark.parametrize("algorithm", list(KeyAlgorithm), ids=lambda a: a.value)
-def test_certificate_crl_and_ocsp_builders_sign_with_a_handle(store, audit_sink, algorithm):
+def test_certificate_crl_and_ocsp_builders_sign_with_a_handle(
+    store, audit_sink, algorithm
+):
     store.generate_key("issuer", algorithm, CERT_USAGES)
     hash_algorithm = None if algorithm is KeyAlgorithm.ED25519 else hashes.SHA256()
 
@@ -458,19 +529,29 @@ def test_certificate_crl_and_ocsp_builders_sign_with_a_handle(store, audit_sink,
         .responder_id(ocsp.OCSPResponderEncoding.HASH, certificate)
         .sign(store.private_key("issuer", usage=KeyUsage.OCSP_SIGN), hash_algorithm)
     )
-    reparsed = ocsp.load_der_ocsp_response(response.public_bytes(serialization.Encoding.DER))
+    reparsed = ocsp.load_der_ocsp_response(
+        response.public_bytes(serialization.Encoding.DER)
+    )
     mechanism = SignatureMechanism(
         hash=None if hash_algorithm is None else HashName.SHA256,
         rsa_padding=RsaPadding.PKCS1V15 if algorithm.value.startswith("rsa") else None,
     )
-    verify(certificate.public_key(), reparsed.signature, reparsed.tbs_response_bytes, mechanism)
+    verify(
+        certificate.public_key(),
+        reparsed.signature,
+        reparsed.tbs_response_bytes,
+        mechanism,
+    )
 
     assert [(e.actor, e.operation, e.result) for e in audit_sink.events] == [
         ("ceremony", "issue-root", AuditResult.GRANTED),
         ("system", "sign:crl-sign", AuditResult.GRANTED),
         ("system", "sign:ocsp-sign", AuditResult.GRANTED),
     ]
-    assert audit_sink.events[1].data_sha256 == hashlib.sha256(crl.tbs_certlist_bytes).hexdigest()
+    assert (
+        audit_sink.events[1].data_sha256
+        == hashlib.sha256(crl.tbs_certlist_bytes).hexdigest()
+    )
 
 
 @pytest.mark.parametrize(
@@ -483,7 +564,9 @@ def test_rsa_pss_certificates_sign_with_a_handle(store, hash_algorithm, mgf_hash
     handle = store.private_key("rsa", usage=KeyUsage.CERT_SIGN)
     pss = padding.PSS(padding.MGF1(mgf_hash), padding.PSS.DIGEST_LENGTH)
 
-    certificate = self_signed_builder(handle).sign(handle, hash_algorithm, rsa_padding=pss)
+    certificate = self_signed_builder(handle).sign(
+        handle, hash_algorithm, rsa_padding=pss
+    )
 
     certificate.verify_directly_issued_by(certificate)
 
@@ -499,7 +582,9 @@ def test_handle_sign_translates_prehashed_arguments(store):
     rsa_handle = store.private_key("rsa", usage=KeyUsage.TSA)
     rsa_signature = rsa_handle.sign(digest, padding.PKCS1v15(), prehashed)
 
-    ec_handle.public_key().verify(ec_signature, b"timestamp request", ec.ECDSA(hashes.SHA384()))
+    ec_handle.public_key().verify(
+        ec_signature, b"timestamp request", ec.ECDSA(hashes.SHA384())
+    )
     rsa_handle.public_key().verify(
         rsa_signature, b"timestamp request", padding.PKCS1v15(), hashes.SHA384()
     )
@@ -514,12 +599,20 @@ def test_handles_are_cryptography_private_keys_of_the_right_kind(store):
         store.generate_key(algorithm.value, algorithm, frozenset({KeyUsage.CLIENT}))
         handle = store.private_key(algorithm.value, usage=KeyUsage.CLIENT)
         assert isinstance(handle, kind) and isinstance(handle, handle_type)
-        assert (handle.label, handle.usage, handle.algorithm) == (algorithm.value, KeyUsage.CLIENT, algorithm)
+        assert (handle.label, handle.usage, handle.algorithm) == (
+            algorithm.value,
+            KeyUsage.CLIENT,
+            algorithm,
+        )
         assert algorithm.value in repr(handle)
 
 
 def test_handles_never_reveal_the_private_key(store):
-    for algorithm in (KeyAlgorithm.EC_P256, KeyAlgorithm.ED25519, KeyAlgorithm.RSA_2048):
+    for algorithm in (
+        KeyAlgorithm.EC_P256,
+        KeyAlgorithm.ED25519,
+        KeyAlgorithm.RSA_2048,
+    ):
         store.generate_key(algorithm.value, algorithm, frozenset({KeyUsage.SEAL}))
         handle = store.private_key(algorithm.value, usage=KeyUsage.SEAL)
         with pytest.raises(KeyNotExportableError):
@@ -548,7 +641,9 @@ def test_handles_only_sign(store):
     with pytest.raises(UsageNotPermittedError):
         store.private_key("ec", usage=KeyUsage.CLIENT).exchange(ec.ECDH(), peer)
     with pytest.raises(UsageNotPermittedError):
-        store.private_key("rsa", usage=KeyUsage.CLIENT).decrypt(b"\x00" * 256, padding.PKCS1v15())
+        store.private_key("rsa", usage=KeyUsage.CLIENT).decrypt(
+            b"\x00" * 256, padding.PKCS1v15()
+        )
 
 
 def test_handles_refuse_signature_schemes_the_token_does_not_offer(store):
@@ -562,13 +657,21 @@ def test_handles_refuse_signature_schemes_the_token_does_not_offer(store):
     with pytest.raises(UnsupportedAlgorithmError):
         ec_handle.sign(b"m", ec.ECDSA(hashes.SHA1()))
     with pytest.raises(UnsupportedAlgorithmError):
-        rsa_handle.sign(b"m", padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.MAX_LENGTH), hashes.SHA256())
+        rsa_handle.sign(
+            b"m",
+            padding.PSS(padding.MGF1(hashes.SHA256()), padding.PSS.MAX_LENGTH),
+            hashes.SHA256(),
+        )
     with pytest.raises(UnsupportedAlgorithmError):
-        rsa_handle.sign(b"m", padding.PSS(padding.MGF1(hashes.SHA512()), 32), hashes.SHA256())
+        rsa_handle.sign(
+            b"m", padding.PSS(padding.MGF1(hashes.SHA512()), 32), hashes.SHA256()
+        )
 
 
 def test_a_handle_signs_for_the_usage_it_was_obtained_for(store, audit_sink):
-    store.generate_key("multi", KeyAlgorithm.ED25519, frozenset({KeyUsage.SEAL, KeyUsage.TOKEN}))
+    store.generate_key(
+        "multi", KeyAlgorithm.ED25519, frozenset({KeyUsage.SEAL, KeyUsage.TOKEN})
+    )
 
     store.private_key("multi", usage=KeyUsage.TOKEN).sign(b"cwt")
 

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from hsm_sim.errors import KeyStoreConfigError, PinMissingError
-from hsm_sim.spec import Pkcs11TokenSpec, SoftTokenSpec, open_keystore, parse_keystore_spec, unlock_token
+from hsm_sim.spec import (
+    Pkcs11TokenSpec,
+    SoftTokenSpec,
+    open_keystore,
+    parse_keystore_spec,
+    unlock_token,
+)
 
 
 @pytest.mark.parametrize(
@@ -118,6 +124,7 @@ def test_the_public_api_works_from_a_clean_interpreter(tmp_path):
     environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     completed = subprocess.run(
         [sys.executable, "-c", PUBLIC_API_SCRIPT, str(tmp_path / "token")],
+        check=False,
         cwd=tmp_path,
         env=environment,
         capture_output=True,

@@ -10,7 +10,13 @@ import textwrap
 
 import pytest
 
-from hsm_sim.api import AuditResult, HashName, KeyAlgorithm, KeyUsage, SignatureMechanism
+from hsm_sim.api import (
+    AuditResult,
+    HashName,
+    KeyAlgorithm,
+    KeyUsage,
+    SignatureMechanism,
+)
 from hsm_sim.errors import (
     KeyNotFoundError,
     KeyStoreConfigError,
@@ -86,20 +92,39 @@ def test_keys_are_sensitive_non_extractable_and_carry_their_usages_in_the_token(
     softhsm_token, audit_sink, tmp_path
 ):
     with softhsm_token.open(audit_sink) as store:
-        store.generate_key("ca-root", KeyAlgorithm.EC_P384, frozenset({KeyUsage.CERT_SIGN, KeyUsage.CRL_SIGN}))
+        store.generate_key(
+            "ca-root",
+            KeyAlgorithm.EC_P384,
+            frozenset({KeyUsage.CERT_SIGN, KeyUsage.CRL_SIGN}),
+        )
         store.generate_key("seal", KeyAlgorithm.ED25519, SEAL)
         store.generate_key("tsa", KeyAlgorithm.RSA_2048, frozenset({KeyUsage.TSA}))
 
     environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     completed = subprocess.run(
-        [sys.executable, "-c", INSPECTOR, module_path(softhsm_token),
-         token_label(softhsm_token), softhsm_token.user_pin],
-        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-c",
+            INSPECTOR,
+            module_path(softhsm_token),
+            token_label(softhsm_token),
+            softhsm_token.user_pin,
+        ],
+        check=False,
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert completed.returncode == 0, completed.stderr
     report = json.loads(completed.stdout)
 
-    assert sorted(key["label"] for key in report["private_keys"]) == ["ca-root", "seal", "tsa"]
+    assert sorted(key["label"] for key in report["private_keys"]) == [
+        "ca-root",
+        "seal",
+        "tsa",
+    ]
     for key in report["private_keys"]:
         assert key == {
             "label": key["label"],
@@ -142,7 +167,10 @@ def test_stores_in_one_process_share_the_login(softhsm_token, audit_sink):
 
 
 def test_a_key_destroyed_behind_a_stores_back_is_refused(softhsm_token, audit_sink):
-    with softhsm_token.open(audit_sink) as first, softhsm_token.open(audit_sink) as second:
+    with (
+        softhsm_token.open(audit_sink) as first,
+        softhsm_token.open(audit_sink) as second,
+    ):
         first.generate_key("victim", KeyAlgorithm.EC_P256, SEAL)
         first.sign("victim", b"cached", SHA256, usage=KeyUsage.SEAL)
         second.destroy_key("victim")
@@ -161,14 +189,18 @@ def test_the_so_unlocks_by_setting_a_new_user_pin(softhsm_token, audit_sink):
     with softhsm_token.open(audit_sink) as store:
         made = store.generate_key("k", KeyAlgorithm.EC_P256, SEAL)
         with pytest.raises(KeyStoreConfigError, match="close the key stores"):
-            unlock_token(softhsm_token.spec, so_pin=softhsm_token.so_pin, new_user_pin="7777-new")
+            unlock_token(
+                softhsm_token.spec, so_pin=softhsm_token.so_pin, new_user_pin="7777-new"
+            )
 
     with pytest.raises(KeyStoreConfigError, match="new user PIN"):
         unlock_token(softhsm_token.spec, so_pin=softhsm_token.so_pin)
     with pytest.raises(PinIncorrectError):
         unlock_token(softhsm_token.spec, so_pin="0000-wrong", new_user_pin="7777-new")
 
-    unlock_token(softhsm_token.spec, so_pin=softhsm_token.so_pin, new_user_pin="7777-new")
+    unlock_token(
+        softhsm_token.spec, so_pin=softhsm_token.so_pin, new_user_pin="7777-new"
+    )
 
     with pytest.raises(PinIncorrectError):
         softhsm_token.open(audit_sink)
@@ -176,7 +208,9 @@ def test_the_so_unlocks_by_setting_a_new_user_pin(softhsm_token, audit_sink):
         assert store.list_keys() == [made]
 
 
-def test_a_token_created_after_the_module_was_loaded_is_found(softhsm_token_factory, audit_sink):
+def test_a_token_created_after_the_module_was_loaded_is_found(
+    softhsm_token_factory, audit_sink
+):
     earlier = softhsm_token_factory()
     earlier.open(audit_sink).close()
     later = softhsm_token_factory()
@@ -185,11 +219,21 @@ def test_a_token_created_after_the_module_was_loaded_is_found(softhsm_token_fact
         assert store.list_keys() == []
 
 
-def test_an_unknown_token_label_is_not_found(softhsm_module, softhsm_tokens_dir, audit_sink):
+def test_an_unknown_token_label_is_not_found(
+    softhsm_module, softhsm_tokens_dir, audit_sink
+):
     with pytest.raises(TokenNotFoundError):
-        open_keystore(f"pkcs11:module={softhsm_module};token=no-such-token", pin="1234", audit=audit_sink)
+        open_keystore(
+            f"pkcs11:module={softhsm_module};token=no-such-token",
+            pin="1234",
+            audit=audit_sink,
+        )
 
 
 def test_a_missing_module_is_a_configuration_error(tmp_path, audit_sink):
     with pytest.raises(KeyStoreConfigError, match="does not exist"):
-        open_keystore(f"pkcs11:module={tmp_path / 'libnothing.so'};token=t", pin="1234", audit=audit_sink)
+        open_keystore(
+            f"pkcs11:module={tmp_path / 'libnothing.so'};token=t",
+            pin="1234",
+            audit=audit_sink,
+        )

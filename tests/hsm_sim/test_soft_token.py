@@ -22,7 +22,13 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from hsm_sim import soft_token as soft_token_module
-from hsm_sim.api import AuditResult, HashName, KeyAlgorithm, KeyUsage, SignatureMechanism
+from hsm_sim.api import (
+    AuditResult,
+    HashName,
+    KeyAlgorithm,
+    KeyUsage,
+    SignatureMechanism,
+)
 from hsm_sim.errors import (
     KeyNotFoundError,
     KeyStoreConfigError,
@@ -60,7 +66,8 @@ def secret_parts(private_key) -> list[bytes]:
     assert isinstance(private_key, rsa.RSAPrivateKey)
     numbers = private_key.private_numbers()
     return [
-        value.to_bytes((value.bit_length() + 7) // 8, "big") for value in (numbers.d, numbers.p)
+        value.to_bytes((value.bit_length() + 7) // 8, "big")
+        for value in (numbers.d, numbers.p)
     ]
 
 
@@ -111,7 +118,11 @@ def test_no_file_in_the_token_holds_a_private_key(soft_token, audit_sink, monkey
             for load in (load_pem_private_key, load_der_private_key):
                 with pytest.raises((ValueError, TypeError)):
                     load(blob, password=None)
-            for password in (None, soft_token.user_pin.encode(), soft_token.so_pin.encode()):
+            for password in (
+                None,
+                soft_token.user_pin.encode(),
+                soft_token.so_pin.encode(),
+            ):
                 with pytest.raises(ValueError):
                     pkcs12.load_key_and_certificates(blob, password)
             for secret in secrets:
@@ -127,7 +138,9 @@ def test_token_directory_is_0700_and_its_files_0600(soft_token, audit_sink):
         assert mode == (0o700 if path.is_dir() else 0o600), f"{path} has mode {mode:o}"
 
 
-def test_keys_are_unwrapped_once_per_login_not_per_signature(soft_token, audit_sink, monkeypatch):
+def test_keys_are_unwrapped_once_per_login_not_per_signature(
+    soft_token, audit_sink, monkeypatch
+):
     with soft_token.open(audit_sink) as store:
         store.generate_key("k", KeyAlgorithm.EC_P256, SEAL)
         derivations = []
@@ -149,7 +162,9 @@ def test_keys_are_unwrapped_once_per_login_not_per_signature(soft_token, audit_s
 def test_swapped_key_files_are_detected_at_login(soft_token, audit_sink):
     with soft_token.open(audit_sink) as store:
         store.generate_key("seal-a", KeyAlgorithm.EC_P256, SEAL)
-        store.generate_key("root-b", KeyAlgorithm.EC_P256, frozenset({KeyUsage.CERT_SIGN}))
+        store.generate_key(
+            "root-b", KeyAlgorithm.EC_P256, frozenset({KeyUsage.CERT_SIGN})
+        )
     file_a, file_b = key_file(soft_token, "seal-a"), key_file(soft_token, "root-b")
     content_a, content_b = file_a.read_bytes(), file_b.read_bytes()
     file_a.write_bytes(content_b)
@@ -171,7 +186,9 @@ def test_a_swapped_key_file_is_detected_at_use(soft_token, audit_sink):
         assert audit_sink.events == []
 
 
-def test_a_renamed_key_with_an_edited_label_fails_its_integrity_check(soft_token, audit_sink):
+def test_a_renamed_key_with_an_edited_label_fails_its_integrity_check(
+    soft_token, audit_sink
+):
     with soft_token.open(audit_sink) as store:
         store.generate_key("seal-a", KeyAlgorithm.EC_P256, SEAL)
     original = key_file(soft_token, "seal-a")
@@ -282,7 +299,9 @@ def test_an_existing_token_is_never_overwritten(soft_token):
     before = (soft_token.location / "token.json").read_bytes()
 
     with pytest.raises(TokenExistsError):
-        init_soft_token(soft_token.location, user_pin="1111-a", so_pin="2222-b", scrypt_log2_n=14)
+        init_soft_token(
+            soft_token.location, user_pin="1111-a", so_pin="2222-b", scrypt_log2_n=14
+        )
 
     assert (soft_token.location / "token.json").read_bytes() == before
 
@@ -298,7 +317,9 @@ def test_an_existing_token_is_never_overwritten(soft_token):
 )
 def test_weak_token_settings_are_refused(tmp_path, user_pin, so_pin, log2_n, reason):
     with pytest.raises(KeyStoreConfigError, match=reason):
-        init_soft_token(tmp_path / "t", user_pin=user_pin, so_pin=so_pin, scrypt_log2_n=log2_n)
+        init_soft_token(
+            tmp_path / "t", user_pin=user_pin, so_pin=so_pin, scrypt_log2_n=log2_n
+        )
 
 
 def test_a_token_is_made_only_in_an_empty_directory(tmp_path):
@@ -312,7 +333,12 @@ def test_the_default_kdf_cost_is_scrypt_2_to_the_17(tmp_path, audit_sink):
     init_soft_token(tmp_path / "t", user_pin="1111-a", so_pin="2222-b")
 
     token = json.loads((tmp_path / "t" / "token.json").read_bytes())
-    assert token["kdf"] == {"name": "scrypt", "log2_n": DEFAULT_SCRYPT_LOG2_N, "r": 8, "p": 1}
+    assert token["kdf"] == {
+        "name": "scrypt",
+        "log2_n": DEFAULT_SCRYPT_LOG2_N,
+        "r": 8,
+        "p": 1,
+    }
     assert DEFAULT_SCRYPT_LOG2_N == 17
     open_keystore(f"soft:{tmp_path / 't'}", pin="1111-a", audit=audit_sink).close()
 
@@ -342,7 +368,9 @@ def test_keys_made_or_destroyed_by_another_store_are_seen(soft_token, audit_sink
         assert audit_sink.events[-1].result is AuditResult.REFUSED
 
 
-def test_a_key_replaced_by_another_store_is_used_in_its_new_form(soft_token, audit_sink):
+def test_a_key_replaced_by_another_store_is_used_in_its_new_form(
+    soft_token, audit_sink
+):
     with soft_token.open(audit_sink) as first, soft_token.open(audit_sink) as second:
         first.generate_key("rotating", KeyAlgorithm.EC_P256, SEAL)
         first.sign("rotating", b"old", SHA256, usage=KeyUsage.SEAL)
@@ -352,7 +380,9 @@ def test_a_key_replaced_by_another_store_is_used_in_its_new_form(soft_token, aud
         signature = first.sign("rotating", b"new", SHA256, usage=KeyUsage.SEAL)
 
         assert first.key_info("rotating") == replacement
-        first.public_key("rotating").verify(signature, b"new", ec.ECDSA(hashes.SHA256()))
+        first.public_key("rotating").verify(
+            signature, b"new", ec.ECDSA(hashes.SHA256())
+        )
 
 
 WORKER = textwrap.dedent(
@@ -385,15 +415,25 @@ WORKER = textwrap.dedent(
 )
 
 
-def test_two_processes_generating_keys_at_once_lose_nothing(soft_token, audit_sink, tmp_path):
+def test_two_processes_generating_keys_at_once_lose_nothing(
+    soft_token, audit_sink, tmp_path
+):
     count = 15
     start_flag = tmp_path / "go"
     environment = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     with soft_token.open(audit_sink) as store:
         workers = [
             subprocess.Popen(
-                [sys.executable, "-c", WORKER, str(soft_token.location), soft_token.user_pin,
-                 prefix, str(count), str(start_flag)],
+                [
+                    sys.executable,
+                    "-c",
+                    WORKER,
+                    str(soft_token.location),
+                    soft_token.user_pin,
+                    prefix,
+                    str(count),
+                    str(start_flag),
+                ],
                 cwd=tmp_path,
                 env=environment,
                 stdout=subprocess.PIPE,
@@ -414,5 +454,9 @@ def test_two_processes_generating_keys_at_once_lose_nothing(soft_token, audit_si
         assert labels == expected | {f"contested-{n}" for n in range(count)}
         # Keys made by other processes after this login sign here too.
         store.sign("right-7", b"m", SHA256, usage=KeyUsage.SEAL)
-    leftovers = [p.name for p in (soft_token.location / "keys").iterdir() if not p.name.endswith(".key")]
+    leftovers = [
+        p.name
+        for p in (soft_token.location / "keys").iterdir()
+        if not p.name.endswith(".key")
+    ]
     assert leftovers == []
