@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -91,6 +92,30 @@ def run_yinxin() -> YinxinRunner:
         )
 
     return run
+
+
+@pytest.fixture
+def start_yinxin() -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start the `yinxin` console script in the background; stopped after the test."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, **variables: str) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [str(YINXIN_SCRIPT), *args],
+            env=subprocess_environment(**variables),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,  # its own process group: the workers go with it
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
 
 
 @pytest.fixture

@@ -1,0 +1,50 @@
+"""The Makefile's Debian step: installs only what is missing, and tells a non-root user
+exactly which packages to install."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from tests.conftest import require_tool
+
+ROOT = Path(__file__).resolve().parent.parent
+NOBODY = 65534
+
+
+def run_make(*args: str, as_nobody: bool = False) -> subprocess.CompletedProcess[str]:
+    command = [require_tool("make"), "-s", "-C", str(ROOT), *args]
+    if as_nobody and os.geteuid() == 0:
+        command = [
+            require_tool("setpriv"), f"--reuid={NOBODY}", f"--regid={NOBODY}",
+            "--clear-groups", *command,
+        ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def test_tools_that_are_present_need_nothing() -> None:
+    require_tool("softhsm2-util")
+    result = run_make("debian-tools", "DEBIAN_TOOLS=softhsm2:softhsm2-util")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == result.stderr == ""
+
+
+def test_the_default_tool_list_is_satisfied_here() -> None:
+    result = run_make("debian-tools")
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_missing_package_is_named_for_a_user_who_is_not_root() -> None:
+    require_tool("softhsm2-util")
+    tools = (
+        "DEBIAN_TOOLS=yinxin-absent-tool:yinxin-no-such-command "
+        "softhsm2:softhsm2-util yinxin-absent-file:/nonexistent/yinxin-probe"
+    )
+
+    result = run_make("debian-tools", tools, as_nobody=True)
+
+    assert result.returncode != 0
+    assert "missing Debian packages: yinxin-absent-tool yinxin-absent-file" in result.stderr
+    assert "sudo apt-get install -y yinxin-absent-tool yinxin-absent-file" in result.stderr
+    assert "softhsm2 " not in result.stderr
