@@ -27,6 +27,7 @@ from hsm_sim.api import (
     KeyAlgorithm,
     KeyInfo,
     KeyUsage,
+    RsaPadding,
     SignatureMechanism,
     current_signing_context,
 )
@@ -35,6 +36,7 @@ from hsm_sim.errors import (
     HsmError,
     InvalidKeyRequestError,
     KeyNotFoundError,
+    TokenTamperedError,
     UsageNotPermittedError,
 )
 from hsm_sim.keys import KeyHandle, make_key_handle
@@ -100,6 +102,17 @@ def check_mechanism(
     algorithm: KeyAlgorithm, mechanism: SignatureMechanism, data: bytes
 ) -> None:
     """InvalidKeyRequestError unless `mechanism` can sign `data` with a key of `algorithm`."""
+    if not (
+        isinstance(mechanism, SignatureMechanism)
+        and (mechanism.hash is None or isinstance(mechanism.hash, HashName))
+        and (
+            mechanism.rsa_padding is None
+            or isinstance(mechanism.rsa_padding, RsaPadding)
+        )
+    ):
+        raise InvalidKeyRequestError(
+            "the mechanism must be a SignatureMechanism of HashName and RsaPadding values"
+        )
     if algorithm is KeyAlgorithm.ED25519:
         if mechanism.hash is not None or mechanism.rsa_padding is not None:
             raise InvalidKeyRequestError(
@@ -301,6 +314,7 @@ class AuditedKeyStore(abc.ABC, Generic[K]):
             KeyNotFoundError,
             UsageNotPermittedError,
             InvalidKeyRequestError,
+            TokenTamperedError,
         ) as refusal:
             self._record_refusal(str(label), usage, data_sha256, refusal)
             raise

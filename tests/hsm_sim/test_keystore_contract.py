@@ -400,6 +400,8 @@ def test_a_signature_that_fails_after_granted_is_audited_failed(
             SignatureMechanism(hash=HashName.SHA256, prehashed=True),
         ),
         (KeyAlgorithm.RSA_2048, SHA256),
+        (KeyAlgorithm.EC_P256, SignatureMechanism(hash="sha256")),
+        (KeyAlgorithm.EC_P256, "ecdsa-with-SHA256"),
     ],
     ids=[
         "ed25519-with-hash",
@@ -407,6 +409,8 @@ def test_a_signature_that_fails_after_granted_is_audited_failed(
         "ec-with-padding",
         "short-digest",
         "rsa-without-padding",
+        "hash-as-text",
+        "not-a-mechanism",
     ],
 )
 def test_a_mechanism_unfit_for_the_key_is_refused_and_audited(

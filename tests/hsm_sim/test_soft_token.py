@@ -183,7 +183,9 @@ def test_a_swapped_key_file_is_detected_at_use(soft_token, audit_sink):
 
         with pytest.raises(TokenTamperedError):
             store.sign("seal-a", b"x", SHA256, usage=KeyUsage.SEAL)
-        assert audit_sink.events == []
+        (event,) = audit_sink.events
+        assert event.result is AuditResult.REFUSED
+        assert "renamed or swapped" in event.detail
 
 
 def test_a_renamed_key_with_an_edited_label_fails_its_integrity_check(
