@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import datetime as dt
 import hashlib
@@ -694,3 +695,21 @@ def test_a_wrong_pin_is_refused(token, audit_sink):
 def test_a_missing_pin_is_refused_before_touching_the_token(token, audit_sink, pin):
     with pytest.raises(PinMissingError):
         open_keystore(token.spec, pin=pin, audit=audit_sink)
+
+
+def test_threads_can_share_one_store(store, audit_sink):
+    store.generate_key("shared", KeyAlgorithm.EC_P256, frozenset({KeyUsage.OCSP_SIGN}))
+    messages = [f"response {n}".encode() for n in range(80)]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        signatures = list(
+            pool.map(
+                lambda m: store.sign("shared", m, SHA256, usage=KeyUsage.OCSP_SIGN),
+                messages,
+            )
+        )
+
+    public_key = store.public_key("shared")
+    for message, signature in zip(messages, signatures, strict=True):
+        verify(public_key, signature, message, SHA256)
+    assert len(audit_sink.events) == len(messages)
