@@ -29,6 +29,10 @@ class _YinxinServer(BaseApplication):  # type: ignore[misc]
     def load_config(self) -> None:
         for key, value in self._options.items():
             self.cfg.set(key, value)
+        # gunicorn 24+ opens a control socket in ~/.gunicorn, one path for every server
+        # of the user: two instances would fight over it, and nothing here uses it.
+        if "control_socket_disable" in self.cfg.settings:
+            self.cfg.set("control_socket_disable", True)
 
     def load(self) -> Flask:
         return create_app(settings=self._settings)
