@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa, x448, x25519
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hsm_sim.api import KeyAlgorithm, KeyStore
 from pki.ca import CertificateAuthority, IssuanceRequest, IssuedCertificate
 from pki.certificates import AgencySubject, agency_subject_name, node_subject_name
-from pki.errors import CsrError, KeyPolicyError, MissingAgencyError
+from pki.errors import CsrError, KeyPolicyError, MissingAgencyError, UnknownProfileError
 from pki.lint import key_algorithm_of
 from pki.profiles import CertificateProfile, SubjectKind
 from pki.registry import get_agency
@@ -41,6 +42,14 @@ def load_csr(data: bytes) -> x509.CertificateSigningRequest:
             csr = x509.load_der_x509_csr(data)
     except ValueError:
         raise CsrError("the file is not a PKCS#10 certificate signing request (PEM or DER)") from None
+    try:
+        csr.public_key()
+    except UnsupportedAlgorithm as exc:
+        # SM2 and other curves cryptography cannot load: say so, rather than report
+        # a signature failure that did not happen.
+        raise KeyPolicyError(f"the CSR's public key is of a type Yinxin does not issue for ({exc})") from None
+    except ValueError:
+        raise CsrError("the CSR's public key cannot be read") from None
     try:
         valid = csr.is_signature_valid
     except Exception:  # noqa: BLE001 - cryptography raises assorted errors on odd keys
@@ -72,9 +81,9 @@ def check_key_policy(public_key: object, profile: CertificateProfile) -> KeyAlgo
         weak = (
             isinstance(public_key, rsa.RSAPublicKey) and public_key.key_size < 2048
         ) or (isinstance(public_key, ec.EllipticCurvePublicKey) and public_key.curve.key_size < 256)
-        why = "is too weak" if weak else "is not allowed"
+        why = "too weak" if weak else "not allowed"
         raise KeyPolicyError(
-            f"a {_describe_key(public_key)} key {why} for a {profile.name} certificate; "
+            f"the key ({_describe_key(public_key)}) is {why} for a {profile.name} certificate; "
             f"use one of: {allowed}"
         )
     return algorithm
@@ -99,6 +108,16 @@ class RegistrationAuthority:
         self.keystore = keystore
         self.sessions = sessions
         self.organization = organization  # O of the node's own certificates
+
+    def _profile(self, name: str) -> CertificateProfile:
+        profile = self.ca.profile(name)
+        if profile.is_ca:
+            # A CA certificate issued on request would be a CA the hierarchy does not
+            # know (no CA row, no CRLs, no name constraints): only the ceremony makes them.
+            raise UnknownProfileError(
+                f"{profile.name} certificates are made only by the CA ceremony, not issued on request"
+            )
+        return profile
 
     def _subject(
         self, profile: CertificateProfile, agency_uscc: str | None, common_name: str | None
@@ -126,7 +145,7 @@ class RegistrationAuthority:
         validity: dt.timedelta | None = None,
         issuer_name: str | None = None,
     ) -> IssuanceRequest:
-        profile = self.ca.profile(profile_name)
+        profile = self._profile(profile_name)
         if not profile.csr_allowed:
             raise CsrError(f"{profile.name} certificates are only issued for keys made in our HSM")
         csr = load_csr(csr_data)
@@ -161,7 +180,7 @@ class RegistrationAuthority:
         If the certificate cannot be issued, the new key is destroyed again: nothing
         half-made remains.
         """
-        profile = self.ca.profile(profile_name)
+        profile = self._profile(profile_name)
         algorithm = algorithm or profile.default_algorithm
         if algorithm not in profile.allowed_algorithms:
             allowed = ", ".join(sorted(a.value for a in profile.allowed_algorithms))
