@@ -756,7 +756,7 @@ def _check_checkpoint_signature(
                 public_key = public_keys.public_key(row.key_label)
             else:
                 public_key = public_keys(row.key_label)
-        except (HsmError, KeyError, LookupError):
+        except (HsmError, LookupError):
             return f"{where} names audit key {row.key_label!r}, which is not known"
         key_cache[row.key_label] = public_key
     at = _stored_time(row.at)
