@@ -12,7 +12,7 @@ import contextvars
 import dataclasses
 import datetime as dt
 import enum
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
@@ -124,6 +124,17 @@ class KeyStore(Protocol):
         self, label: str, data: bytes, mechanism: SignatureMechanism, *, usage: KeyUsage
     ) -> bytes:
         """Sign `data` for `usage` after writing the audit event; ECDSA signatures DER."""
+        ...
+
+    def sign_batch(
+        self,
+        label: str,
+        items: Sequence[bytes],
+        mechanism: SignatureMechanism,
+        *,
+        usage: KeyUsage,
+    ) -> list[bytes]:
+        """Sign every item for `usage` under ONE audit event covering all of them."""
         ...
 
     def private_key(self, label: str, *, usage: KeyUsage):  # -> hsm_sim.keys handle
