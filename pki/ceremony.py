@@ -181,12 +181,23 @@ class _Ceremony:
         )
 
     def undo(self) -> None:
-        """Remove every row and key this node's hierarchy has (it was empty before)."""
+        """Remove the rows and keys this run made, and nothing else.
+
+        Rows are found through the CAs whose keys this run generated: a run that
+        failed because another one got there first (its first key label was taken)
+        made nothing, and must not delete the other run's hierarchy.
+        """
         with write_transaction(self.ca.sessions) as session:
-            for table in (ServiceCredentialRow, OcspResponseRow, CrlRow, CertificateRow):
-                session.execute(delete(table))
-            session.execute(update(CaRow).values(parent_id=None))
-            session.execute(delete(CaRow))
+            ca_ids = list(session.scalars(select(CaRow.id).where(CaRow.key_label.in_(self.made_keys))))
+            if ca_ids:
+                certificate_ids = select(CertificateRow.id).where(CertificateRow.issuer_id.in_(ca_ids))
+                session.execute(
+                    delete(ServiceCredentialRow).where(ServiceCredentialRow.certificate_id.in_(certificate_ids))
+                )
+                for table in (OcspResponseRow, CrlRow, CertificateRow):
+                    session.execute(delete(table).where(table.issuer_id.in_(ca_ids)))
+                session.execute(update(CaRow).where(CaRow.id.in_(ca_ids)).values(parent_id=None))
+                session.execute(delete(CaRow).where(CaRow.id.in_(ca_ids)))
         for label in reversed(self.made_keys):
             try:
                 self.keystore.destroy_key(label)
@@ -194,14 +205,18 @@ class _Ceremony:
                 continue
 
 
-def run_ceremony(config: CeremonyConfig, *, ca: CertificateAuthority) -> CeremonyResult:
-    """Create the whole hierarchy; refuses if this node already has CAs."""
+def _refuse_existing_hierarchy(ca: CertificateAuthority) -> None:
     with ca.sessions() as session:
         if session.scalar(select(CaRow.id).limit(1)) is not None:
             raise CeremonyError(
                 "this node already has a CA hierarchy; a second ceremony would replace "
                 "its trust anchors (start a new instance for a new hierarchy)"
             )
+
+
+def run_ceremony(config: CeremonyConfig, *, ca: CertificateAuthority) -> CeremonyResult:
+    """Create the whole hierarchy; refuses if this node already has CAs."""
+    _refuse_existing_hierarchy(ca)
     ceremony = _Ceremony(config, ca)
     try:
         with signing_context(actor="ceremony"):
