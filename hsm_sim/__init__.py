@@ -22,6 +22,7 @@ from hsm_sim.api import (
     current_signing_context,
     signing_context,
 )
+from hsm_sim.audit import AuditReport, SqlAuditLog, verify_audit_log
 from hsm_sim.errors import (
     AuditError,
     AuditUnavailableError,
