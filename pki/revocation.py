@@ -452,6 +452,12 @@ class RevocationService:
         with self._responders_lock:
             self._responders.clear()
 
+    @staticmethod
+    def _status_from(revoked_at: dt.datetime | None, reason: RevocationReason | None) -> CertificateStatus:
+        if revoked_at is None:
+            return GOOD
+        return CertificateStatus.revoked(revoked_at, REASON_FLAGS[reason] if reason else None)
+
     def _status_of(self, session: Session, issuer_id: int, serial: str) -> CertificateStatus:
         row = session.execute(
             select(CertificateRow.revoked_at, CertificateRow.revocation_reason).where(
@@ -462,43 +468,70 @@ class RevocationService:
         ).first()
         if row is None:
             return UNKNOWN
-        revoked_at, reason = row
-        if revoked_at is None:
-            return GOOD
-        return CertificateStatus.revoked(revoked_at, REASON_FLAGS[reason] if reason else None)
+        return self._status_from(*row)
 
     def presign_ocsp(self, issuer: Issuer, serials: Iterable[str]) -> int:
         """Sign and store fresh responses (SHA-1 CertID) for `serials`; returns how many."""
         responder = self.responder(issuer)
         now = self.ca.clock()
-        signed: list[tuple[str, bytes]] = []
+        signed: list[tuple[str, CertificateStatus, bytes]] = []
         with signing_context(operation=f"presign-ocsp:{issuer.name}"):
             for serial in serials:
                 with self.sessions() as session:
                     status = self._status_of(session, issuer.id, serial)
+                if status is UNKNOWN:
+                    continue  # nothing to cache: unknown serials are answered live
                 cert_id = responder.cert_id(int(serial, 16), _PRESIGNED_HASH)
-                signed.append(
-                    (serial, build_ocsp_response(cert_id, responder=responder, status=status, now=now))
-                )
-        if signed:
-            self._store_responses(issuer.id, now, signed)
-        return len(signed)
+                response = build_ocsp_response(cert_id, responder=responder, status=status, now=now)
+                signed.append((serial, status, response))
+        return self._store_responses(issuer.id, now, signed)
 
-    def _store_responses(self, issuer_id: int, now: dt.datetime, signed: list[tuple[str, bytes]]) -> None:
+    def _store_responses(
+        self, issuer_id: int, now: dt.datetime, signed: list[tuple[str, CertificateStatus, bytes]]
+    ) -> int:
+        """Store responses whose status is still current; returns how many were stored.
+
+        The certificates' rows are locked (a revocation locks them too) and their status
+        read again: a response signed just before a revocation committed must not
+        replace the one the revocation signs afterwards.
+        """
+        if not signed:
+            return 0
         next_update = now + self.ocsp_lifetime
         with write_transaction(self.sessions) as session:
+            current = {
+                serial: self._status_from(revoked_at, reason)
+                for serial, revoked_at, reason in session.execute(
+                    select(
+                        CertificateRow.serial,
+                        CertificateRow.revoked_at,
+                        CertificateRow.revocation_reason,
+                    )
+                    .where(
+                        CertificateRow.issuer_id == issuer_id,
+                        CertificateRow.serial.in_([serial for serial, _, _ in signed]),
+                        CertificateRow.state == CertificateState.ISSUED,
+                    )
+                    .order_by(CertificateRow.serial)
+                    .with_for_update()
+                )
+            }
+            fresh = [(serial, der) for serial, status, der in signed if current.get(serial) == status]
+            if not fresh:
+                return 0
             session.execute(
                 delete(OcspResponseRow).where(
                     OcspResponseRow.issuer_id == issuer_id,
-                    OcspResponseRow.serial.in_([serial for serial, _ in signed]),
+                    OcspResponseRow.serial.in_([serial for serial, _ in fresh]),
                 )
             )
             session.add_all(
                 OcspResponseRow(
                     issuer_id=issuer_id, serial=serial, produced_at=now, next_update=next_update, der=der
                 )
-                for serial, der in signed
+                for serial, der in fresh
             )
+        return len(fresh)
 
     def respond_ocsp(self, request_der: bytes) -> bytes:
         """The DER OCSPResponse for a request: pre-signed when possible, else signed now."""
@@ -531,7 +564,7 @@ class RevocationService:
                 cert_id, responder=responder, status=status, now=now, nonce=request.nonce
             )
         if request.nonce is None and cert_id.hash_name == _PRESIGNED_HASH and status is not UNKNOWN:
-            self._store_responses(issuer.id, now, [(serial, der)])
+            self._store_responses(issuer.id, now, [(serial, status, der)])
         return der
 
     def _issuer_serving(self, cert_id: CertId) -> Issuer | None:
