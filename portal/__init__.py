@@ -7,4 +7,4 @@ below it from the instance's settings.
 from portal.app import create_app
 from portal.config import Settings, resolve_settings
 
-__all__ = ["create_app", "Settings", "resolve_settings"]
+__all__ = ["Settings", "create_app", "resolve_settings"]

@@ -45,7 +45,7 @@ from portal.errors import (
     one_line,
 )
 
-__all__ = ["main", "cli"]
+__all__ = ["cli", "main"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 ERROR_LOG_NAME = "yinxin-errors.log"
@@ -83,7 +83,9 @@ def warn(message: str) -> None:
     click.echo(f"yinxin: warning: {message}", err=True)
 
 
-def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> Table:
+def table(
+    title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]
+) -> Table:
     result = Table(title=title, title_justify="left")
     for column in columns:
         result.add_column(column)
@@ -121,9 +123,9 @@ def instance_options(command: F) -> F:
 
 
 def json_option(command: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(
-        command
-    )
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print one JSON object."
+    )(command)
 
 
 def load_settings(
@@ -135,7 +137,9 @@ def load_settings(
     read_pin: bool = True,
 ) -> Settings:
     """The settings for this command, remembering the home for the error log."""
-    overrides = SettingOverrides(home=home, database_url=database_url, hsm=hsm, region=region)
+    overrides = SettingOverrides(
+        home=home, database_url=database_url, hsm=hsm, region=region
+    )
     settings = resolve_settings(overrides, read_pin=read_pin)
     state = click.get_current_context().find_object(CliState)
     if state is not None:
@@ -174,7 +178,6 @@ def cli_actor() -> str:
     return f"cli:{user}"
 
 
-
 # -- error handling: every failure ends as one line on stderr ------------------------
 
 
@@ -191,8 +194,10 @@ def _write_error_log(error: BaseException, home: Path | None) -> Path | None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(descriptor, "a", encoding="utf-8") as log:
-            stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-            command_words = itertools.takewhile(lambda w: not w.startswith("-"), sys.argv[1:])
+            stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+            command_words = itertools.takewhile(
+                lambda w: not w.startswith("-"), sys.argv[1:]
+            )
             log.write(f"--- {stamp} yinxin {' '.join(command_words)}\n")
             log.write("".join(traceback.format_exception(error)))
     except OSError:
@@ -249,13 +254,15 @@ class YinxinGroup(click.Group):
             exc.show()
             return exc.exit_code
         except click.UsageError as exc:
-            hint = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            hint = (
+                f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+            )
             return _fail(f"{_squash(exc.format_message())}{hint}", exc.exit_code)
         except click.ClickException as exc:
             return _fail(_squash(exc.format_message()), exc.exit_code)
         except KeyboardInterrupt:
             return _fail("interrupted", 130)
-        except Exception as exc:  # noqa: BLE001 - the one place every failure ends up
+        except Exception as exc:
             category = category_of(exc)
             if category is not None:
                 return _fail(one_line(exc), exit_code_for(category))
@@ -274,7 +281,11 @@ class YinxinGroup(click.Group):
 # -- the commands --------------------------------------------------------------------
 
 
-@click.group(name="yinxin", cls=YinxinGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    name="yinxin",
+    cls=YinxinGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 @click.version_option(package_name="yinxin", prog_name="yinxin")
 def cli() -> None:
     """Yinxin (印信): CA, official electronic seals and electronic licences."""
@@ -282,10 +293,16 @@ def cli() -> None:
 
 @cli.command()
 @instance_options
-@click.option("--region", metavar="CODE", help="GB/T 2260 region code [env YINXIN_REGION; "
-              "default 110000].")
-@click.option("--demo", is_flag=True, help="Also register a demo agency, API client and "
-              "staff user.")
+@click.option(
+    "--region",
+    metavar="CODE",
+    help="GB/T 2260 region code [env YINXIN_REGION; default 110000].",
+)
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Also register a demo agency, API client and staff user.",
+)
 @json_option
 def init(
     home: Path | None,
@@ -320,10 +337,14 @@ def init(
     if result.demo is not None:
         rows += [
             ("demo agency", f"{result.demo.agency_name} ({result.demo.agency_uscc})"),
-            ("API client", f"{result.demo.client_id}, secret in "
-                           f"{result.demo.client_secret_file}"),
-            ("staff user", f"{result.demo.staff_username}, password in "
-                           f"{result.demo.staff_password_file}"),
+            (
+                "API client",
+                f"{result.demo.client_id}, secret in {result.demo.client_secret_file}",
+            ),
+            (
+                "staff user",
+                f"{result.demo.staff_username}, password in {result.demo.staff_password_file}",
+            ),
         ]
     for name, value in rows:
         out.print(f"  {name:<12} {value}")
@@ -332,10 +353,17 @@ def init(
 
 @cli.command()
 @instance_options
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on."
+)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64),
-              help="Worker processes.")
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="Worker processes.",
+)
 def serve(
     home: Path | None,
     database_url: str | None,
@@ -371,8 +399,13 @@ def _agency_document(record: Any) -> dict[str, Any]:
 @agency.command("add")
 @instance_options
 @click.option("--name", required=True, help="The agency's full name.")
-@click.option("--code", "uscc", required=True, metavar="USCC",
-              help="Its unified social credit code (18 characters).")
+@click.option(
+    "--code",
+    "uscc",
+    required=True,
+    metavar="USCC",
+    help="Its unified social credit code (18 characters).",
+)
 @click.option("--region", metavar="CODE", help="Its region [default: the instance's].")
 @json_option
 def agency_add(
@@ -395,8 +428,9 @@ def agency_add(
     if as_json:
         emit_json(_agency_document(record))
     else:
-        console().print(f"Registered {record.name} ({record.uscc}, region "
-                        f"{record.region_code}).")
+        console().print(
+            f"Registered {record.name} ({record.uscc}, region {record.region_code})."
+        )
 
 
 @agency.command("list")
@@ -414,8 +448,10 @@ def agency_list(
     if as_json:
         emit_json({"agencies": [_agency_document(r) for r in records]})
         return
-    rows = [(r.uscc, r.name, r.region_code, f"{r.created_at:%Y-%m-%d %H:%M} UTC")
-            for r in records]
+    rows = [
+        (r.uscc, r.name, r.region_code, f"{r.created_at:%Y-%m-%d %H:%M} UTC")
+        for r in records
+    ]
     console().print(table("Agencies", ("USCC", "name", "region", "registered"), rows))
 
 
@@ -426,9 +462,16 @@ def client() -> None:
 
 @client.command("add")
 @instance_options
-@click.option("--agency", "agency_uscc", required=True, metavar="USCC",
-              help="The agency the client acts for.")
-@click.option("--name", default="default", show_default=True, help="A name for the client.")
+@click.option(
+    "--agency",
+    "agency_uscc",
+    required=True,
+    metavar="USCC",
+    help="The agency the client acts for.",
+)
+@click.option(
+    "--name", default="default", show_default=True, help="A name for the client."
+)
 @json_option
 def client_add(
     home: Path | None,
@@ -444,15 +487,19 @@ def client_add(
     settings = load_settings(home, database_url, hsm, read_pin=False)
     with open_services(settings) as services, services.session() as session:
         record, secret = add_api_client(session, agency_uscc=agency_uscc, name=name)
-    warn("the client secret is shown only now; store it safely, it cannot be shown again")
+    warn(
+        "the client secret is shown only now; store it safely, it cannot be shown again"
+    )
     if as_json:
-        emit_json({
-            "client_id": record.client_id,
-            "agency_uscc": record.agency_uscc,
-            "name": record.name,
-            "created_at": record.created_at,
-            "secret": secret,
-        })
+        emit_json(
+            {
+                "client_id": record.client_id,
+                "agency_uscc": record.agency_uscc,
+                "name": record.name,
+                "created_at": record.created_at,
+                "secret": secret,
+            }
+        )
         return
     click.echo(f"client id: {record.client_id}")
     click.echo(f"secret:    {secret}")
@@ -476,7 +523,9 @@ def _key_document(info: Any) -> dict[str, Any]:
 @hsm.command("keys")
 @instance_options
 @json_option
-def hsm_keys(home: Path | None, database_url: str | None, hsm: str | None, as_json: bool) -> None:
+def hsm_keys(
+    home: Path | None, database_url: str | None, hsm: str | None, as_json: bool
+) -> None:
     """List the keys in the token (public information only)."""
     settings = load_settings(home, database_url, hsm)
     with open_services(settings) as services:
@@ -484,21 +533,40 @@ def hsm_keys(home: Path | None, database_url: str | None, hsm: str | None, as_js
     if as_json:
         emit_json({"keys": keys})
         return
-    rows = [(k["label"], k["algorithm"], ", ".join(k["usages"]),
-             f"{k['created_at']:%Y-%m-%d %H:%M} UTC", k["public_key_sha256"][:16])
-            for k in keys]
-    console().print(table("Keys", ("label", "algorithm", "usages", "created", "SPKI SHA-256"),
-                          rows))
+    rows = [
+        (
+            k["label"],
+            k["algorithm"],
+            ", ".join(k["usages"]),
+            f"{k['created_at']:%Y-%m-%d %H:%M} UTC",
+            k["public_key_sha256"][:16],
+        )
+        for k in keys
+    ]
+    console().print(
+        table("Keys", ("label", "algorithm", "usages", "created", "SPKI SHA-256"), rows)
+    )
 
 
 @hsm.command("generate")
 @instance_options
 @click.option("--label", required=True, help="The new key's label.")
-@click.option("--algorithm", required=True, metavar="NAME",
-              help="One of: " + ", ".join(a.value for a in KeyAlgorithm) + ".")
-@click.option("--usage", "usages", required=True, multiple=True, metavar="USAGE",
-              help="What the key may sign (repeatable): "
-              + ", ".join(u.value for u in KeyUsage) + ".")
+@click.option(
+    "--algorithm",
+    required=True,
+    metavar="NAME",
+    help="One of: " + ", ".join(a.value for a in KeyAlgorithm) + ".",
+)
+@click.option(
+    "--usage",
+    "usages",
+    required=True,
+    multiple=True,
+    metavar="USAGE",
+    help="What the key may sign (repeatable): "
+    + ", ".join(u.value for u in KeyUsage)
+    + ".",
+)
 @json_option
 def hsm_generate(
     home: Path | None,
@@ -519,16 +587,20 @@ def hsm_generate(
     if as_json:
         emit_json(document)
     else:
-        console().print(f"Generated {document['label']} ({document['algorithm']}, for "
-                        f"{', '.join(document['usages'])}); public key SHA-256 "
-                        f"{document['public_key_sha256']}.")
+        console().print(
+            f"Generated {document['label']} ({document['algorithm']}, for "
+            f"{', '.join(document['usages'])}); public key SHA-256 "
+            f"{document['public_key_sha256']}."
+        )
 
 
 def _read_pin_file(path: Path, what: str) -> str:
     try:
         pin = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"the {what} file {path} cannot be read: {exc.strerror}") from None
+        raise ConfigError(
+            f"the {what} file {path} cannot be read: {exc.strerror}"
+        ) from None
     if not pin:
         raise ConfigError(f"the {what} file {path} is empty")
     return pin
@@ -551,12 +623,22 @@ def _so_pin(so_pin_file: Path | None) -> str:
 
 @hsm.command("unlock")
 @instance_options
-@click.option("--so-pin-file", type=click.Path(dir_okay=False, path_type=Path),
-              help=f"File holding the SO PIN [env {ENV_SO_PIN}; else a prompt].")
-@click.option("--new-user-pin-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Set the user PIN to the one in this file.")
-@click.option("--new-user-pin", "prompt_new_pin", is_flag=True,
-              help="Set a new user PIN, typed at a prompt.")
+@click.option(
+    "--so-pin-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help=f"File holding the SO PIN [env {ENV_SO_PIN}; else a prompt].",
+)
+@click.option(
+    "--new-user-pin-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Set the user PIN to the one in this file.",
+)
+@click.option(
+    "--new-user-pin",
+    "prompt_new_pin",
+    is_flag=True,
+    help="Set a new user PIN, typed at a prompt.",
+)
 @json_option
 def hsm_unlock(
     home: Path | None,
@@ -583,21 +665,31 @@ def hsm_unlock(
     if new_user_pin_file is not None:
         new_pin = _read_pin_file(new_user_pin_file, "new user PIN")
     elif prompt_new_pin:
-        new_pin = click.prompt("New user PIN", hide_input=True,
-                               confirmation_prompt=True).strip()
+        new_pin = click.prompt(
+            "New user PIN", hide_input=True, confirmation_prompt=True
+        ).strip()
     unlock_token(settings.hsm, so_pin=so_pin, new_user_pin=new_pin)
 
     pin_file_updated = None
     if new_pin is not None:
         uses_pin_file = not os.environ.get(ENV_HSM_PIN, "").strip()
-        if uses_pin_file and settings.hsm_pin_file is not None and settings.hsm_pin_file.exists():
+        if (
+            uses_pin_file
+            and settings.hsm_pin_file is not None
+            and settings.hsm_pin_file.exists()
+        ):
             write_secret_file(settings.hsm_pin_file, new_pin, replace=True)
             pin_file_updated = settings.hsm_pin_file
         else:
             warn(f"the user PIN changed: update {ENV_HSM_PIN} wherever it is set")
     if as_json:
-        emit_json({"unlocked": True, "user_pin_changed": new_pin is not None,
-                   "user_pin_file_updated": pin_file_updated})
+        emit_json(
+            {
+                "unlocked": True,
+                "user_pin_changed": new_pin is not None,
+                "user_pin_file_updated": pin_file_updated,
+            }
+        )
         return
     message = "The token is unlocked"
     if new_pin is not None:
@@ -627,10 +719,16 @@ def audit_verify(
     if as_json:
         emit_json(dataclasses.asdict(report))
     elif report.ok:
-        click.echo(f"audit log OK: {report.entry_count} entries, "
-                   f"{report.checkpoints_verified} signed checkpoints verified")
+        click.echo(
+            f"audit log OK: {report.entry_count} entries, "
+            f"{report.checkpoints_verified} signed checkpoints verified"
+        )
     else:
-        where = f" at entry {report.first_bad_seq}" if report.first_bad_seq is not None else ""
+        where = (
+            f" at entry {report.first_bad_seq}"
+            if report.first_bad_seq is not None
+            else ""
+        )
         click.echo(f"audit log BROKEN{where}: {report.reason}")
     return 0 if report.ok else EXIT_CHECK_FAILED
 
@@ -643,11 +741,13 @@ def audit_checkpoint(
 ) -> None:
     """Sign a checkpoint of the audit log now, with the region's audit key."""
     settings = load_settings(home, database_url, hsm)
-    with open_services(settings) as services:
-        with signing_context(actor=cli_actor(), operation="audit-checkpoint"):
-            checkpoint = services.audit_log.write_checkpoint(
-                services.keystore(), settings.audit_key_label
-            )
+    with (
+        open_services(settings) as services,
+        signing_context(actor=cli_actor(), operation="audit-checkpoint"),
+    ):
+        checkpoint = services.audit_log.write_checkpoint(
+            services.keystore(), settings.audit_key_label
+        )
     document = {
         "entry_count": checkpoint.entry_count,
         "head_hash": checkpoint.head_hash,
@@ -658,8 +758,10 @@ def audit_checkpoint(
     if as_json:
         emit_json(document)
     else:
-        click.echo(f"checkpoint signed by {checkpoint.key_label} over "
-                   f"{checkpoint.entry_count} entries (head {checkpoint.head_hash[:16]}...)")
+        click.echo(
+            f"checkpoint signed by {checkpoint.key_label} over "
+            f"{checkpoint.entry_count} entries (head {checkpoint.head_hash[:16]}...)"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

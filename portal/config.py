@@ -25,13 +25,13 @@ __all__ = [
     "DEFAULT_HOME",
     "DEFAULT_REGION",
     "ConfigError",
-    "Settings",
     "SettingOverrides",
-    "resolve_settings",
+    "Settings",
     "default_database_url",
     "default_hsm_spec",
     "describe_database_url",
     "read_config_file",
+    "resolve_settings",
 ]
 
 CONFIG_FILE_NAME = "yinxin.toml"
@@ -130,7 +130,9 @@ def read_config_file(path: Path) -> dict[str, str]:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     except OSError as exc:
-        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
+        raise ConfigError(
+            f"config file {path} cannot be read: {exc.strerror}"
+        ) from None
     unknown = sorted(set(document) - set(CONFIG_KEYS))
     if unknown:
         raise ConfigError(
@@ -183,7 +185,9 @@ def _read_pin_file(path: Path) -> str:
     try:
         pin = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"HSM PIN file {path} cannot be read: {exc.strerror}") from None
+        raise ConfigError(
+            f"HSM PIN file {path} cannot be read: {exc.strerror}"
+        ) from None
     if not pin:
         raise ConfigError(f"HSM PIN file {path} is empty")
     return pin
@@ -206,7 +210,9 @@ def resolve_settings(
     config_path = home / CONFIG_FILE_NAME
     from_file = read_config_file(config_path)
 
-    def pick(flag: str | None, env_name: str, key: str, default: str) -> tuple[str, str]:
+    def pick(
+        flag: str | None, env_name: str, key: str, default: str
+    ) -> tuple[str, str]:
         if flag is not None:
             return flag, f"--{key.replace('_', '-')}"
         from_env = _environment_value(env, env_name)
@@ -222,11 +228,16 @@ def resolve_settings(
     except ValueError as exc:
         raise ConfigError(f"{region_origin}: {exc}") from None
     database_url = _check_database_url(
-        *pick(overrides.database_url, ENV_DATABASE_URL, "database_url",
-              default_database_url(home))
+        *pick(
+            overrides.database_url,
+            ENV_DATABASE_URL,
+            "database_url",
+            default_database_url(home),
+        )
     )
     hsm = _resolve_soft_path(
-        _check_hsm_spec(*pick(overrides.hsm, ENV_HSM, "hsm", default_hsm_spec(home))), home
+        _check_hsm_spec(*pick(overrides.hsm, ENV_HSM, "hsm", default_hsm_spec(home))),
+        home,
     )
 
     pin_file_setting = from_file.get("hsm_pin_file")

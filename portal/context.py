@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from portal.services import Services
 
-__all__ = ["install_services", "current_services", "db_session"]
+__all__ = ["current_services", "db_session", "install_services"]
 
 _EXTENSION_KEY = "yinxin"
 

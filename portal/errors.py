@@ -18,22 +18,22 @@ from werkzeug.exceptions import HTTPException
 from hsm_sim.errors import ErrorCategory
 
 __all__ = [
-    "HTTP_STATUS_BY_CATEGORY",
-    "EXIT_CODE_BY_CATEGORY",
     "EXIT_CHECK_FAILED",
+    "EXIT_CODE_BY_CATEGORY",
     "EXIT_UNEXPECTED",
+    "HTTP_STATUS_BY_CATEGORY",
+    "PROBLEM_JSON",
     "InstanceError",
     "InstanceExistsError",
     "InstanceNotFoundError",
     "category_of",
-    "http_status_for",
     "exit_code_for",
-    "one_line",
+    "http_status_for",
     "new_correlation_id",
+    "one_line",
     "problem",
     "problem_response",
     "register_error_handlers",
-    "PROBLEM_JSON",
 ]
 
 PROBLEM_JSON = "application/problem+json"
@@ -129,9 +129,12 @@ def problem(
     return body
 
 
-
 def problem_response(
-    status: int, detail: str | None = None, *, type_: str = "about:blank", **extensions: Any
+    status: int,
+    detail: str | None = None,
+    *,
+    type_: str = "about:blank",
+    **extensions: Any,
 ) -> Response:
     """A Flask response carrying an RFC 9457 problem as application/problem+json."""
     response = jsonify(problem(status, detail, type_=type_, **extensions))
@@ -162,7 +165,10 @@ def _handle_unexpected(error: BaseException) -> Response:
     correlation_id = new_correlation_id()
     logger.error(
         "unexpected error handling %s %s [correlation id %s]",
-        request.method, request.path, correlation_id, exc_info=error,
+        request.method,
+        request.path,
+        correlation_id,
+        exc_info=error,
     )
     response = problem_response(
         500,

@@ -128,7 +128,7 @@ class _Undo:
         for what, action in reversed(self._actions):
             try:
                 action()
-            except Exception:  # noqa: BLE001 - keep undoing the rest
+            except Exception:
                 logger.exception("init clean-up could not remove %s", what)
                 left_behind.append(what)
         self._actions.clear()
@@ -172,11 +172,16 @@ def _check_nothing_there(settings: Settings) -> None:
             f"the SQLite database {database_file} already exists; init will not reuse it"
         )
     spec = parse_keystore_spec(settings.hsm)
-    if isinstance(spec, SoftTokenSpec) and spec.directory.exists():
-        if not spec.directory.is_dir() or any(spec.directory.iterdir()):
-            raise InstanceExistsError(
-                f"the HSM token directory {spec.directory} is not empty; init will not reuse it"
-            )
+    token_directory = spec.directory if isinstance(spec, SoftTokenSpec) else None
+    if token_directory is not None and _holds_anything(token_directory):
+        raise InstanceExistsError(
+            f"the HSM token directory {token_directory} is not empty; init will not reuse it"
+        )
+
+
+def _holds_anything(path: Path) -> bool:
+    """Whether `path` is a file, or a directory with something in it."""
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
 
 
 def _config_text(settings: Settings) -> tuple[str, list[str]]:
@@ -342,7 +347,10 @@ def init_instance(settings: Settings, *, demo: bool = False) -> InitResult:
             with _step("creating the HSM token", undo):
                 _make_directory(spec.directory.parent, undo)
                 if spec.directory.exists():
-                    undo.push(f"the token in {spec.directory}", _clear_directory(spec.directory))
+                    undo.push(
+                        f"the token in {spec.directory}",
+                        _clear_directory(spec.directory),
+                    )
                 else:
                     undo.push(str(spec.directory), _remove_path(spec.directory))
                 init_soft_token(
@@ -361,7 +369,8 @@ def init_instance(settings: Settings, *, demo: bool = False) -> InitResult:
         with _step("migrating the database", undo):
             if database_file is None:
                 undo.push(
-                    f"the schema in {settings.describe_database()}", _downgrade_to_empty(engine)
+                    f"the schema in {settings.describe_database()}",
+                    _downgrade_to_empty(engine),
                 )
             upgrade_database(engine)
             if database_file is not None:
@@ -370,9 +379,13 @@ def init_instance(settings: Settings, *, demo: bool = False) -> InitResult:
 
         audit_label = settings.audit_key_label
         with _step(f"generating the audit key {audit_label!r}", undo):
-            keystore.generate_key(audit_label, KeyAlgorithm.EC_P256, frozenset({KeyUsage.AUDIT}))
+            keystore.generate_key(
+                audit_label, KeyAlgorithm.EC_P256, frozenset({KeyUsage.AUDIT})
+            )
             if not isinstance(spec, SoftTokenSpec):
-                undo.push(f"the key {audit_label!r}", _destroy_key(keystore, audit_label))
+                undo.push(
+                    f"the key {audit_label!r}", _destroy_key(keystore, audit_label)
+                )
         with _step("signing the first audit checkpoint", undo):
             with signing_context(actor=INIT_ACTOR, operation="audit-checkpoint"):
                 audit_log.write_checkpoint(keystore, audit_label)
@@ -385,7 +398,9 @@ def init_instance(settings: Settings, *, demo: bool = False) -> InitResult:
 
         with _step("writing the config file", undo):
             text, notes = _config_text(settings)
-            partial = settings.config_file.with_name(settings.config_file.name + ".partial")
+            partial = settings.config_file.with_name(
+                settings.config_file.name + ".partial"
+            )
             undo.push(str(partial), _remove_path(partial))
             partial.write_text(text, encoding="utf-8")
             os.replace(partial, settings.config_file)

@@ -10,7 +10,7 @@ from gunicorn.app.base import BaseApplication
 from portal.app import create_app
 from portal.config import Settings
 
-__all__ = ["serve", "DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_WORKERS"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_WORKERS", "serve"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000

@@ -65,7 +65,9 @@ class Services:
                     self._keystore_error = exc
                 raise
             try:
-                self.audit_log.attach_checkpoint_signer(keystore, self.settings.audit_key_label)
+                self.audit_log.attach_checkpoint_signer(
+                    keystore, self.settings.audit_key_label
+                )
             except KeyNotFoundError:
                 logger.warning(
                     "the audit key %r is not in the token: no automatic audit checkpoints",

@@ -82,10 +82,13 @@ YinxinRunner = Callable[..., subprocess.CompletedProcess[str]]
 def run_yinxin() -> YinxinRunner:
     """Run the installed `yinxin` console script: run_yinxin(*args, NAME=value...)."""
 
-    def run(*args: str, timeout: float = 120, **variables: str) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, timeout: float = 120, **variables: str
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(YINXIN_SCRIPT), *args],
             env=subprocess_environment(**variables),
+            check=False,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -141,8 +144,15 @@ def softhsm_token_env(softhsm_module: str, tmp_path: Path) -> Iterator[dict[str,
     user_pin, so_pin = "user-pin-4711", "so-pin-0815"
     subprocess.run(
         [
-            "softhsm2-util", "--init-token", "--free", "--label", label,
-            "--so-pin", so_pin, "--pin", user_pin,
+            "softhsm2-util",
+            "--init-token",
+            "--free",
+            "--label",
+            label,
+            "--so-pin",
+            so_pin,
+            "--pin",
+            user_pin,
         ],
         env={**os.environ, "SOFTHSM2_CONF": str(conf)},
         check=True,

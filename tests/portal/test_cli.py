@@ -33,8 +33,9 @@ def exit_code(category: ErrorCategory) -> int:
 def invoke(home: Path, *args: str, env: dict[str, str] | None = None) -> Result:
     """Run `yinxin <args> --home <home>` in-process."""
     command = list(args)
-    command[command.index("--json") if "--json" in command else len(command):0] = [
-        "--home", str(home),
+    command[command.index("--json") if "--json" in command else len(command) : 0] = [
+        "--home",
+        str(home),
     ]
     return CliRunner().invoke(cli, command, env=env)
 
@@ -56,16 +57,32 @@ def uscc_with_check(body: str) -> str:
 
 def test_agency_add_then_list(instance_home: Path, demo_uscc: str) -> None:
     code = uscc_with_check("11440300MB0176276")
-    added = invoke(instance_home, "agency", "add", "--name", "某某区税务局", "--code", code,
-                   "--region", "440300", "--json")
+    added = invoke(
+        instance_home,
+        "agency",
+        "add",
+        "--name",
+        "某某区税务局",
+        "--code",
+        code,
+        "--region",
+        "440300",
+        "--json",
+    )
 
     assert added.exit_code == 0, added.output
     assert json.loads(added.stdout) | {"created_at": None} == {
-        "name": "某某区税务局", "uscc": code, "region": "440300", "created_at": None,
+        "name": "某某区税务局",
+        "uscc": code,
+        "region": "440300",
+        "created_at": None,
     }
     listed = invoke(instance_home, "agency", "list", "--json")
     assert listed.exit_code == 0, listed.output
-    assert [a["uscc"] for a in json.loads(listed.stdout)["agencies"]] == [demo_uscc, code]
+    assert [a["uscc"] for a in json.loads(listed.stdout)["agencies"]] == [
+        demo_uscc,
+        code,
+    ]
 
     human = invoke(instance_home, "agency", "list")
     assert human.exit_code == 0
@@ -74,13 +91,17 @@ def test_agency_add_then_list(instance_home: Path, demo_uscc: str) -> None:
 
 def test_agency_add_defaults_to_the_instance_region(instance_home: Path) -> None:
     code = uscc_with_check("11110000MB0176276")
-    added = invoke(instance_home, "agency", "add", "--name", "某某局", "--code", code, "--json")
+    added = invoke(
+        instance_home, "agency", "add", "--name", "某某局", "--code", code, "--json"
+    )
     assert added.exit_code == 0, added.output
     assert json.loads(added.stdout)["region"] == "110000"
 
 
 def test_agency_add_twice_is_a_conflict(instance_home: Path, demo_uscc: str) -> None:
-    again = invoke(instance_home, "agency", "add", "--name", "重复", "--code", demo_uscc)
+    again = invoke(
+        instance_home, "agency", "add", "--name", "重复", "--code", demo_uscc
+    )
     assert again.exit_code == exit_code(ErrorCategory.CONFLICT)
     assert "already registered" in one_error_line(again.stderr)
 
@@ -88,17 +109,29 @@ def test_agency_add_twice_is_a_conflict(instance_home: Path, demo_uscc: str) -> 
 def test_client_add_shows_the_secret_once_and_it_authenticates(
     instance_home: Path, demo_uscc: str
 ) -> None:
-    added = invoke(instance_home, "client", "add", "--agency", demo_uscc, "--name", "办件系统",
-                   "--json")
+    added = invoke(
+        instance_home,
+        "client",
+        "add",
+        "--agency",
+        demo_uscc,
+        "--name",
+        "办件系统",
+        "--json",
+    )
 
     assert added.exit_code == 0, added.output
     document = json.loads(added.stdout)
     assert document["agency_uscc"] == demo_uscc and document["name"] == "办件系统"
     assert "shown only now" in added.stderr
-    services = Services(resolve_settings(SettingOverrides(home=instance_home), environ={}))
+    services = Services(
+        resolve_settings(SettingOverrides(home=instance_home), environ={})
+    )
     try:
         with services.session() as session:
-            record = authenticate_client(session, document["client_id"], document["secret"])
+            record = authenticate_client(
+                session, document["client_id"], document["secret"]
+            )
         assert record.agency_uscc == demo_uscc
     finally:
         services.close()
@@ -109,9 +142,13 @@ def test_client_add_shows_the_secret_once_and_it_authenticates(
 
 
 def test_client_for_an_unknown_agency_is_not_found(instance_home: Path) -> None:
-    result = invoke(instance_home, "client", "add", "--agency", uscc_with_check("11110000MB0176209"))
+    result = invoke(
+        instance_home, "client", "add", "--agency", uscc_with_check("11110000MB0176209")
+    )
     assert result.exit_code == exit_code(ErrorCategory.NOT_FOUND)
-    assert one_error_line(result.stderr).startswith("no agency with unified social credit code")
+    assert one_error_line(result.stderr).startswith(
+        "no agency with unified social credit code"
+    )
 
 
 # -- the key store --------------------------------------------------------------------
@@ -128,16 +165,37 @@ def test_hsm_keys_lists_the_audit_key(instance_home: Path) -> None:
 
 
 def test_hsm_generate_makes_a_key_with_its_usages(instance_home: Path) -> None:
-    result = invoke(instance_home, "hsm", "generate", "--label", "seal-tax-2026",
-                    "--algorithm", "EC-P256", "--usage", "seal", "--usage", "token", "--json")
+    result = invoke(
+        instance_home,
+        "hsm",
+        "generate",
+        "--label",
+        "seal-tax-2026",
+        "--algorithm",
+        "EC-P256",
+        "--usage",
+        "seal",
+        "--usage",
+        "token",
+        "--json",
+    )
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["usages"] == ["seal", "token"]
     listed = json.loads(invoke(instance_home, "hsm", "keys", "--json").stdout)["keys"]
     assert [k["label"] for k in listed] == ["audit-110000", "seal-tax-2026"]
 
-    again = invoke(instance_home, "hsm", "generate", "--label", "seal-tax-2026",
-                   "--algorithm", "ec-p256", "--usage", "seal")
+    again = invoke(
+        instance_home,
+        "hsm",
+        "generate",
+        "--label",
+        "seal-tax-2026",
+        "--algorithm",
+        "ec-p256",
+        "--usage",
+        "seal",
+    )
     assert again.exit_code == exit_code(ErrorCategory.CONFLICT)
     one_error_line(again.stderr)
 
@@ -146,7 +204,8 @@ def lock_token(home: Path) -> None:
     for _ in range(MAX_FAILED_USER_LOGINS):
         wrong = invoke(home, "hsm", "keys", env={"YINXIN_HSM_PIN": "not-the-pin"})
         assert wrong.exit_code in (
-            exit_code(ErrorCategory.UNAUTHORIZED), exit_code(ErrorCategory.LOCKED)
+            exit_code(ErrorCategory.UNAUTHORIZED),
+            exit_code(ErrorCategory.LOCKED),
         )
     locked = invoke(home, "hsm", "keys")
     assert locked.exit_code == exit_code(ErrorCategory.LOCKED), locked.output
@@ -156,8 +215,13 @@ def lock_token(home: Path) -> None:
 def test_hsm_unlock_with_the_so_pin_clears_the_lock(instance_home: Path) -> None:
     lock_token(instance_home)
 
-    unlocked = invoke(instance_home, "hsm", "unlock", "--so-pin-file",
-                      str(instance_home / "secrets" / "hsm-so.pin"))
+    unlocked = invoke(
+        instance_home,
+        "hsm",
+        "unlock",
+        "--so-pin-file",
+        str(instance_home / "secrets" / "hsm-so.pin"),
+    )
 
     assert unlocked.exit_code == 0, unlocked.output
     assert invoke(instance_home, "hsm", "keys").exit_code == 0
@@ -172,12 +236,21 @@ def test_hsm_unlock_can_set_a_new_user_pin_and_updates_the_pin_file(
     new_pin_file.write_text("a-brand-new-user-pin\n")
     so_pin = (instance_home / "secrets" / "hsm-so.pin").read_text().strip()
 
-    result = invoke(instance_home, "hsm", "unlock", "--new-user-pin-file", str(new_pin_file),
-                    "--json", env={"YINXIN_HSM_SO_PIN": so_pin})
+    result = invoke(
+        instance_home,
+        "hsm",
+        "unlock",
+        "--new-user-pin-file",
+        str(new_pin_file),
+        "--json",
+        env={"YINXIN_HSM_SO_PIN": so_pin},
+    )
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {
-        "unlocked": True, "user_pin_changed": True, "user_pin_file_updated": str(pin_file),
+        "unlocked": True,
+        "user_pin_changed": True,
+        "user_pin_file_updated": str(pin_file),
     }
     assert "a-brand-new-user-pin" not in result.output
     assert pin_file.read_text().strip() == "a-brand-new-user-pin"
@@ -195,7 +268,9 @@ def test_hsm_unlock_without_an_so_pin_says_how_to_give_one(instance_home: Path) 
 
 
 def test_hsm_unlock_with_a_wrong_so_pin_is_refused(instance_home: Path) -> None:
-    result = invoke(instance_home, "hsm", "unlock", env={"YINXIN_HSM_SO_PIN": "wrong-so-pin"})
+    result = invoke(
+        instance_home, "hsm", "unlock", env={"YINXIN_HSM_SO_PIN": "wrong-so-pin"}
+    )
     assert result.exit_code == exit_code(ErrorCategory.UNAUTHORIZED)
     assert one_error_line(result.stderr) == "wrong SO PIN"
 
@@ -212,8 +287,11 @@ def test_audit_checkpoint_then_verify(instance_home: Path) -> None:
     verified = invoke(instance_home, "audit", "verify", "--json")
     assert verified.exit_code == 0, verified.output
     assert json.loads(verified.stdout) == {
-        "ok": True, "entry_count": 2, "checkpoints_verified": 2,
-        "first_bad_seq": None, "reason": "",
+        "ok": True,
+        "entry_count": 2,
+        "checkpoints_verified": 2,
+        "first_bad_seq": None,
+        "reason": "",
     }
     human = invoke(instance_home, "audit", "verify")
     assert human.stdout == "audit log OK: 2 entries, 2 signed checkpoints verified\n"
@@ -240,28 +318,54 @@ def test_audit_verify_finds_an_edited_entry_and_exits_1(instance_home: Path) -> 
 
 ACCEPTANCE_FAILURES = [
     pytest.param(
-        ("agency", "add", "--name", "某某局", "--code", WRONG_CHECK_USCC), {},
+        ("agency", "add", "--name", "某某局", "--code", WRONG_CHECK_USCC),
+        {},
         ErrorCategory.BAD_REQUEST,
         "the unified social credit code's check character should be 5, got X",
         id="invalid USCC",
     ),
     pytest.param(
-        ("hsm", "generate", "--label", "k", "--algorithm", "ec-p999", "--usage", "seal"), {},
-        ErrorCategory.BAD_REQUEST, "unknown key algorithm 'ec-p999'; use one of: ec-p256",
+        (
+            "hsm",
+            "generate",
+            "--label",
+            "k",
+            "--algorithm",
+            "ec-p999",
+            "--usage",
+            "seal",
+        ),
+        {},
+        ErrorCategory.BAD_REQUEST,
+        "unknown key algorithm 'ec-p999'; use one of: ec-p256",
         id="unknown algorithm",
     ),
     pytest.param(
-        ("hsm", "generate", "--label", "k", "--algorithm", "ec-p256", "--usage", "stamp"), {},
-        ErrorCategory.BAD_REQUEST, "unknown key usage 'stamp'; use one of: cert-sign",
+        (
+            "hsm",
+            "generate",
+            "--label",
+            "k",
+            "--algorithm",
+            "ec-p256",
+            "--usage",
+            "stamp",
+        ),
+        {},
+        ErrorCategory.BAD_REQUEST,
+        "unknown key usage 'stamp'; use one of: cert-sign",
         id="unknown usage",
     ),
     pytest.param(
-        ("hsm", "keys"), {"REMOVE_PIN_FILE": "1"},
-        ErrorCategory.UNAUTHORIZED, "the key store needs the user PIN",
+        ("hsm", "keys"),
+        {"REMOVE_PIN_FILE": "1"},
+        ErrorCategory.UNAUTHORIZED,
+        "the key store needs the user PIN",
         id="missing PIN",
     ),
     pytest.param(
-        ("agency", "list"), {"YINXIN_DATABASE_URL": UNREACHABLE_DATABASE},
+        ("agency", "list"),
+        {"YINXIN_DATABASE_URL": UNREACHABLE_DATABASE},
         ErrorCategory.UNAVAILABLE,
         "cannot reach the database at postgresql://postgres@127.0.0.1:1/x: connection refused",
         id="unreachable database",
@@ -276,7 +380,9 @@ def prepare_failure(home: Path, variables: dict[str, str]) -> dict[str, str]:
     return variables
 
 
-@pytest.mark.parametrize(("args", "variables", "category", "message"), ACCEPTANCE_FAILURES)
+@pytest.mark.parametrize(
+    ("args", "variables", "category", "message"), ACCEPTANCE_FAILURES
+)
 def test_bad_input_and_unavailable_parts_give_one_line_in_process(
     instance_home: Path,
     args: tuple[str, ...],
@@ -292,7 +398,9 @@ def test_bad_input_and_unavailable_parts_give_one_line_in_process(
     assert one_error_line(result.stderr).startswith(message)
 
 
-@pytest.mark.parametrize(("args", "variables", "category", "message"), ACCEPTANCE_FAILURES)
+@pytest.mark.parametrize(
+    ("args", "variables", "category", "message"), ACCEPTANCE_FAILURES
+)
 def test_bad_input_and_unavailable_parts_give_one_line_from_the_console_script(
     instance_home: Path,
     run_yinxin: YinxinRunner,
@@ -371,7 +479,9 @@ def test_an_unexpected_error_points_at_the_log_not_the_traceback(
     assert "RuntimeError: internal detail that must stay in the log" in logged
 
 
-def test_yinxin_debug_lets_the_traceback_through(instance_home: Path, failing_command: str) -> None:
+def test_yinxin_debug_lets_the_traceback_through(
+    instance_home: Path, failing_command: str
+) -> None:
     result = invoke(instance_home, failing_command, env={"YINXIN_DEBUG": "1"})
     assert isinstance(result.exception, RuntimeError)
     assert not (instance_home / "logs").exists()

@@ -37,9 +37,14 @@ def test_home_defaults_to_instance_in_the_working_directory(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     assert resolve_settings(environ={}).home == tmp_path / "instance"
-    assert resolve_settings(environ={"YINXIN_HOME": "elsewhere"}).home == tmp_path / "elsewhere"
     assert (
-        resolve_settings(SettingOverrides(home=tmp_path / "flag"), {"YINXIN_HOME": "env"}).home
+        resolve_settings(environ={"YINXIN_HOME": "elsewhere"}).home
+        == tmp_path / "elsewhere"
+    )
+    assert (
+        resolve_settings(
+            SettingOverrides(home=tmp_path / "flag"), {"YINXIN_HOME": "env"}
+        ).home
         == tmp_path / "flag"
     )
 
@@ -55,8 +60,13 @@ def test_home_defaults_to_instance_in_the_working_directory(
             "sqlite:////srv/env.sqlite3",
             "postgresql+psycopg://yinxin@db.example/yinxin",
         ),
-        ("hsm", "YINXIN_HSM", "soft:/srv/file-hsm", "soft:/srv/env-hsm",
-         "pkcs11:module=/usr/lib/softhsm/libsofthsm2.so;token=yinxin"),
+        (
+            "hsm",
+            "YINXIN_HSM",
+            "soft:/srv/file-hsm",
+            "soft:/srv/env-hsm",
+            "pkcs11:module=/usr/lib/softhsm/libsofthsm2.so;token=yinxin",
+        ),
     ],
 )
 def test_each_setting_takes_flag_over_environment_over_file_over_default(
@@ -71,10 +81,14 @@ def test_each_setting_takes_flag_over_environment_over_file_over_default(
     home = SettingOverrides(home=tmp_path)
     flagged = SettingOverrides(home=tmp_path, **{setting: flag_value})
 
-    default = getattr(resolve_settings(SettingOverrides(home=tmp_path / "empty"), {}), setting)
+    default = getattr(
+        resolve_settings(SettingOverrides(home=tmp_path / "empty"), {}), setting
+    )
     assert getattr(resolve_settings(home, {}), setting) == file_value != default
     assert getattr(resolve_settings(home, {env_name: env_value}), setting) == env_value
-    assert getattr(resolve_settings(flagged, {env_name: env_value}), setting) == flag_value
+    assert (
+        getattr(resolve_settings(flagged, {env_name: env_value}), setting) == flag_value
+    )
 
 
 def test_an_empty_environment_variable_counts_as_unset(tmp_path: Path) -> None:
@@ -110,7 +124,9 @@ def test_unknown_keys_in_the_config_file_are_rejected_by_name(tmp_path: Path) ->
         ("region = \n", "not valid TOML"),
     ],
 )
-def test_bad_config_values_say_what_is_wrong(tmp_path: Path, text: str, reason: str) -> None:
+def test_bad_config_values_say_what_is_wrong(
+    tmp_path: Path, text: str, reason: str
+) -> None:
     write_config(tmp_path, text)
     with pytest.raises(ConfigError, match=reason):
         resolve_settings(SettingOverrides(home=tmp_path), {})
@@ -128,18 +144,25 @@ def test_pin_comes_from_environment_before_the_pin_file(tmp_path: Path) -> None:
     home = SettingOverrides(home=tmp_path)
 
     assert resolve_settings(home, {}).hsm_pin == "from-file-pin"
-    assert resolve_settings(home, {"YINXIN_HSM_PIN": "from-env-pin"}).hsm_pin == "from-env-pin"
+    assert (
+        resolve_settings(home, {"YINXIN_HSM_PIN": "from-env-pin"}).hsm_pin
+        == "from-env-pin"
+    )
     assert resolve_settings(home, {}, read_pin=False).hsm_pin is None
 
 
 def test_pin_file_named_in_config_must_exist(tmp_path: Path) -> None:
     write_config(tmp_path, 'hsm_pin_file = "/nonexistent/pin"\n')
-    with pytest.raises(ConfigError, match="HSM PIN file /nonexistent/pin cannot be read"):
+    with pytest.raises(
+        ConfigError, match="HSM PIN file /nonexistent/pin cannot be read"
+    ):
         resolve_settings(SettingOverrides(home=tmp_path), {})
 
 
 def test_settings_are_frozen_and_never_show_the_pin(tmp_path: Path) -> None:
-    settings = resolve_settings(SettingOverrides(home=tmp_path), {"YINXIN_HSM_PIN": "s3cret-PIN"})
+    settings = resolve_settings(
+        SettingOverrides(home=tmp_path), {"YINXIN_HSM_PIN": "s3cret-PIN"}
+    )
     assert settings.hsm_pin == "s3cret-PIN"
     assert "s3cret-PIN" not in repr(settings)
     assert "s3cret-PIN" not in str(settings)
@@ -149,6 +172,8 @@ def test_settings_are_frozen_and_never_show_the_pin(tmp_path: Path) -> None:
 
 
 def test_database_passwords_are_masked_in_descriptions() -> None:
-    described = describe_database_url("postgresql+psycopg://yinxin:hunter2@db.example/yinxin")
+    described = describe_database_url(
+        "postgresql+psycopg://yinxin:hunter2@db.example/yinxin"
+    )
     assert "hunter2" not in described
     assert described == "postgresql+psycopg://yinxin:***@db.example/yinxin"

@@ -45,19 +45,26 @@ def test_init_makes_config_database_token_pins_and_audit_key(
     assert report["audit_key_label"] == "audit-110000"
     assert report["audit_entries"] == 1  # the signature of the first checkpoint
     assert tomllib.loads((home / "yinxin.toml").read_text()) == {"region": "110000"}
-    assert (home / "yinxin.sqlite3").is_file() and mode(home / "yinxin.sqlite3") == 0o600
+    assert (home / "yinxin.sqlite3").is_file() and mode(
+        home / "yinxin.sqlite3"
+    ) == 0o600
     assert (home / "hsm" / "token.json").is_file()
 
     secrets = home / "secrets"
     assert mode(secrets) == 0o700
     secret_files = {
-        "hsm-user.pin", "hsm-so.pin", "demo-api-client.secret", "demo-staff.password",
+        "hsm-user.pin",
+        "hsm-so.pin",
+        "demo-api-client.secret",
+        "demo-staff.password",
     }
     assert {p.name for p in secrets.iterdir()} == secret_files
     assert all(mode(secrets / name) == 0o600 for name in secret_files)
     assert report["user_pin_file"] == str(secrets / "hsm-user.pin")
     assert report["so_pin_file"] == str(secrets / "hsm-so.pin")
-    assert report["demo"]["client_secret_file"] == str(secrets / "demo-api-client.secret")
+    assert report["demo"]["client_secret_file"] == str(
+        secrets / "demo-api-client.secret"
+    )
 
     secret_values = [(secrets / name).read_text().strip() for name in secret_files]
     assert all(len(value) >= 16 for value in secret_values)
@@ -70,7 +77,9 @@ def test_init_makes_config_database_token_pins_and_audit_key(
                 assert value.encode() not in path.read_bytes(), path
 
 
-def test_init_human_output_says_where_the_pins_are_not_what_they_are(tmp_path: Path) -> None:
+def test_init_human_output_says_where_the_pins_are_not_what_they_are(
+    tmp_path: Path,
+) -> None:
     home = tmp_path / "instance"
     result = CliRunner().invoke(cli, ["init", "--home", str(home)])
 
@@ -133,7 +142,9 @@ def test_a_failed_step_is_named_and_everything_made_is_removed(tmp_path: Path) -
     )
 
     assert result.exit_code == EXIT_CODE_BY_CATEGORY[ErrorCategory.UNAVAILABLE]
-    assert result.stderr.startswith("yinxin: error: init failed while creating the HSM token:")
+    assert result.stderr.startswith(
+        "yinxin: error: init failed while creating the HSM token:"
+    )
     assert result.stderr.endswith("; nothing was left behind\n")
     assert result.stderr.count("\n") == 1
     assert not home.exists()
@@ -142,10 +153,21 @@ def test_a_failed_step_is_named_and_everything_made_is_removed(tmp_path: Path) -
     assert retry.exit_code == 0, retry.output
 
 
-def test_init_on_postgresql_then_the_instance_works(tmp_path: Path, postgres_url: str) -> None:
+def test_init_on_postgresql_then_the_instance_works(
+    tmp_path: Path, postgres_url: str
+) -> None:
     home = tmp_path / "instance"
     result = CliRunner().invoke(
-        cli, ["init", "--home", str(home), "--database-url", postgres_url, "--demo", "--json"]
+        cli,
+        [
+            "init",
+            "--home",
+            str(home),
+            "--database-url",
+            postgres_url,
+            "--demo",
+            "--json",
+        ],
     )
 
     assert result.exit_code == 0, result.output
@@ -165,7 +187,8 @@ def test_init_on_postgresql_then_the_instance_works(tmp_path: Path, postgres_url
     assert json.loads(verify.stdout)["ok"] is True
 
     again = CliRunner().invoke(
-        cli, ["init", "--home", str(tmp_path / "second"), "--database-url", postgres_url]
+        cli,
+        ["init", "--home", str(tmp_path / "second"), "--database-url", postgres_url],
     )
     assert again.exit_code == EXIT_CODE_BY_CATEGORY[ErrorCategory.CONFLICT]
     assert "already holds a Yinxin schema" in again.stderr
@@ -180,10 +203,14 @@ def test_a_failed_migration_on_postgresql_leaves_nothing(
         conn.execute(text("CREATE TABLE agency (id integer)"))
     home = tmp_path / "instance"
 
-    result = CliRunner().invoke(cli, ["init", "--home", str(home), "--database-url", postgres_url])
+    result = CliRunner().invoke(
+        cli, ["init", "--home", str(home), "--database-url", postgres_url]
+    )
 
     assert result.exit_code != 0
-    assert result.stderr.startswith("yinxin: error: init failed while migrating the database:")
+    assert result.stderr.startswith(
+        "yinxin: error: init failed while migrating the database:"
+    )
     assert result.stderr.count("\n") == 1
     assert not home.exists()
     try:
@@ -199,21 +226,28 @@ def test_init_with_a_pkcs11_token_and_cleanup_after_a_late_failure(
     run_yinxin: YinxinRunner,
 ) -> None:
     """Runs the real console script: SoftHSM reads its configuration once per process."""
-    first = run_yinxin("init", "--home", str(tmp_path / "first"), "--json", **softhsm_token_env)
+    first = run_yinxin(
+        "init", "--home", str(tmp_path / "first"), "--json", **softhsm_token_env
+    )
 
     assert first.returncode == 0, first.stderr
     report = json.loads(first.stdout)
     assert report["user_pin_file"] is None and report["so_pin_file"] is None
     assert not (tmp_path / "first" / "secrets").exists()
     assert softhsm_token_env["YINXIN_HSM_PIN"] not in first.stdout + first.stderr
-    keys = run_yinxin("hsm", "keys", "--home", str(tmp_path / "first"), "--json",
-                      **softhsm_token_env)
+    keys = run_yinxin(
+        "hsm", "keys", "--home", str(tmp_path / "first"), "--json", **softhsm_token_env
+    )
     assert keys.returncode == 0, keys.stderr
     assert [k["label"] for k in json.loads(keys.stdout)["keys"]] == ["audit-110000"]
 
     # Same token, so the audit key exists: init fails after migrating PostgreSQL.
     second = run_yinxin(
-        "init", "--home", str(tmp_path / "second"), "--database-url", postgres_url,
+        "init",
+        "--home",
+        str(tmp_path / "second"),
+        "--database-url",
+        postgres_url,
         **softhsm_token_env,
     )
 

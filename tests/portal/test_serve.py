@@ -36,19 +36,29 @@ def wait_for_health(
     while time.monotonic() < deadline:
         if server.poll() is not None:
             output = server.communicate()[0]
-            raise AssertionError(f"yinxin serve exited with {server.returncode}:\n{output}")
+            raise AssertionError(
+                f"yinxin serve exited with {server.returncode}:\n{output}"
+            )
         try:
             return get_health(port)
         except (urllib.error.URLError, ConnectionError):
             time.sleep(0.2)
-    raise AssertionError(f"yinxin serve did not answer on port {port} within {deadline_s} s")
+    raise AssertionError(
+        f"yinxin serve did not answer on port {port} within {deadline_s} s"
+    )
 
 
 def test_serve_answers_healthz_then_stops_on_sigterm(
     instance_home: Path, free_port: int, start_yinxin: Starter
 ) -> None:
     server = start_yinxin(
-        "serve", "--home", str(instance_home), "--port", str(free_port), "--workers", "2"
+        "serve",
+        "--home",
+        str(instance_home),
+        "--port",
+        str(free_port),
+        "--workers",
+        "2",
     )
 
     status, body = wait_for_health(free_port, server)
@@ -63,7 +73,9 @@ def test_serve_answers_healthz_then_stops_on_sigterm(
     assert pin not in output
 
 
-def test_serve_refuses_to_start_without_the_pin(instance_home: Path, free_port: int) -> None:
+def test_serve_refuses_to_start_without_the_pin(
+    instance_home: Path, free_port: int
+) -> None:
     (instance_home / "secrets" / "hsm-user.pin").unlink()
 
     result = CliRunner().invoke(
@@ -71,10 +83,15 @@ def test_serve_refuses_to_start_without_the_pin(instance_home: Path, free_port: 
     )
 
     assert result.exit_code == EXIT_CODE_BY_CATEGORY[ErrorCategory.UNAUTHORIZED]
-    assert result.stderr == "yinxin: error: the key store needs the user PIN (YINXIN_HSM_PIN)\n"
+    assert (
+        result.stderr
+        == "yinxin: error: the key store needs the user PIN (YINXIN_HSM_PIN)\n"
+    )
 
 
-def test_serve_refuses_to_start_without_an_instance(tmp_path: Path, free_port: int) -> None:
+def test_serve_refuses_to_start_without_an_instance(
+    tmp_path: Path, free_port: int
+) -> None:
     result = CliRunner().invoke(
         cli, ["serve", "--home", str(tmp_path / "none"), "--port", str(free_port)]
     )

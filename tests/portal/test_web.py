@@ -39,7 +39,9 @@ def add_test_routes(app: Flask) -> None:
 
     @app.get("/api/v1/test/agency")
     def raise_agency_not_found() -> None:
-        raise AgencyNotFoundError("no agency with unified social credit code 11110000MB01762097")
+        raise AgencyNotFoundError(
+            "no agency with unified social credit code 11110000MB01762097"
+        )
 
     @app.get("/api/v1/test/bug")
     def raise_bug() -> None:
@@ -108,7 +110,9 @@ def test_healthz_is_503_problem_when_the_database_is_down(
     assert "connection refused" in caplog.text
 
 
-def test_a_wrong_pin_is_not_retried_by_every_health_probe(instance_settings: Settings) -> None:
+def test_a_wrong_pin_is_not_retried_by_every_health_probe(
+    instance_settings: Settings,
+) -> None:
     wrong = dataclasses.replace(instance_settings, hsm_pin="not-the-user-pin")
     app = build_app(wrong)
     client = app.test_client()
@@ -135,7 +139,11 @@ def test_not_found_is_a_problem_everywhere(client: FlaskClient, path: str) -> No
     assert response.status_code == 404
     assert response.mimetype == PROBLEM_JSON
     body = response.get_json()
-    assert (body["type"], body["title"], body["status"]) == ("about:blank", "Not Found", 404)
+    assert (body["type"], body["title"], body["status"]) == (
+        "about:blank",
+        "Not Found",
+        404,
+    )
     assert body["detail"]
 
 
@@ -160,7 +168,9 @@ def test_other_http_errors_are_problems_only_under_the_api(client: FlaskClient) 
 @pytest.mark.parametrize(
     "category", [c for c in ErrorCategory if c is not ErrorCategory.INTERNAL]
 )
-def test_each_error_category_has_its_status(client: FlaskClient, category: ErrorCategory) -> None:
+def test_each_error_category_has_its_status(
+    client: FlaskClient, category: ErrorCategory
+) -> None:
     response = client.get(f"/api/v1/test/category/{category.value}")
 
     status = HTTP_STATUS_BY_CATEGORY[category]
@@ -175,7 +185,9 @@ def test_each_error_category_has_its_status(client: FlaskClient, category: Error
 def test_a_package_error_keeps_its_message(client: FlaskClient) -> None:
     response = client.get("/api/v1/test/agency")
     assert response.status_code == 404
-    assert response.get_json()["detail"].startswith("no agency with unified social credit code")
+    assert response.get_json()["detail"].startswith(
+        "no agency with unified social credit code"
+    )
 
 
 @pytest.mark.parametrize("path", ["/api/v1/test/bug", "/api/v1/test/category/internal"])
@@ -200,7 +212,9 @@ def test_a_500_hides_the_exception_and_logs_it_under_a_correlation_id(
     assert record.exc_info is not None
 
 
-def test_one_session_per_request_closed_on_teardown(app: Flask, client: FlaskClient) -> None:
+def test_one_session_per_request_closed_on_teardown(
+    app: Flask, client: FlaskClient
+) -> None:
     first = client.get("/api/v1/test/session")
     second = client.get("/api/v1/test/session")
 
