@@ -12,7 +12,6 @@ import dataclasses
 import datetime as dt
 import getpass
 import hashlib
-import itertools
 import json
 import os
 import sys
@@ -44,6 +43,7 @@ from portal.errors import (
     exit_code_for,
     one_line,
 )
+from portal.services import Services
 
 __all__ = ["cli", "main"]
 
@@ -54,9 +54,10 @@ ENV_SO_PIN = "YINXIN_HSM_SO_PIN"
 
 @dataclasses.dataclass
 class CliState:
-    """What main() needs to know about the command that ran: where its instance is."""
+    """What the error handler needs to know about the command that ran."""
 
     home: Path | None = None
+    command_path: str = "yinxin"
 
 
 # -- output --------------------------------------------------------------------------
@@ -141,9 +142,11 @@ def load_settings(
         home=home, database_url=database_url, hsm=hsm, region=region
     )
     settings = resolve_settings(overrides, read_pin=read_pin)
-    state = click.get_current_context().find_object(CliState)
+    context = click.get_current_context()
+    state = context.find_object(CliState)
     if state is not None:
         state.home = settings.home
+        state.command_path = context.command_path
     return settings
 
 
@@ -156,10 +159,8 @@ def require_instance(settings: Settings) -> None:
 
 
 @contextmanager
-def open_services(settings: Settings) -> Iterator[Any]:
+def open_services(settings: Settings) -> Iterator[Services]:
     """The instance's services for one command, closed when it ends."""
-    from portal.services import Services
-
     require_instance(settings)
     services = Services(settings)
     try:
@@ -188,17 +189,14 @@ def _error_log_path(home: Path | None) -> Path:
     return Path(tempfile.gettempdir()) / ERROR_LOG_NAME
 
 
-def _write_error_log(error: BaseException, home: Path | None) -> Path | None:
-    path = _error_log_path(home)
+def _write_error_log(error: BaseException, state: CliState) -> Path | None:
+    path = _error_log_path(state.home)
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(descriptor, "a", encoding="utf-8") as log:
             stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-            command_words = itertools.takewhile(
-                lambda w: not w.startswith("-"), sys.argv[1:]
-            )
-            log.write(f"--- {stamp} yinxin {' '.join(command_words)}\n")
+            log.write(f"--- {stamp} {state.command_path}\n")
             log.write("".join(traceback.format_exception(error)))
     except OSError:
         return None
@@ -268,7 +266,7 @@ class YinxinGroup(click.Group):
                 return _fail(one_line(exc), exit_code_for(category))
             if os.environ.get("YINXIN_DEBUG") == "1":
                 raise
-            log_path = _write_error_log(exc, state.home)
+            log_path = _write_error_log(exc, state)
             where = f"details in {log_path}" if log_path else "no log could be written"
             return _fail(
                 f"unexpected internal error ({type(exc).__name__}); {where} "

@@ -314,13 +314,14 @@ def init_instance(settings: Settings, *, demo: bool = False) -> InitResult:
             "a PKCS#11 token is initialised outside Yinxin; give its user PIN in YINXIN_HSM_PIN"
         )
     undo = _Undo()
-    _make_directory(settings.home, undo)
     database_file = _sqlite_file(settings.database_url)
-    if database_file is not None:
-        _make_directory(database_file.parent, undo)
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            sibling = database_file.with_name(database_file.name + suffix)
-            undo.push(str(sibling), _remove_path(sibling))
+    with _step("creating the instance directory", undo):
+        _make_directory(settings.home, undo)
+        if database_file is not None:
+            _make_directory(database_file.parent, undo)
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                sibling = database_file.with_name(database_file.name + suffix)
+                undo.push(str(sibling), _remove_path(sibling))
     engine: Engine | None = None
     audit_log: SqlAuditLog | None = None
     keystore: KeyStore | None = None
@@ -397,12 +398,12 @@ def init_instance(settings: Settings, *, demo: bool = False) -> InitResult:
                 demo_records = _register_demo(settings, engine, undo)
 
         with _step("writing the config file", undo):
-            text, notes = _config_text(settings)
+            config_text, notes = _config_text(settings)
             partial = settings.config_file.with_name(
                 settings.config_file.name + ".partial"
             )
             undo.push(str(partial), _remove_path(partial))
-            partial.write_text(text, encoding="utf-8")
+            partial.write_text(config_text, encoding="utf-8")
             os.replace(partial, settings.config_file)
     finally:
         if keystore is not None:

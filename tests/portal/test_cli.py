@@ -475,6 +475,7 @@ def test_an_unexpected_error_points_at_the_log_not_the_traceback(
     )
     assert "internal detail" not in result.output
     logged = log_file.read_text()
+    assert logged.splitlines()[0].endswith(" yinxin explode")
     assert "Traceback (most recent call last)" in logged
     assert "RuntimeError: internal detail that must stay in the log" in logged
 
@@ -485,3 +486,19 @@ def test_yinxin_debug_lets_the_traceback_through(
     result = invoke(instance_home, failing_command, env={"YINXIN_DEBUG": "1"})
     assert isinstance(result.exception, RuntimeError)
     assert not (instance_home / "logs").exists()
+
+
+def test_hsm_unlock_can_take_the_new_user_pin_at_a_prompt(instance_home: Path) -> None:
+    so_pin = (instance_home / "secrets" / "hsm-so.pin").read_text().strip()
+    result = CliRunner().invoke(
+        cli,
+        ["hsm", "unlock", "--home", str(instance_home), "--new-user-pin"],
+        input="typed-new-pin-77\ntyped-new-pin-77\n",
+        env={"YINXIN_HSM_SO_PIN": so_pin},
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "typed-new-pin-77" not in result.output
+    pin_file = instance_home / "secrets" / "hsm-user.pin"
+    assert pin_file.read_text().strip() == "typed-new-pin-77"
+    assert invoke(instance_home, "hsm", "keys").exit_code == 0
