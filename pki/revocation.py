@@ -11,14 +11,17 @@ the transaction commits (the audit log writes first, on its own connection).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import gc
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Iterator
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import and_, delete, or_, select, update
+from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from hsm_sim.api import KeyUsage, signing_context
@@ -71,6 +74,13 @@ REASON_FLAGS: dict[RevocationReason, x509.ReasonFlags] = {
     RevocationReason.AA_COMPROMISE: x509.ReasonFlags.aa_compromise,
 }
 _PRESIGNED_HASH = "sha1"  # what openssl and most clients put in the CertID
+_ISSUER_RELOAD_SECONDS = 5.0
+_CACHED_RESPONSE = select(
+    OcspResponseRow.der, OcspResponseRow.produced_at, OcspResponseRow.next_update
+).where(
+    OcspResponseRow.issuer_id == bindparam("issuer_id"),
+    OcspResponseRow.serial == bindparam("serial"),
+)
 # A pre-signed response is re-signed once less than this much of its life is left.
 _REFRESH_MARGIN = 0.5
 
@@ -83,6 +93,22 @@ def parse_reason(text: str) -> RevocationReason:
             return reason
     known = ", ".join(r.value for r in RevocationReason)
     raise ValueError(f"unknown revocation reason {text!r}; use one of: {known}")
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a CRL's entries are read and built.
+
+    A CRL of a million entries allocates millions of small objects, none of them in a
+    reference cycle; the collector would scan them again and again and double the time.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,6 +155,15 @@ class RevocationService:
         self.ocsp_lifetime = ocsp_lifetime
         self._responders: dict[int, OcspResponder] = {}
         self._responders_lock = threading.Lock()
+        # The CAs that answer OCSP, with their responders: read from the database once,
+        # and again only when a request names an issuer not among them (at most every
+        # _ISSUER_RELOAD_SECONDS, so requests for foreign issuers cannot hammer it).
+        self._serving: list[tuple[Issuer, OcspResponder]] | None = None
+        self._serving_loaded_at = 0.0
+        # Pre-signed responses are read on a plain connection: an ORM session per
+        # request costs more than the query itself.
+        with self.sessions() as session:
+            self._engine = session.get_bind()
 
     # -- revoking --------------------------------------------------------------
 
@@ -258,10 +293,12 @@ class RevocationService:
                     .order_by(CrlRow.number.desc())
                     .limit(1)
                 ).first()
-            entries = self._entries(session, issuer.id, now, base[1] if base else None)
+            with _collector_paused():
+                entries = self._entries(session, issuer.id, now, base[1] if base else None)
         if delta and base is None:
             delta = False  # no full CRL to be a delta of yet
-        crl = self._sign_crl(issuer, number, now, entries, base_number=base[0] if delta and base else None)
+        with _collector_paused():
+            crl = self._sign_crl(issuer, number, now, entries, base_number=base[0] if delta and base else None)
         der = crl.public_bytes(Encoding.DER)
         info = CrlInfo(
             issuer=issuer.name,
@@ -451,6 +488,7 @@ class RevocationService:
         """Drop cached responders (after a responder certificate is replaced)."""
         with self._responders_lock:
             self._responders.clear()
+            self._serving = None
 
     @staticmethod
     def _status_from(revoked_at: dt.datetime | None, reason: RevocationReason | None) -> CertificateStatus:
@@ -546,11 +584,9 @@ class RevocationService:
         serial = serial_to_text(cert_id.serial_number)
         now = self.ca.clock()
         if request.nonce is None and cert_id.hash_name == _PRESIGNED_HASH:
-            with self.sessions() as session:
-                cached = session.execute(
-                    select(OcspResponseRow.der, OcspResponseRow.produced_at, OcspResponseRow.next_update).where(
-                        OcspResponseRow.issuer_id == issuer.id, OcspResponseRow.serial == serial
-                    )
+            with self._engine.connect() as connection:
+                cached = connection.execute(
+                    _CACHED_RESPONSE, {"issuer_id": issuer.id, "serial": serial}
                 ).first()
             if cached is not None:
                 der, produced_at, next_update = cached
@@ -568,13 +604,28 @@ class RevocationService:
         return der
 
     def _issuer_serving(self, cert_id: CertId) -> Issuer | None:
+        for reload in (False, True):
+            for issuer, responder in self._serving_issuers(reload=reload):
+                if responder.serves(cert_id):
+                    return issuer
+        return None
+
+    def _serving_issuers(self, *, reload: bool) -> list[tuple[Issuer, OcspResponder]]:
+        with self._responders_lock:
+            serving = self._serving
+            stale = time.monotonic() - self._serving_loaded_at >= _ISSUER_RELOAD_SECONDS
+        if serving is not None and not (reload and stale):
+            return serving
+        serving = []
         for issuer in self.ca.issuers():
             try:
-                if self.responder(issuer).serves(cert_id):
-                    return issuer
+                serving.append((issuer, self.responder(issuer)))
             except UnknownCaError:
                 continue
-        return None
+        with self._responders_lock:
+            self._serving = serving
+            self._serving_loaded_at = time.monotonic()
+        return serving
 
     # -- scheduled work --------------------------------------------------------
 

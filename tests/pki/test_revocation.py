@@ -611,3 +611,40 @@ def test_refresh_resigns_what_is_getting_old_and_nothing_else(fresh_node) -> Non
     with node.sessions() as session:
         issued = len(session.scalars(select(CertificateRow.id)).all())
     assert RevocationService(ca=later).refresh() == {"crls": 4, "ocsp": issued}
+
+
+def _foreign_request() -> bytes:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "elsewhere")])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(dt.datetime(2026, 1, 1))
+        .not_valid_after(dt.datetime(2030, 1, 1))
+        .sign(key, hashes.SHA256())
+    )
+    builder = ocsp.OCSPRequestBuilder().add_certificate(certificate, certificate, hashes.SHA1())
+    return builder.build().public_bytes(Encoding.DER)
+
+
+@pytest.mark.parametrize("reload_seconds", [None, 0.0], ids=["default-interval", "no-interval"])
+def test_the_issuers_are_read_once_and_again_only_for_an_unknown_issuer(
+    node, monkeypatch, reload_seconds
+) -> None:
+    if reload_seconds is not None:
+        monkeypatch.setattr(pki.revocation, "_ISSUER_RELOAD_SECONDS", reload_seconds)
+    service = RevocationService(ca=node.ca)
+    reads = []
+    original = node.ca.issuers
+    monkeypatch.setattr(node.ca, "issuers", lambda: reads.append(1) or original())
+    ours = _ocsp_request(node, _issue(node))
+    foreign = _foreign_request()
+    for _ in range(10):
+        assert ocsp.load_der_ocsp_response(service.respond_ocsp(ours)).response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
+        assert ocsp.load_der_ocsp_response(service.respond_ocsp(foreign)).response_status is ocsp.OCSPResponseStatus.UNAUTHORIZED
+    # Once at the first request; then, for a foreign issuer, again only once the last
+    # read is older than the interval (every time, when the interval is zero).
+    assert len(reads) == (1 if reload_seconds is None else 11)
