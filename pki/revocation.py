@@ -195,6 +195,7 @@ class RevocationService:
             row.revoked_at = now.replace(microsecond=0)
             row.revocation_reason = reason
             row.hold_released_at = None
+            self._drop_presigned(session, row)
             outcome = RevocationOutcome(
                 serial=row.serial,
                 issuer=issuer,
@@ -228,6 +229,7 @@ class RevocationService:
             row.revoked_at = None
             row.revocation_reason = None
             row.hold_released_at = now.replace(microsecond=0)
+            self._drop_presigned(session, row)
             issuer_id = row.issuer_id
             outcome = RevocationOutcome(
                 row.serial, issuer, None, None, True, f"certificate {row.serial} released from hold"
@@ -253,6 +255,17 @@ class RevocationService:
                 f"serial {serial_text} exists under several CAs; say which with --issuer"
             )
         return rows[0]
+
+    @staticmethod
+    def _drop_presigned(session: Session, row: CertificateRow) -> None:
+        """Forget the pre-signed response with the status change, in its transaction:
+        until a new one is stored, requests are signed live with the new status, even
+        if signing the new one fails."""
+        session.execute(
+            delete(OcspResponseRow).where(
+                OcspResponseRow.issuer_id == row.issuer_id, OcspResponseRow.serial == row.serial
+            )
+        )
 
     @staticmethod
     def _issuer_name(session: Session, issuer_id: int) -> str:
@@ -494,7 +507,9 @@ class RevocationService:
     def _status_from(revoked_at: dt.datetime | None, reason: RevocationReason | None) -> CertificateStatus:
         if revoked_at is None:
             return GOOD
-        return CertificateStatus.revoked(revoked_at, REASON_FLAGS[reason] if reason else None)
+        # As in CRL entries (RFC 5280 5.3.1): no reason rather than "unspecified".
+        flag = REASON_FLAGS[reason] if reason and reason is not RevocationReason.UNSPECIFIED else None
+        return CertificateStatus.revoked(revoked_at, flag)
 
     def _status_of(self, session: Session, issuer_id: int, serial: str) -> CertificateStatus:
         row = session.execute(

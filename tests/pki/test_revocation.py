@@ -21,7 +21,7 @@ from sqlalchemy import delete, select
 
 import pki.ca
 import pki.revocation
-from hsm_sim.errors import ErrorCategory
+from hsm_sim.errors import ErrorCategory, HsmError
 from pki.ca import CertificateAuthority, IssuanceRequest, IssuedCertificate
 from pki.ca_models import CertificateRow, CrlRow, OcspResponseRow, RevocationReason
 from pki.certificates import AgencySubject, agency_subject_name
@@ -42,8 +42,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
 
 
 @pytest.fixture
-def fresh_node(tmp_path: Path) -> Iterator[Node]:
-    node = build_node(tmp_path / "node")
+def fresh_node(tmp_path: Path, database_url: str) -> Iterator[Node]:
+    """A node of its own, on SQLite and (when configured) on PostgreSQL."""
+    node = build_node(tmp_path / "node", database_url=database_url)
     yield node
     node.close()
 
@@ -112,14 +113,16 @@ def test_every_rfc5280_reason_reaches_ocsp_and_both_crls(node, reason) -> None:
     assert outcome.changed and outcome.reason is reason and outcome.issuer == "seal-ca"
     assert outcome.revoked_at is not None and outcome.revoked_at.microsecond == 0
 
-    response = _ocsp(node, _ocsp_request(node, issued, nonce=os.urandom(16)))
-    assert response.certificate_status is ocsp.OCSPCertStatus.REVOKED
-    assert response.revocation_time_utc == outcome.revoked_at
-    assert response.revocation_reason is REASON_FLAGS[reason]
+    # Like a CRL entry, an OCSP response leaves out "unspecified" (RFC 5280 5.3.1).
+    expected = None if reason is RevocationReason.UNSPECIFIED else REASON_FLAGS[reason]
+    for request in (_ocsp_request(node, issued), _ocsp_request(node, issued, nonce=os.urandom(16))):
+        response = _ocsp(node, request)
+        assert response.certificate_status is ocsp.OCSPCertStatus.REVOKED
+        assert response.revocation_time_utc == outcome.revoked_at
+        assert response.revocation_reason is expected
 
     delta = _crl(node.revocation.latest_crl("seal-ca", delta=True))
     full = _crl(node.revocation.publish_crl("seal-ca"))
-    expected = None if reason is RevocationReason.UNSPECIFIED else REASON_FLAGS[reason]
     for crl in (delta, full):
         entry = _entries(crl)[issued.certificate.serial_number]
         assert entry.revocation_date_utc == outcome.revoked_at
@@ -573,6 +576,22 @@ def test_nonce_and_sha256_requests_are_signed_live(node) -> None:
         assert response.serial_number == asked.serial_number
         assert response.hash_algorithm.name == asked.hash_algorithm.name
         assert _nonces(response) == _nonces(asked)
+
+
+def test_a_revocation_whose_publication_fails_is_still_answered_revoked(node, monkeypatch) -> None:
+    issued = _issue(node)
+    request = _ocsp_request(node, issued)
+    assert _ocsp(node, request).certificate_status is ocsp.OCSPCertStatus.GOOD  # now pre-signed
+
+    def token_gone(*args, **kwargs):
+        raise HsmError("the token is unavailable")
+
+    monkeypatch.setattr(RevocationService, "presign_ocsp", token_gone)
+    with pytest.raises(HsmError):
+        node.revocation.revoke(issued.serial, RevocationReason.KEY_COMPROMISE)
+    monkeypatch.undo()
+    assert _ocsp(node, request).certificate_status is ocsp.OCSPCertStatus.REVOKED
+    assert node.revocation.revoke(issued.serial, RevocationReason.KEY_COMPROMISE).changed is False
 
 
 def test_a_response_signed_before_a_revocation_does_not_replace_the_revoked_one(node, monkeypatch) -> None:
