@@ -14,13 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from asn1crypto import algos, cms, core
+from asn1crypto import algos, cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.serialization import Encoding
-from pyhanko.sign.attributes import CMSAttributeProvider, SignedAttributeProviderSpec
+from pyhanko.sign.attributes import (
+    CMSAttributeProvider,
+    SignedAttributeProviderSpec,
+    SigningCertificateV2Provider,
+)
+from pyhanko.sign.general import as_signing_certificate_v2
 from pyhanko.sign.signers.pdf_cms import Signer, select_suitable_signing_md
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 from pyhanko_certvalidator.util import get_pyca_cryptography_hash
@@ -40,30 +45,47 @@ def to_asn1_certificate(certificate: x509.Certificate) -> asn1_x509.Certificate:
     return asn1_x509.Certificate.load(certificate.public_bytes(Encoding.DER))
 
 
-class _SealDataProvider(CMSAttributeProvider):
-    attribute_type = SEAL_DATA_ATTRIBUTE_OID
+class _FixedValueProvider(CMSAttributeProvider):
+    """An attribute whose value is the same in every signature, encoded once."""
 
-    def __init__(self, seal_data: bytes) -> None:
-        self._value = core.OctetString(seal_data)
+    def __init__(self, attribute_type: str, value: core.Asn1Value) -> None:
+        self.attribute_type = attribute_type
+        self._value = value
 
-    async def build_attr_value(self, dry_run: bool = False) -> core.OctetString:
+    async def build_attr_value(self, dry_run: bool = False) -> core.Asn1Value:
         return self._value
 
 
-class _WithSealData(SignedAttributeProviderSpec):
-    """pyHanko's own signed attributes for the signature, plus the seal data."""
+class _SealSignedAttributes(SignedAttributeProviderSpec):
+    """pyHanko's signed attributes for the signature, plus the seal data.
 
-    def __init__(self, inner: SignedAttributeProviderSpec, seal_data: bytes) -> None:
+    The signing-certificate-v2 value never changes for a signer, so it is encoded once:
+    asn1crypto re-encodes a freshly built one piece by piece, about a quarter of the
+    CMS work of every signature.
+    """
+
+    def __init__(
+        self,
+        inner: SignedAttributeProviderSpec,
+        signing_certificate: CMSAttributeProvider,
+        seal_data: CMSAttributeProvider | None,
+    ) -> None:
         self._inner = inner
+        self._signing_certificate = signing_certificate
         self._seal_data = seal_data
 
     def signed_attr_providers(
         self, data_digest: bytes, digest_algorithm: str
     ) -> Iterable[CMSAttributeProvider]:
-        yield from self._inner.signed_attr_providers(
+        for provider in self._inner.signed_attr_providers(
             data_digest=data_digest, digest_algorithm=digest_algorithm
-        )
-        yield _SealDataProvider(self._seal_data)
+        ):
+            if isinstance(provider, SigningCertificateV2Provider):
+                yield self._signing_certificate
+            else:
+                yield provider
+        if self._seal_data is not None:
+            yield self._seal_data
 
 
 class HsmSigner(Signer):
@@ -99,17 +121,26 @@ class HsmSigner(Signer):
             prefer_pss=rsa_pss,
         )
         self._key = key
-        self._seal_data = seal_data
+        self._signing_certificate = _FixedValueProvider(
+            "signing_certificate_v2",
+            tsp.SigningCertificateV2.load(as_signing_certificate_v2(signing_cert).dump()),
+        )
+        self._seal_data = (
+            _FixedValueProvider(SEAL_DATA_ATTRIBUTE_OID, core.OctetString(seal_data))
+            if seal_data is not None
+            else None
+        )
 
     @property
     def key_label(self) -> str:
         return self._key.label
 
     def _signed_attr_provider_spec(self, *args, **kwargs) -> SignedAttributeProviderSpec:
-        spec = super()._signed_attr_provider_spec(*args, **kwargs)
-        if self._seal_data is None:
-            return spec
-        return _WithSealData(spec, self._seal_data)
+        return _SealSignedAttributes(
+            super()._signed_attr_provider_spec(*args, **kwargs),
+            self._signing_certificate,
+            self._seal_data,
+        )
 
     async def async_sign_raw(
         self, data: bytes, digest_algorithm: str, dry_run: bool = False

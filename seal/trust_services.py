@@ -241,15 +241,22 @@ class _CrlFetcher(CRLFetcher):
         self._by_cert: dict[bytes, list[crl.CertificateList]] = {}
 
     async def fetch(
-        self, cert: x509.Certificate | cms.AttributeCertificateV2, *, use_deltas: bool | None = None
+        self, cert: x509.Certificate | cms.AttributeCertificateV2, *, use_deltas: bool = True
     ) -> Iterable[crl.CertificateList]:
         key = issuer_serial(cert)
         if key in self._by_cert:
             return self._by_cert[key]
         fetched: list[crl.CertificateList] = []
-        for point in get_relevant_crl_dps(cert, use_deltas=bool(use_deltas)):
+        for point in get_relevant_crl_dps(cert, use_deltas=use_deltas):
             for url in enumerate_delivery_point_urls(point):
                 fetched.append(self._fetch_url(url))
+        if use_deltas:
+            # A CRL may name its delta CRL itself (freshestCRL in the CRL, RFC 5280
+            # 5.2.6); certvalidator then insists on that delta, so fetch it too.
+            for full in list(fetched):
+                for point in full.freshest_crl_value or ():
+                    for url in enumerate_delivery_point_urls(point):
+                        fetched.append(self._fetch_url(url))
         self._by_cert[key] = fetched
         return fetched
 
