@@ -62,7 +62,9 @@ from pki.revocation import RevocationService
 from portal.db import make_engine, session_factory, upgrade_database
 
 USER_PIN, SO_PIN = "bench-user-1", "bench-officer-2"
-SUBJECT = agency_subject_name(AgencySubject(name="某某市市场监督管理局", uscc="91350100M000100Y43"))
+SUBJECT = agency_subject_name(
+    AgencySubject(name="某某市市场监督管理局", uscc="91350100M000100Y43")
+)
 ISSUANCE_ROUNDS = 5
 ISSUED_PER_ROUND = 40
 LATENCY_REVOKED = 100_000
@@ -78,11 +80,18 @@ class Node:
         home.mkdir(parents=True)
         self.url = f"sqlite:///{home / 'yinxin.sqlite3'}"
         upgrade_database(self.url)
-        init_soft_token(home / "hsm", user_pin=USER_PIN, so_pin=SO_PIN, scrypt_log2_n=MIN_SCRYPT_LOG2_N)
+        init_soft_token(
+            home / "hsm",
+            user_pin=USER_PIN,
+            so_pin=SO_PIN,
+            scrypt_log2_n=MIN_SCRYPT_LOG2_N,
+        )
         self.engine = make_engine(self.url)
         self.sessions = session_factory(self.engine)
         self.audit = SqlAuditLog(self.url)
-        self.keystore = open_keystore(f"soft:{home / 'hsm'}", pin=USER_PIN, audit=self.audit)
+        self.keystore = open_keystore(
+            f"soft:{home / 'hsm'}", pin=USER_PIN, audit=self.audit
+        )
         self.ca = CertificateAuthority(
             keystore=self.keystore,
             sessions=self.sessions,
@@ -99,7 +108,9 @@ class Node:
 
 def _seal_request() -> IssuanceRequest:
     return IssuanceRequest(
-        profile="seal", subject=SUBJECT, public_key=ec.generate_private_key(ec.SECP256R1()).public_key()
+        profile="seal",
+        subject=SUBJECT,
+        public_key=ec.generate_private_key(ec.SECP256R1()).public_key(),
     )
 
 
@@ -138,17 +149,25 @@ def measure_issuance(node: Node) -> tuple[float, float, float]:
     for _ in range(ISSUANCE_ROUNDS):
         requests = [_seal_request() for _ in range(ISSUED_PER_ROUND)]
         started = time.perf_counter()
-        issued: list[IssuedCertificate] = [node.ca.issue(request) for request in requests]
+        issued: list[IssuedCertificate] = [
+            node.ca.issue(request) for request in requests
+        ]
         issue_rate = _rate(len(issued), time.perf_counter() - started)
         started = time.perf_counter()
         for certificate in issued:
-            report = lint_certificate(certificate.certificate, profile=profile, issuer=issuer)
+            report = lint_certificate(
+                certificate.certificate, profile=profile, issuer=issuer
+            )
             assert report.passed, report.blocking
         lint_rate = _rate(len(issued), time.perf_counter() - started)
         issue_rates.append(issue_rate)
         lint_rates.append(lint_rate)
         ratios.append(issue_rate / lint_rate)
-    return statistics.median(issue_rates), statistics.median(lint_rates), statistics.median(ratios)
+    return (
+        statistics.median(issue_rates),
+        statistics.median(lint_rates),
+        statistics.median(ratios),
+    )
 
 
 # -- bulk revoked certificates ---------------------------------------------------------
@@ -162,7 +181,9 @@ def bulk_revoke(node: Node, issuer_name: str, count: int) -> None:
     """
     issuer = node.ca.issuer(issuer_name)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-    reasons = [r for r in RevocationReason if r is not RevocationReason.CERTIFICATE_HOLD]
+    reasons = [
+        r for r in RevocationReason if r is not RevocationReason.CERTIFICATE_HOLD
+    ]
     numbers = select(literal(0).label("n")).cte("numbers", recursive=True)
     numbers = numbers.union_all(select(numbers.c.n + 1).where(numbers.c.n < count - 1))
     if node.engine.dialect.name == "sqlite":
@@ -182,17 +203,23 @@ def bulk_revoke(node: Node, issuer_name: str, count: int) -> None:
         "created_at": literal(now, UTCDateTime()),
         "revoked_at": literal(now, UTCDateTime()),
         "revocation_reason": case(
-            *((numbers.c.n % len(reasons) == i, literal(r.value)) for i, r in enumerate(reasons))
+            *(
+                (numbers.c.n % len(reasons) == i, literal(r.value))
+                for i, r in enumerate(reasons)
+            )
         ),
         "revocation_sequence": numbers.c.n + 1,  # plus the sequence taken below
     }
     with node.engine.begin() as connection:
-        start = connection.execute(
-            update(CaRow)
-            .where(CaRow.id == issuer.id)
-            .values(revocation_sequence=CaRow.revocation_sequence + count)
-            .returning(CaRow.revocation_sequence)
-        ).scalar_one() - count
+        start = (
+            connection.execute(
+                update(CaRow)
+                .where(CaRow.id == issuer.id)
+                .values(revocation_sequence=CaRow.revocation_sequence + count)
+                .returning(CaRow.revocation_sequence)
+            ).scalar_one()
+            - count
+        )
         columns["revocation_sequence"] = numbers.c.n + (start + 1)
         connection.execute(
             insert(CertificateRow.__table__).from_select(
@@ -219,7 +246,9 @@ def timed_methods(*names: str) -> Iterator[dict[str, float]]:
 
     for name, descriptor in descriptors.items():
         if isinstance(descriptor, staticmethod):
-            setattr(RevocationService, name, staticmethod(timing(name, descriptor.__func__)))
+            setattr(
+                RevocationService, name, staticmethod(timing(name, descriptor.__func__))
+            )
         else:
             setattr(RevocationService, name, timing(name, descriptor))
     try:
@@ -258,7 +287,9 @@ def measure_large_crl(workdir: Path, entries: int) -> dict[str, float]:
 
 
 def _ocsp_request(certificate: x509.Certificate, issuer: x509.Certificate) -> bytes:
-    builder = ocsp.OCSPRequestBuilder().add_certificate(certificate, issuer, hashes.SHA1())
+    builder = ocsp.OCSPRequestBuilder().add_certificate(
+        certificate, issuer, hashes.SHA1()
+    )
     return builder.build().public_bytes(Encoding.DER)
 
 
@@ -268,16 +299,25 @@ def measure_revocation_latency(workdir: Path, revoked: int) -> dict[str, float]:
         bulk_revoke(node, "seal-ca", revoked)
         node.revocation.publish_crl("seal-ca")
         issued = node.ca.issue(_seal_request())
-        request = _ocsp_request(issued.certificate, node.ca.issuer("seal-ca").certificate)
+        request = _ocsp_request(
+            issued.certificate, node.ca.issuer("seal-ca").certificate
+        )
         node.revocation.respond_ocsp(request)  # pre-signed "good", as in service
         started = time.perf_counter()
         node.revocation.revoke(issued.serial, RevocationReason.KEY_COMPROMISE)
         revoke_s = time.perf_counter() - started
         response = ocsp.load_der_ocsp_response(node.revocation.respond_ocsp(request))
-        delta = x509.load_der_x509_crl(node.revocation.latest_crl("seal-ca", delta=True).der)
+        delta = x509.load_der_x509_crl(
+            node.revocation.latest_crl("seal-ca", delta=True).der
+        )
         visible_s = time.perf_counter() - started
         assert response.certificate_status is ocsp.OCSPCertStatus.REVOKED
-        assert delta.get_revoked_certificate_by_serial_number(issued.certificate.serial_number) is not None
+        assert (
+            delta.get_revoked_certificate_by_serial_number(
+                issued.certificate.serial_number
+            )
+            is not None
+        )
         return {"revoke_s": revoke_s, "visible_s": visible_s}
     finally:
         node.close()
@@ -293,7 +333,9 @@ def presigned_requests(node: Node, count: int) -> list[bytes]:
     for _ in range(count):
         issued = node.ca.issue(_seal_request())
         requests.append(_ocsp_request(issued.certificate, issuer.certificate))
-    node.revocation.presign_ocsp(issuer, [f"{ocsp.load_der_ocsp_request(r).serial_number:x}" for r in requests])
+    node.revocation.presign_ocsp(
+        issuer, [f"{ocsp.load_der_ocsp_request(r).serial_number:x}" for r in requests]
+    )
     return requests
 
 
@@ -305,7 +347,9 @@ def measure_ocsp_in_process(node: Node, requests: list[bytes]) -> tuple[float, f
     responder = node.revocation.responder(issuer)
     cert_id = responder.cert_id(ocsp.load_der_ocsp_request(requests[0]).serial_number)
     now = dt.datetime.now(dt.UTC)
-    built = measure(lambda: build_ocsp_response(cert_id, responder=responder, status=GOOD, now=now))
+    built = measure(
+        lambda: build_ocsp_response(cert_id, responder=responder, status=GOOD, now=now)
+    )
     return presigned, built
 
 
@@ -324,17 +368,22 @@ def measure_ocsp_over_http(
     deadline = time.perf_counter() + seconds
 
     def client(number: int) -> None:
-        connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=10)
+        connection = http.client.HTTPConnection(
+            parts.hostname, parts.port or 80, timeout=10
+        )
         try:
             position = number
             while time.perf_counter() < deadline:
                 body = requests[position % len(requests)]
                 position += 1
-                connection.request("POST", path, body, {"Content-Type": "application/ocsp-request"})
+                connection.request(
+                    "POST", path, body, {"Content-Type": "application/ocsp-request"}
+                )
                 response = connection.getresponse()
                 der = response.read()
                 if response.status != 200 or (
-                    ocsp.load_der_ocsp_response(der).response_status is not ocsp.OCSPResponseStatus.SUCCESSFUL
+                    ocsp.load_der_ocsp_response(der).response_status
+                    is not ocsp.OCSPResponseStatus.SUCCESSFUL
                 ):
                     failures.append(f"HTTP {response.status}")
                     return
@@ -344,7 +393,9 @@ def measure_ocsp_over_http(
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=client, args=(number,)) for number in range(clients)]
+    threads = [
+        threading.Thread(target=client, args=(number,)) for number in range(clients)
+    ]
     started = time.perf_counter()
     for thread in threads:
         thread.start()
@@ -361,13 +412,18 @@ def measure_ocsp_over_http(
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--crl-entries", type=int, default=1_000_000, help="size of the large CRL")
     parser.add_argument(
-        "--latency-revoked", type=int, default=LATENCY_REVOKED,
+        "--crl-entries", type=int, default=1_000_000, help="size of the large CRL"
+    )
+    parser.add_argument(
+        "--latency-revoked",
+        type=int,
+        default=LATENCY_REVOKED,
         help="revoked certificates on the CA when the revocation latency is measured",
     )
     parser.add_argument(
-        "--ocsp-url", help="base URL of a running node (its /pki/ocsp is measured over HTTP)"
+        "--ocsp-url",
+        help="base URL of a running node (its /pki/ocsp is measured over HTTP)",
     )
     parser.add_argument("--ocsp-clients", type=int, default=8)
     arguments = parser.parse_args(argv)
@@ -376,7 +432,11 @@ def main(argv: list[str] | None = None) -> None:
 
     def report(name: str, value: float | None, text: str) -> None:
         figures[name] = None if value is None else round(value, 3 if value < 100 else 0)
-        shown = "n/a" if value is None else (f"{value:,.0f}" if value >= 100 else f"{value:.3f}")
+        shown = (
+            "n/a"
+            if value is None
+            else (f"{value:,.0f}" if value >= 100 else f"{value:.3f}")
+        )
         print(f"{text:<72} {shown:>10}", flush=True)
 
     with tempfile.TemporaryDirectory(prefix="yinxin-bench-pki-") as temporary:
@@ -384,26 +444,62 @@ def main(argv: list[str] | None = None) -> None:
         node = Node(workdir / "node")
         try:
             issue_rate, lint_rate, ratio = measure_issuance(node)
-            report("issue_per_s", issue_rate, "seal certificates issued/s through the lint gate")
-            report("lint_per_s", lint_rate, "the same certificates linted/s (pkilint + own lints) alone")
-            report("issue_vs_lint_ratio", ratio, "issue_vs_lint_ratio, median of rounds (target >= 0.6)")
+            report(
+                "issue_per_s",
+                issue_rate,
+                "seal certificates issued/s through the lint gate",
+            )
+            report(
+                "lint_per_s",
+                lint_rate,
+                "the same certificates linted/s (pkilint + own lints) alone",
+            )
+            report(
+                "issue_vs_lint_ratio",
+                ratio,
+                "issue_vs_lint_ratio, median of rounds (target >= 0.6)",
+            )
 
             requests = presigned_requests(node, PRESIGNED_SERIALS)
             presigned, built = measure_ocsp_in_process(node, requests)
-            report("ocsp_presigned_per_s", presigned, "OCSP pre-signed responses/s via respond_ocsp, in process")
-            report("ocsp_build_per_s", built, "OCSP responses signed/s by build_ocsp_response alone (HSM key)")
-            report("ocsp_presigned_vs_build_ratio", presigned / built, "ocsp_presigned_vs_build_ratio")
+            report(
+                "ocsp_presigned_per_s",
+                presigned,
+                "OCSP pre-signed responses/s via respond_ocsp, in process",
+            )
+            report(
+                "ocsp_build_per_s",
+                built,
+                "OCSP responses signed/s by build_ocsp_response alone (HSM key)",
+            )
+            report(
+                "ocsp_presigned_vs_build_ratio",
+                presigned / built,
+                "ocsp_presigned_vs_build_ratio",
+            )
             if arguments.ocsp_url:
                 http_rate = measure_ocsp_over_http(
                     arguments.ocsp_url, requests, clients=arguments.ocsp_clients
                 )
-                report("ocsp_http_per_s", http_rate, "OCSP responses/s over HTTP (target >= 1,500)")
-                report("ocsp_http_vs_build_ratio", http_rate / built, "ocsp_http_vs_build_ratio")
+                report(
+                    "ocsp_http_per_s",
+                    http_rate,
+                    "OCSP responses/s over HTTP (target >= 1,500)",
+                )
+                report(
+                    "ocsp_http_vs_build_ratio",
+                    http_rate / built,
+                    "ocsp_http_vs_build_ratio",
+                )
         finally:
             node.close()
 
         latency = measure_revocation_latency(workdir, arguments.latency_revoked)
-        report("revoke_s", latency["revoke_s"], f"revoke() on a CA with {arguments.latency_revoked:,} revoked, seconds")
+        report(
+            "revoke_s",
+            latency["revoke_s"],
+            f"revoke() on a CA with {arguments.latency_revoked:,} revoked, seconds",
+        )
         report(
             "revocation_visible_s",
             latency["visible_s"],
@@ -412,9 +508,21 @@ def main(argv: list[str] | None = None) -> None:
 
         crl = measure_large_crl(workdir, arguments.crl_entries)
         figures["crl_entries"] = arguments.crl_entries
-        report("crl_bulk_insert_s", crl["bulk_insert_s"], f"bulk insert of {arguments.crl_entries:,} revoked rows, seconds")
-        report("crl_publish_s", crl["publish_s"], "publish_crl: full CRL, seconds (target <= 20)")
-        report("crl_read_s", crl["read_s"], "  of which reading the entries from the database")
+        report(
+            "crl_bulk_insert_s",
+            crl["bulk_insert_s"],
+            f"bulk insert of {arguments.crl_entries:,} revoked rows, seconds",
+        )
+        report(
+            "crl_publish_s",
+            crl["publish_s"],
+            "publish_crl: full CRL, seconds (target <= 20)",
+        )
+        report(
+            "crl_read_s",
+            crl["read_s"],
+            "  of which reading the entries from the database",
+        )
         report("crl_sign_s", crl["sign_s"], "  of which building and signing the CRL")
         report("crl_der_mb", crl["der_mb"], "CRL size, MB")
     print(json.dumps(figures, ensure_ascii=False))

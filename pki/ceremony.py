@@ -16,7 +16,7 @@ from sqlalchemy import delete, select, update
 
 from hsm_sim.api import KeyAlgorithm, KeyStore, KeyUsage, signing_context
 from hsm_sim.storage import write_transaction
-from pki.ca import CertificateAuthority, HierarchyBuilder, Issuer, IssuanceRequest
+from pki.ca import CertificateAuthority, HierarchyBuilder, IssuanceRequest, Issuer
 from pki.ca_models import (
     CaRow,
     CertificateRow,

@@ -45,8 +45,8 @@ from pki.errors import (
 from pki.ocsp import (
     GOOD,
     UNKNOWN,
-    CertificateStatus,
     CertId,
+    CertificateStatus,
     OcspResponder,
     build_ocsp_response,
     malformed_request_response,

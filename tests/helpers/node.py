@@ -62,8 +62,10 @@ class Node:
 
     def granted_signatures(self, key_label: str | None = None) -> int:
         """How many signatures the audit log granted (to `key_label`, or to any key)."""
-        query = select(func.count()).select_from(AuditEntry).where(
-            AuditEntry.result == AuditResult.GRANTED
+        query = (
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.result == AuditResult.GRANTED)
         )
         if key_label is not None:
             query = query.where(AuditEntry.key_label == key_label)
@@ -79,15 +81,20 @@ class Node:
 
     def certificate_rows(self) -> list[CertificateRow]:
         with self.sessions() as session:
-            return list(session.scalars(select(CertificateRow).order_by(CertificateRow.id)))
+            return list(
+                session.scalars(select(CertificateRow).order_by(CertificateRow.id))
+            )
 
     def issued_count(self) -> int:
         with self.sessions() as session:
-            return session.scalar(
-                select(func.count())
-                .select_from(CertificateRow)
-                .where(CertificateRow.state == CertificateState.ISSUED)
-            ) or 0
+            return (
+                session.scalar(
+                    select(func.count())
+                    .select_from(CertificateRow)
+                    .where(CertificateRow.state == CertificateState.ISSUED)
+                )
+                or 0
+            )
 
 
 def _assemble(
@@ -104,7 +111,10 @@ def _assemble(
     keystore = open_keystore(f"soft:{home / 'hsm'}", pin=USER_PIN, audit=audit)
     assert isinstance(keystore, AuditedKeyStore)
     ca = CertificateAuthority(
-        keystore=keystore, sessions=sessions, endpoints=NodeEndpoints(base_url), profiles=profiles
+        keystore=keystore,
+        sessions=sessions,
+        endpoints=NodeEndpoints(base_url),
+        profiles=profiles,
     )
     return Node(
         home=home,
@@ -137,14 +147,18 @@ def build_node(
     home.mkdir(parents=True, exist_ok=True)
     database_url = database_url or f"sqlite:///{home / 'yinxin.sqlite3'}"
     upgrade_database(database_url)
-    init_soft_token(home / "hsm", user_pin=USER_PIN, so_pin=SO_PIN, scrypt_log2_n=MIN_SCRYPT_LOG2_N)
+    init_soft_token(
+        home / "hsm", user_pin=USER_PIN, so_pin=SO_PIN, scrypt_log2_n=MIN_SCRYPT_LOG2_N
+    )
     config = config or load_ceremony_config(DEMO_CEREMONY_PATH)
     node = _assemble(home, database_url, base_url, profiles, config.organization)
     if ceremony:
         node.ceremony = run_ceremony(config, ca=node.ca)
     if agency:
         with node.sessions.begin() as session:
-            register_agency(session, name=AGENCY_NAME, uscc=AGENCY_USCC, region="350100")
+            register_agency(
+                session, name=AGENCY_NAME, uscc=AGENCY_USCC, region="350100"
+            )
     return node
 
 

@@ -30,7 +30,12 @@ from pki.ca import (
 )
 from pki.ca_models import CertificateRow, CertificateState
 from pki.certificates import AgencySubject, agency_subject_name
-from pki.errors import InvalidSerialError, IssuanceError, LintFailedError, UnknownCaError
+from pki.errors import (
+    InvalidSerialError,
+    IssuanceError,
+    LintFailedError,
+    UnknownCaError,
+)
 from pki.lint import INTERNAL_DOMAIN_FINDING, lint_certificate
 from pki.oids import ProjectOID
 from pki.profiles import PROFILES, KeyUsageFlag
@@ -41,12 +46,23 @@ from tests.helpers.node import AGENCY_NAME, AGENCY_USCC, PUBLIC_URL, Node, build
 PKILINT_BIN = Path(sys.executable).parent
 ETSI_LEGAL_PERSON = "NCP-LEGAL-PERSON-CERTIFICATE"
 AGENCY_SUBJECT = agency_subject_name(AgencySubject(name=AGENCY_NAME, uscc=AGENCY_USCC))
-ISSUED_PROFILES = ("seal", "seal-maker", "document-signer", "ocsp", "tsa", "api-client", "sub-ca", "root")
+ISSUED_PROFILES = (
+    "seal",
+    "seal-maker",
+    "document-signer",
+    "ocsp",
+    "tsa",
+    "api-client",
+    "sub-ca",
+    "root",
+)
 
 
 def _issue_every_profile(node: Node) -> dict[str, list[x509.Certificate]]:
     """The ceremony's certificates plus one more of each end-entity profile, by profile."""
-    node.ra.issue_with_new_key(profile_name="seal", key_label="seal-1", agency_uscc=AGENCY_USCC)
+    node.ra.issue_with_new_key(
+        profile_name="seal", key_label="seal-1", agency_uscc=AGENCY_USCC
+    )
     csr_key = ec.generate_private_key(ec.SECP256R1())
     csr = (
         x509.CertificateSigningRequestBuilder()
@@ -54,9 +70,13 @@ def _issue_every_profile(node: Node) -> dict[str, list[x509.Certificate]]:
         .sign(csr_key, hashes.SHA256())
     )
     node.ra.issue_with_csr(
-        profile_name="api-client", csr_data=csr.public_bytes(Encoding.PEM), agency_uscc=AGENCY_USCC
+        profile_name="api-client",
+        csr_data=csr.public_bytes(Encoding.PEM),
+        agency_uscc=AGENCY_USCC,
     )
-    node.ra.issue_with_new_key(profile_name="document-signer", key_label="document-signer-2")
+    node.ra.issue_with_new_key(
+        profile_name="document-signer", key_label="document-signer-2"
+    )
     node.ra.issue_with_new_key(profile_name="tsa", key_label="tsa-2")
     node.ra.issue_with_new_key(profile_name="seal-maker", key_label="seal-maker-2")
     node.ra.issue_with_new_key(
@@ -65,7 +85,9 @@ def _issue_every_profile(node: Node) -> dict[str, list[x509.Certificate]]:
     by_profile: dict[str, list[x509.Certificate]] = {}
     for row in node.certificate_rows():
         assert row.state is CertificateState.ISSUED and row.der is not None
-        by_profile.setdefault(row.profile, []).append(x509.load_der_x509_certificate(row.der))
+        by_profile.setdefault(row.profile, []).append(
+            x509.load_der_x509_certificate(row.der)
+        )
     return by_profile
 
 
@@ -86,6 +108,7 @@ def loopback_node(tmp_path_factory: pytest.TempPathFactory):
 def _pkilint(tool: str, *args: str, path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(PKILINT_BIN / tool), "lint", "-s", "WARNING", *args, str(path)],
+        check=False,
         capture_output=True,
         text=True,
         timeout=120,
@@ -108,7 +131,9 @@ def test_a_public_node_issues_every_profile(public_node) -> None:
 
 
 @pytest.mark.parametrize("profile_name", ISSUED_PROFILES)
-def test_every_profile_passes_pkilint_on_a_public_domain(public_node, profile_name, tmp_path) -> None:
+def test_every_profile_passes_pkilint_on_a_public_domain(
+    public_node, profile_name, tmp_path
+) -> None:
     node, by_profile = public_node
     for number, certificate in enumerate(by_profile[profile_name]):
         issuer = _issuer_certificate(node, certificate)
@@ -120,10 +145,14 @@ def test_every_profile_passes_pkilint_on_a_public_domain(public_node, profile_na
         path = tmp_path / f"{profile_name}-{number}.der"
         path.write_bytes(certificate.public_bytes(Encoding.DER))
         pkix = _pkilint("lint_pkix_cert", path=path)
-        assert pkix.returncode == 0 and not pkix.stdout.strip(), pkix.stdout + pkix.stderr
+        assert pkix.returncode == 0 and not pkix.stdout.strip(), (
+            pkix.stdout + pkix.stderr
+        )
         if profile_name == "seal":
             etsi = _pkilint("lint_etsi_cert", "-t", ETSI_LEGAL_PERSON, path=path)
-            assert etsi.returncode == 0 and not etsi.stdout.strip(), etsi.stdout + etsi.stderr
+            assert etsi.returncode == 0 and not etsi.stdout.strip(), (
+                etsi.stdout + etsi.stderr
+            )
 
 
 def test_issued_certificates_are_exactly_their_linting_copies(public_node) -> None:
@@ -149,21 +178,40 @@ def test_openssl_verifies_each_issued_chain(public_node, tmp_path) -> None:
             leaf = tmp_path / f"{profile_name}-{number}.pem"
             leaf.write_bytes(certificate.public_bytes(Encoding.PEM))
             result = subprocess.run(
-                [openssl, "verify", "-CAfile", "root.pem", "-untrusted", "issuer.pem", leaf.name],
-                capture_output=True, text=True, cwd=tmp_path,
+                [
+                    openssl,
+                    "verify",
+                    "-CAfile",
+                    "root.pem",
+                    "-untrusted",
+                    "issuer.pem",
+                    leaf.name,
+                ],
+                check=False,
+                capture_output=True,
+                text=True,
+                cwd=tmp_path,
             )
-            assert result.returncode == 0, f"{profile_name}: {result.stdout}{result.stderr}"
+            assert result.returncode == 0, (
+                f"{profile_name}: {result.stdout}{result.stderr}"
+            )
 
 
-def test_a_loopback_seal_records_only_the_internal_domain_finding(loopback_node, tmp_path) -> None:
+def test_a_loopback_seal_records_only_the_internal_domain_finding(
+    loopback_node, tmp_path
+) -> None:
     node = loopback_node
     issued = node.ra.issue_with_new_key(
         profile_name="seal", key_label="loopback-seal", agency_uscc=AGENCY_USCC
     )
     assert issued.tolerated_findings
-    assert all(INTERNAL_DOMAIN_FINDING in finding for finding in issued.tolerated_findings)
+    assert all(
+        INTERNAL_DOMAIN_FINDING in finding for finding in issued.tolerated_findings
+    )
     with node.sessions() as session:
-        row = session.scalar(select(CertificateRow).where(CertificateRow.serial == issued.serial))
+        row = session.scalar(
+            select(CertificateRow).where(CertificateRow.serial == issued.serial)
+        )
     assert row.tolerated_findings.splitlines() == list(issued.tolerated_findings)
 
     strict = lint_certificate(
@@ -178,11 +226,15 @@ def test_a_loopback_seal_records_only_the_internal_domain_finding(loopback_node,
     pkix = _pkilint("lint_pkix_cert", path=path)
     assert pkix.returncode == 0 and not pkix.stdout.strip(), pkix.stdout
     etsi = _pkilint("lint_etsi_cert", "-t", ETSI_LEGAL_PERSON, path=path)
-    codes = {line.split()[0] for line in etsi.stdout.splitlines() if line.startswith("    ")}
+    codes = {
+        line.split()[0] for line in etsi.stdout.splitlines() if line.startswith("    ")
+    }
     assert codes == {INTERNAL_DOMAIN_FINDING}, etsi.stdout
 
 
-def test_loopback_certificates_of_other_profiles_tolerate_nothing(loopback_node) -> None:
+def test_loopback_certificates_of_other_profiles_tolerate_nothing(
+    loopback_node,
+) -> None:
     node = loopback_node
     issued = node.ra.issue_with_new_key(
         profile_name="api-client", key_label="loopback-api", agency_uscc=AGENCY_USCC
@@ -199,10 +251,14 @@ BROKEN_SEAL_PROFILES = {
     # ETSI EN 319 412-2 flags digitalSignature mixed with nonRepudiation.
     "mixed-key-usage": dataclasses.replace(
         PROFILES["seal"],
-        key_usage=frozenset({KeyUsageFlag.DIGITAL_SIGNATURE, KeyUsageFlag.CONTENT_COMMITMENT}),
+        key_usage=frozenset(
+            {KeyUsageFlag.DIGITAL_SIGNATURE, KeyUsageFlag.CONTENT_COMMITMENT}
+        ),
     ),
     # The seal-maker's policy on a seal: the certificate fits two profiles.
-    "two-profiles": dataclasses.replace(PROFILES["seal"], policy_oid=ProjectOID.SEAL_MAKER_POLICY),
+    "two-profiles": dataclasses.replace(
+        PROFILES["seal"], policy_oid=ProjectOID.SEAL_MAKER_POLICY
+    ),
     # No certificate policy at all.
     "no-policy": dataclasses.replace(PROFILES["seal"], policy_oid=None),
 }
@@ -218,12 +274,17 @@ def _broken_authority(node: Node, broken_name: str) -> CertificateAuthority:
 
 
 @pytest.mark.parametrize("broken_name", sorted(BROKEN_SEAL_PROFILES))
-def test_a_broken_profile_is_refused_before_any_hsm_signature(tmp_path, broken_name) -> None:
+def test_a_broken_profile_is_refused_before_any_hsm_signature(
+    tmp_path, broken_name
+) -> None:
     node = build_node(tmp_path / "node", base_url=PUBLIC_URL)
     try:
         broken_ca = _broken_authority(node, broken_name)
         ra = RegistrationAuthority(
-            ca=broken_ca, keystore=node.keystore, sessions=node.sessions, organization="示范"
+            ca=broken_ca,
+            keystore=node.keystore,
+            sessions=node.sessions,
+            organization="示范",
         )
         seal_ca_key = node.ca.issuer("seal-ca").key_label
         seal_ca_signatures_before = node.granted_signatures(seal_ca_key)
@@ -232,7 +293,9 @@ def test_a_broken_profile_is_refused_before_any_hsm_signature(tmp_path, broken_n
         keys_before = [info.label for info in node.keystore.list_keys()]
 
         with pytest.raises(LintFailedError) as refused:
-            ra.issue_with_new_key(profile_name="seal", key_label="broken", agency_uscc=AGENCY_USCC)
+            ra.issue_with_new_key(
+                profile_name="seal", key_label="broken", agency_uscc=AGENCY_USCC
+            )
         assert refused.value.category is ErrorCategory.INTERNAL
         assert refused.value.findings
         assert "seal certificate failed the lint gate" in str(refused.value)
@@ -294,7 +357,9 @@ def test_serials_are_positive_159_bit_and_unique_per_issuer(public_node) -> None
         seen.add((row.issuer_id, row.serial))
 
 
-def test_the_database_refuses_a_second_certificate_with_the_same_serial(public_node) -> None:
+def test_the_database_refuses_a_second_certificate_with_the_same_serial(
+    public_node,
+) -> None:
     node, _ = public_node
     existing = node.certificate_rows()[-1]
     duplicate = CertificateRow(
@@ -307,9 +372,8 @@ def test_the_database_refuses_a_second_certificate_with_the_same_serial(public_n
         not_before=existing.not_before,
         not_after=existing.not_after,
     )
-    with pytest.raises(IntegrityError):
-        with node.sessions.begin() as session:
-            session.add(duplicate)
+    with pytest.raises(IntegrityError), node.sessions.begin() as session:
+        session.add(duplicate)
 
 
 def _agency_request(node: Node, **changes) -> IssuanceRequest:
@@ -321,9 +385,13 @@ def _agency_request(node: Node, **changes) -> IssuanceRequest:
     return dataclasses.replace(request, **changes)
 
 
-def test_a_serial_collision_is_retried_with_a_new_serial(loopback_node, monkeypatch) -> None:
+def test_a_serial_collision_is_retried_with_a_new_serial(
+    loopback_node, monkeypatch
+) -> None:
     node = loopback_node
-    taken = node.ra.issue_with_new_key(profile_name="seal", key_label="taken", agency_uscc=AGENCY_USCC)
+    taken = node.ra.issue_with_new_key(
+        profile_name="seal", key_label="taken", agency_uscc=AGENCY_USCC
+    )
     taken_serial = taken.certificate.serial_number
     handed_out = []
 
@@ -343,9 +411,13 @@ def test_a_serial_collision_is_retried_with_a_new_serial(loopback_node, monkeypa
     assert states == [CertificateState.ISSUED]
 
 
-def test_the_same_serial_under_another_issuer_is_not_a_collision(loopback_node, monkeypatch) -> None:
+def test_the_same_serial_under_another_issuer_is_not_a_collision(
+    loopback_node, monkeypatch
+) -> None:
     node = loopback_node
-    seal = node.ra.issue_with_new_key(profile_name="seal", key_label="per-issuer", agency_uscc=AGENCY_USCC)
+    seal = node.ra.issue_with_new_key(
+        profile_name="seal", key_label="per-issuer", agency_uscc=AGENCY_USCC
+    )
     monkeypatch.setattr(pki.ca, "random_serial", lambda: seal.certificate.serial_number)
     api = node.ca.issue(_agency_request(node, profile="api-client"))
     assert api.issuer == "infrastructure-ca" != seal.issuer
@@ -354,10 +426,14 @@ def test_the_same_serial_under_another_issuer_is_not_a_collision(loopback_node, 
 
 def test_endless_collisions_give_up_without_signing(loopback_node, monkeypatch) -> None:
     node = loopback_node
-    taken = node.ra.issue_with_new_key(profile_name="seal", key_label="always", agency_uscc=AGENCY_USCC)
+    taken = node.ra.issue_with_new_key(
+        profile_name="seal", key_label="always", agency_uscc=AGENCY_USCC
+    )
     calls = []
     monkeypatch.setattr(
-        pki.ca, "random_serial", lambda: calls.append(1) or taken.certificate.serial_number
+        pki.ca,
+        "random_serial",
+        lambda: calls.append(1) or taken.certificate.serial_number,
     )
     signatures = node.granted_signatures()
     with pytest.raises(IssuanceError, match="unused serial"):
@@ -369,9 +445,12 @@ def test_endless_collisions_give_up_without_signing(loopback_node, monkeypatch) 
 # -- what happens around the HSM signature ---------------------------------------
 
 
-def test_a_failed_hsm_signature_leaves_a_failed_row_not_an_issued_one(tmp_path, monkeypatch) -> None:
+def test_a_failed_hsm_signature_leaves_a_failed_row_not_an_issued_one(
+    tmp_path, monkeypatch
+) -> None:
     node = build_node(tmp_path / "node")
     try:
+
         def broken_token(*args, **kwargs):
             raise RuntimeError("token unplugged")
 
@@ -391,7 +470,9 @@ def test_a_failed_hsm_signature_leaves_a_failed_row_not_an_issued_one(tmp_path, 
 def test_validity_is_capped_by_the_profile_and_by_the_issuer(loopback_node) -> None:
     node = loopback_node
     long = node.ca.issue(_agency_request(node, validity=dt.timedelta(days=5000)))
-    lifetime = long.certificate.not_valid_after_utc - long.certificate.not_valid_before_utc
+    lifetime = (
+        long.certificate.not_valid_after_utc - long.certificate.not_valid_before_utc
+    )
     assert lifetime == PROFILES["seal"].max_validity
 
     seal_ca = node.ca.issuer("seal-ca").certificate

@@ -21,7 +21,13 @@ from sqlalchemy import select
 import pki.ca
 import pki.certificates
 from pki.ca import IssuanceRequest
-from pki.ca_models import CertificateRow, CertificateState, CrlRow, OcspResponseRow, RevocationReason
+from pki.ca_models import (
+    CertificateRow,
+    CertificateState,
+    CrlRow,
+    OcspResponseRow,
+    RevocationReason,
+)
 from pki.certificates import AgencySubject, agency_subject_name
 from tests.helpers.node import AGENCY_NAME, AGENCY_USCC, Node, build_node, open_node
 
@@ -36,17 +42,23 @@ OCSP_ROUNDS = 3
 # keep them apart. The retry draws a serial of the process's own.
 CONTESTED_SERIAL = 2**158
 OWN_SERIAL = 2**157
-FINAL_REASONS = [r for r in RevocationReason if r is not RevocationReason.CERTIFICATE_HOLD]
+FINAL_REASONS = [
+    r for r in RevocationReason if r is not RevocationReason.CERTIFICATE_HOLD
+]
 
 
 def _issue(node: Node) -> str:
     request = IssuanceRequest(
-        profile="seal", subject=SUBJECT, public_key=ec.generate_private_key(ec.SECP256R1()).public_key()
+        profile="seal",
+        subject=SUBJECT,
+        public_key=ec.generate_private_key(ec.SECP256R1()).public_key(),
     )
     return node.ca.issue(request).serial
 
 
-def _revoke_worker(home: str, database_url: str, serials: list[str], barrier) -> list[str]:
+def _revoke_worker(
+    home: str, database_url: str, serials: list[str], barrier
+) -> list[str]:
     node = open_node(Path(home), database_url=database_url)
     try:
         barrier.wait()
@@ -59,7 +71,9 @@ def _revoke_worker(home: str, database_url: str, serials: list[str], barrier) ->
         node.close()
 
 
-def _ocsp_worker(home: str, database_url: str, serials: list[str], rounds: int, barrier) -> int:
+def _ocsp_worker(
+    home: str, database_url: str, serials: list[str], rounds: int, barrier
+) -> int:
     """An OCSP responder process answering no-nonce requests while revocations happen."""
     node = open_node(Path(home), database_url=database_url)
     try:
@@ -68,14 +82,19 @@ def _ocsp_worker(home: str, database_url: str, serials: list[str], rounds: int, 
         for serial in serials:
             cert_id = responder.cert_id(int(serial, 16), "sha1")
             request = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
-                cert_id.issuer_name_hash, cert_id.issuer_key_hash, cert_id.serial_number, hashes.SHA1()
+                cert_id.issuer_name_hash,
+                cert_id.issuer_key_hash,
+                cert_id.serial_number,
+                hashes.SHA1(),
             )
             requests.append(request.build().public_bytes(Encoding.DER))
         barrier.wait()
         answered = 0
         for _ in range(rounds):
             for request in requests:
-                response = ocsp.load_der_ocsp_response(node.revocation.respond_ocsp(request))
+                response = ocsp.load_der_ocsp_response(
+                    node.revocation.respond_ocsp(request)
+                )
                 assert response.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
                 answered += 1
         return answered
@@ -83,14 +102,20 @@ def _ocsp_worker(home: str, database_url: str, serials: list[str], rounds: int, 
         node.close()
 
 
-def _issue_worker(home: str, database_url: str, worker: int, count: int, barrier) -> list[str]:
+def _issue_worker(
+    home: str, database_url: str, worker: int, count: int, barrier
+) -> list[str]:
     node = open_node(Path(home), database_url=database_url)
     try:
         barrier.wait()
         serials = []
         for number in range(count):
-            draws = iter([CONTESTED_SERIAL + number, OWN_SERIAL + 1000 * worker + number])
-            pki.ca.random_serial = lambda: next(draws, None) or pki.certificates.random_serial()
+            draws = iter(
+                [CONTESTED_SERIAL + number, OWN_SERIAL + 1000 * worker + number]
+            )
+            pki.ca.random_serial = lambda draws=draws: (
+                next(draws, None) or pki.certificates.random_serial()
+            )
             serials.append(_issue(node))
         return serials
     finally:
@@ -104,7 +129,8 @@ def _run_in_processes(jobs: list[tuple[Callable, tuple]]) -> list:
     barrier = context.Barrier(len(jobs))
     results = context.Queue()
     processes = [
-        context.Process(target=_report, args=(target, (*args, barrier), results)) for target, args in jobs
+        context.Process(target=_report, args=(target, (*args, barrier), results))
+        for target, args in jobs
     ]
     for process in processes:
         process.start()
@@ -138,7 +164,10 @@ def test_concurrent_revocations_and_crls_lose_nothing(pg_node: Node) -> None:
     home, url = str(node.home), node.database_url
     _run_in_processes(
         [(_revoke_worker, (home, url, share)) for share in shares]
-        + [(_ocsp_worker, (home, url, serials, OCSP_ROUNDS)) for _ in range(OCSP_WORKERS)]
+        + [
+            (_ocsp_worker, (home, url, serials, OCSP_ROUNDS))
+            for _ in range(OCSP_WORKERS)
+        ]
     )
     last = node.revocation.publish_crl("seal-ca")
 
@@ -148,13 +177,22 @@ def test_concurrent_revocations_and_crls_lose_nothing(pg_node: Node) -> None:
             int(serial, 16): sequence
             for serial, sequence in session.execute(
                 select(CertificateRow.serial, CertificateRow.revocation_sequence).where(
-                    CertificateRow.issuer_id == seal_ca.id, CertificateRow.revoked_at.is_not(None)
+                    CertificateRow.issuer_id == seal_ca.id,
+                    CertificateRow.revoked_at.is_not(None),
                 )
             )
         }
-        crls = list(session.scalars(select(CrlRow).where(CrlRow.issuer_id == seal_ca.id).order_by(CrlRow.number)))
+        crls = list(
+            session.scalars(
+                select(CrlRow)
+                .where(CrlRow.issuer_id == seal_ca.id)
+                .order_by(CrlRow.number)
+            )
+        )
     assert set(revoked) == {int(serial, 16) for serial in serials}
-    assert sorted(revoked.values()) == list(range(1, len(serials) + 1))  # one sequence value each
+    assert sorted(revoked.values()) == list(
+        range(1, len(serials) + 1)
+    )  # one sequence value each
 
     numbers = [crl.number for crl in crls]
     assert len(numbers) == len(set(numbers))
@@ -168,21 +206,33 @@ def test_concurrent_revocations_and_crls_lose_nothing(pg_node: Node) -> None:
     for crl in crls:
         parsed = x509.load_der_x509_crl(crl.der)
         assert parsed.is_signature_valid(seal_ca.certificate.public_key())
-        assert parsed.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == crl.number
+        assert (
+            parsed.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+            == crl.number
+        )
         listed = {entry.serial_number for entry in parsed}
         after = covers[crl.base_number] if crl.base_number is not None else 0
-        expected = {serial for serial, sequence in revoked.items() if after < sequence <= crl.covers_sequence}
+        expected = {
+            serial
+            for serial, sequence in revoked.items()
+            if after < sequence <= crl.covers_sequence
+        }
         assert listed == expected, f"CRL {crl.number} (delta of {crl.base_number})"
 
     with node.sessions() as session:
         presigned = dict(
             session.execute(
-                select(OcspResponseRow.serial, OcspResponseRow.der).where(OcspResponseRow.serial.in_(serials))
+                select(OcspResponseRow.serial, OcspResponseRow.der).where(
+                    OcspResponseRow.serial.in_(serials)
+                )
             ).all()
         )
     assert set(presigned) == set(serials)
     for der in presigned.values():
-        assert ocsp.load_der_ocsp_response(der).certificate_status is ocsp.OCSPCertStatus.REVOKED
+        assert (
+            ocsp.load_der_ocsp_response(der).certificate_status
+            is ocsp.OCSPCertStatus.REVOKED
+        )
 
     report = node.verify_audit()
     assert report.ok, report.reason
@@ -193,7 +243,10 @@ def test_concurrent_issuance_never_reuses_a_serial(pg_node: Node) -> None:
     before = {(row.issuer_id, row.serial) for row in node.certificate_rows()}
     batches = _run_in_processes(
         [
-            (_issue_worker, (str(node.home), node.database_url, worker, ISSUANCES_PER_WORKER))
+            (
+                _issue_worker,
+                (str(node.home), node.database_url, worker, ISSUANCES_PER_WORKER),
+            )
             for worker in range(WORKERS)
         ]
     )
@@ -205,11 +258,19 @@ def test_concurrent_issuance_never_reuses_a_serial(pg_node: Node) -> None:
         for serial in serials
         if 0 <= int(serial, 16) - CONTESTED_SERIAL < ISSUANCES_PER_WORKER
     )
-    assert contested == list(range(ISSUANCES_PER_WORKER))  # each won by exactly one process
-    rows = [row for row in node.certificate_rows() if (row.issuer_id, row.serial) not in before]
+    assert contested == list(
+        range(ISSUANCES_PER_WORKER)
+    )  # each won by exactly one process
+    rows = [
+        row
+        for row in node.certificate_rows()
+        if (row.issuer_id, row.serial) not in before
+    ]
     assert sorted(row.serial for row in rows) == sorted(serials)
     assert all(row.state is CertificateState.ISSUED for row in rows)
     for row in rows:
-        assert x509.load_der_x509_certificate(row.der).serial_number == int(row.serial, 16)
+        assert x509.load_der_x509_certificate(row.der).serial_number == int(
+            row.serial, 16
+        )
     report = node.verify_audit()
     assert report.ok, report.reason

@@ -52,7 +52,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
 def _row_counts(node: Node) -> dict[str, int]:
     with node.sessions() as session:
         return {
-            table.__tablename__: session.scalar(select(func.count()).select_from(table)) or 0
+            table.__tablename__: session.scalar(select(func.count()).select_from(table))
+            or 0
             for table in CA_TABLES
         }
 
@@ -60,23 +61,37 @@ def _row_counts(node: Node) -> dict[str, int]:
 # -- what the demo ceremony builds ---------------------------------------------
 
 
-def test_the_demo_hierarchy_has_a_p384_root_and_three_constrained_issuing_cas(node) -> None:
+def test_the_demo_hierarchy_has_a_p384_root_and_three_constrained_issuing_cas(
+    node,
+) -> None:
     root = node.ca.issuer("root")
     assert root.algorithm is KeyAlgorithm.EC_P384
     assert isinstance(root.certificate.public_key(), ec.EllipticCurvePublicKey)
     assert root.certificate.public_key().curve.name == "secp384r1"
     assert root.certificate.issuer == root.certificate.subject
     root.certificate.verify_directly_issued_by(root.certificate)
-    issuing = {issuer.role: issuer for issuer in node.ca.issuers() if issuer.parent_id == root.id}
-    assert set(issuing) == {IssuerRole.SEAL, IssuerRole.DOCUMENT, IssuerRole.INFRASTRUCTURE}
+    issuing = {
+        issuer.role: issuer
+        for issuer in node.ca.issuers()
+        if issuer.parent_id == root.id
+    }
+    assert set(issuing) == {
+        IssuerRole.SEAL,
+        IssuerRole.DOCUMENT,
+        IssuerRole.INFRASTRUCTURE,
+    }
     for issuer in issuing.values():
         certificate = issuer.certificate
         certificate.verify_directly_issued_by(root.certificate)
-        constraints = certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+        constraints = certificate.extensions.get_extension_for_class(
+            x509.BasicConstraints
+        ).value
         assert constraints.ca and constraints.path_length == 0
         names = certificate.extensions.get_extension_for_class(x509.NameConstraints)
         assert names.critical
-        assert [n.value.rfc4514_string() for n in names.value.permitted_subtrees] == ["C=CN"]
+        assert [n.value.rfc4514_string() for n in names.value.permitted_subtrees] == [
+            "C=CN"
+        ]
         assert certificate.not_valid_after_utc < root.certificate.not_valid_after_utc
 
 
@@ -84,24 +99,46 @@ def test_every_ca_has_an_ocsp_responder_a_crl_and_presigned_responses(node) -> N
     with node.sessions() as session:
         for ca in session.scalars(select(CaRow)):
             responder = x509.load_der_x509_certificate(ca.ocsp_certificate_der)
-            responder.verify_directly_issued_by(x509.load_der_x509_certificate(ca.certificate_der))
+            responder.verify_directly_issued_by(
+                x509.load_der_x509_certificate(ca.certificate_der)
+            )
             assert node.keystore.public_key(ca.ocsp_key_label) == responder.public_key()
-            assert session.scalar(select(func.count()).where(CrlRow.issuer_id == ca.id)) >= 1
-            issued = set(session.scalars(select(CertificateRow.serial).where(CertificateRow.issuer_id == ca.id)))
+            assert (
+                session.scalar(select(func.count()).where(CrlRow.issuer_id == ca.id))
+                >= 1
+            )
+            issued = set(
+                session.scalars(
+                    select(CertificateRow.serial).where(
+                        CertificateRow.issuer_id == ca.id
+                    )
+                )
+            )
             presigned = set(
-                session.scalars(select(OcspResponseRow.serial).where(OcspResponseRow.issuer_id == ca.id))
+                session.scalars(
+                    select(OcspResponseRow.serial).where(
+                        OcspResponseRow.issuer_id == ca.id
+                    )
+                )
             )
             assert issued and presigned == issued
 
 
 def test_the_services_have_credentials_from_the_right_cas(node) -> None:
-    expected = {"tsa": "infrastructure-ca", "seal-maker": "seal-ca", "document-signer": "document-ca"}
+    expected = {
+        "tsa": "infrastructure-ca",
+        "seal-maker": "seal-ca",
+        "document-signer": "document-ca",
+    }
     assert set(node.ceremony.services) == set(expected)
     with node.sessions() as session:
         for purpose, issuer_name in expected.items():
             row = session.execute(
                 select(ServiceCredentialRow, CertificateRow, CaRow)
-                .join(CertificateRow, CertificateRow.id == ServiceCredentialRow.certificate_id)
+                .join(
+                    CertificateRow,
+                    CertificateRow.id == ServiceCredentialRow.certificate_id,
+                )
                 .join(CaRow, CaRow.id == CertificateRow.issuer_id)
                 .where(CertificateRow.serial == node.ceremony.services[purpose])
             ).one()
@@ -109,20 +146,26 @@ def test_the_services_have_credentials_from_the_right_cas(node) -> None:
             assert credential.purpose.value == purpose
             assert ca.name == issuer_name
             assert certificate.profile == purpose
-            assert node.keystore.public_key(credential.key_label) == x509.load_der_x509_certificate(
-                certificate.der
-            ).public_key()
+            assert (
+                node.keystore.public_key(credential.key_label)
+                == x509.load_der_x509_certificate(certificate.der).public_key()
+            )
 
 
 def test_openssl_verifies_each_ca_under_the_root(node, tmp_path) -> None:
     openssl = require_tool("openssl")
-    (tmp_path / "root.pem").write_bytes(node.ca.issuer("root").certificate.public_bytes(Encoding.PEM))
+    (tmp_path / "root.pem").write_bytes(
+        node.ca.issuer("root").certificate.public_bytes(Encoding.PEM)
+    )
     for issuer in node.ca.issuers():
         path = tmp_path / f"{issuer.name}.pem"
         path.write_bytes(issuer.certificate.public_bytes(Encoding.PEM))
         result = subprocess.run(
             [openssl, "verify", "-x509_strict", "-CAfile", "root.pem", path.name],
-            capture_output=True, text=True, cwd=tmp_path,
+            check=False,
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
         )
         assert result.returncode == 0, result.stdout + result.stderr
 
@@ -192,7 +235,12 @@ def test_a_ceremony_that_fails_midway_leaves_nothing_and_can_run_again(
         assert node.verify_audit().ok
 
         result = run_ceremony(load_ceremony_config(DEMO_CEREMONY_PATH), ca=node.ca)
-        assert [ca.name for ca in result.cas] == ["root", "seal-ca", "document-ca", "infrastructure-ca"]
+        assert [ca.name for ca in result.cas] == [
+            "root",
+            "seal-ca",
+            "document-ca",
+            "infrastructure-ca",
+        ]
         assert len(node.keystore.list_keys()) == len(result.key_labels)
     finally:
         node.close()
@@ -246,29 +294,77 @@ def _delete(path: str):
 
 BAD_CONFIGS = {
     "unknown-top-key": (_set("extra", {}), "ceremony: unknown key(s) extra"),
-    "unknown-root-key": (_set("root.lifetime_years", 20), "root: unknown key(s) lifetime_years"),
-    "unknown-issuing-key": (_set("issuing.1.crl_url", "http://x"), "issuing[1]: unknown key(s) crl_url"),
-    "unknown-profile-key": (_set("profiles.seal.min_days", 1), "profiles.seal: unknown key(s) min_days"),
-    "unknown-revocation-key": (_set("revocation.crl_hours", 1), "revocation: unknown key(s) crl_hours"),
+    "unknown-root-key": (
+        _set("root.lifetime_years", 20),
+        "root: unknown key(s) lifetime_years",
+    ),
+    "unknown-issuing-key": (
+        _set("issuing.1.crl_url", "http://x"),
+        "issuing[1]: unknown key(s) crl_url",
+    ),
+    "unknown-profile-key": (
+        _set("profiles.seal.min_days", 1),
+        "profiles.seal: unknown key(s) min_days",
+    ),
+    "unknown-revocation-key": (
+        _set("revocation.crl_hours", 1),
+        "revocation: unknown key(s) crl_hours",
+    ),
     "bad-algorithm": (_set("root.algorithm", "ec-p521"), "root.algorithm:"),
     "sm2-algorithm": (_set("issuing.0.algorithm", "sm2"), "issuing[0].algorithm:"),
-    "ed25519-ca": (_set("issuing.0.algorithm", "ed25519"), "ed25519 is not allowed for a CA"),
+    "ed25519-ca": (
+        _set("issuing.0.algorithm", "ed25519"),
+        "ed25519 is not allowed for a CA",
+    ),
     "missing-role": (_delete("issuing.2"), "exactly one CA with role 'infrastructure'"),
-    "duplicate-role": (_set("issuing.1.role", "seal"), "exactly one CA with role 'seal'"),
-    "unknown-role": (_set("issuing.1.role", "tax"), "issuing[1].role: use one of seal, document, infrastructure"),
-    "root-role": (_set("issuing.1.role", "root"), "issuing[1].role: root is not an issuing role"),
+    "duplicate-role": (
+        _set("issuing.1.role", "seal"),
+        "exactly one CA with role 'seal'",
+    ),
+    "unknown-role": (
+        _set("issuing.1.role", "tax"),
+        "issuing[1].role: use one of seal, document, infrastructure",
+    ),
+    "root-role": (
+        _set("issuing.1.role", "root"),
+        "issuing[1].role: root is not an issuing role",
+    ),
     "no-role": (_delete("issuing.0.role"), "issuing[0]: missing role"),
-    "outlives-root": (_set("issuing.0.lifetime_days", 7306), "seal-ca: an issuing CA cannot outlive the root"),
-    "zero-lifetime": (_set("root.lifetime_days", 0), "root.lifetime_days: must be between 1 and 10958"),
-    "string-lifetime": (_set("root.lifetime_days", "7305"), "root.lifetime_days: wrong type str"),
-    "bool-path-length": (_set("issuing.0.path_length", True), "issuing[0].path_length: wrong type bool"),
-    "negative-path-length": (_set("issuing.0.path_length", -1), "issuing[0].path_length: must not be negative"),
-    "bad-subtree": (_set("issuing.0.permitted_subtrees", ["C"]), "issuing[0].permitted_subtrees: 'C'"),
-    "bad-name": (_set("issuing.0.name", "Seal CA"), "issuing[0].name: use lowercase letters"),
+    "outlives-root": (
+        _set("issuing.0.lifetime_days", 7306),
+        "seal-ca: an issuing CA cannot outlive the root",
+    ),
+    "zero-lifetime": (
+        _set("root.lifetime_days", 0),
+        "root.lifetime_days: must be between 1 and 10958",
+    ),
+    "string-lifetime": (
+        _set("root.lifetime_days", "7305"),
+        "root.lifetime_days: wrong type str",
+    ),
+    "bool-path-length": (
+        _set("issuing.0.path_length", True),
+        "issuing[0].path_length: wrong type bool",
+    ),
+    "negative-path-length": (
+        _set("issuing.0.path_length", -1),
+        "issuing[0].path_length: must not be negative",
+    ),
+    "bad-subtree": (
+        _set("issuing.0.permitted_subtrees", ["C"]),
+        "issuing[0].permitted_subtrees: 'C'",
+    ),
+    "bad-name": (
+        _set("issuing.0.name", "Seal CA"),
+        "issuing[0].name: use lowercase letters",
+    ),
     "duplicate-name": (_set("issuing.1.name", "seal-ca"), "CA names must be unique"),
     "no-root": (_delete("root"), "ceremony: missing root"),
     "no-organization": (_delete("node.organization"), "node: missing organization"),
-    "unknown-profile": (_set("profiles.smime", {"default_days": 1}), "profiles.smime: no such profile"),
+    "unknown-profile": (
+        _set("profiles.smime", {"default_days": 1}),
+        "profiles.smime: no such profile",
+    ),
     "default-over-max": (
         _set("profiles.seal", {"default_days": 900, "max_days": 800}),
         "profiles.seal: default_days must be 1..max_days",
@@ -294,7 +390,11 @@ def test_the_demo_config_reads_as_written() -> None:
     config = load_ceremony_config(DEMO_CEREMONY_PATH)
     assert config.root.algorithm is KeyAlgorithm.EC_P384
     assert config.root.lifetime_days == 7305
-    assert [spec.name for spec in config.issuing] == ["seal-ca", "document-ca", "infrastructure-ca"]
+    assert [spec.name for spec in config.issuing] == [
+        "seal-ca",
+        "document-ca",
+        "infrastructure-ca",
+    ]
     assert config.issuing_ca(IssuerRole.DOCUMENT).key_label == "ca-document-ca"
     assert config.profile_lifetimes["document-signer"].max_days == 365
     assert config.crl_next_update_hours == 24

@@ -37,6 +37,7 @@ from pki.uscc import compute_uscc_check_character
 from tests.conftest import require_tool
 from tests.helpers.node import AGENCY_NAME, AGENCY_USCC, Node, build_node
 
+SHA256 = hashes.SHA256()
 UNREGISTERED_BODY = "91350100M000200Y4"
 UNREGISTERED_USCC = UNREGISTERED_BODY + compute_uscc_check_character(UNREGISTERED_BODY)
 
@@ -65,7 +66,7 @@ def _snapshot(node: Node) -> Snapshot:
     )
 
 
-def _csr(key, *, hash_algorithm=hashes.SHA256(), subject=None, extensions=()) -> bytes:
+def _csr(key, *, hash_algorithm=SHA256, subject=None, extensions=()) -> bytes:
     builder = x509.CertificateSigningRequestBuilder().subject_name(
         subject or x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "csr subject")])
     )
@@ -90,9 +91,24 @@ def _bad_signature_csr() -> bytes:
 def _sm2_csr(tmp_path) -> bytes:
     openssl = require_tool("openssl")
     key = tmp_path / "sm2.key"
-    subprocess.run([openssl, "genpkey", "-algorithm", "SM2", "-out", key], check=True, capture_output=True)
+    subprocess.run(
+        [openssl, "genpkey", "-algorithm", "SM2", "-out", key],
+        check=True,
+        capture_output=True,
+    )
     made = subprocess.run(
-        [openssl, "req", "-new", "-key", key, "-sm3", "-subj", "/CN=sm2", "-outform", "DER"],
+        [
+            openssl,
+            "req",
+            "-new",
+            "-key",
+            key,
+            "-sm3",
+            "-subj",
+            "/CN=sm2",
+            "-outform",
+            "DER",
+        ],
         check=True,
         capture_output=True,
     )
@@ -101,33 +117,69 @@ def _sm2_csr(tmp_path) -> bytes:
 
 HOSTILE_CSRS: dict[str, tuple[Callable[[], bytes], type[PkiError], str]] = {
     "bad-signature": (_bad_signature_csr, CsrError, "does not prove possession"),
-    "rsa-1024": (lambda: _csr(rsa.generate_private_key(65537, 1024)), KeyPolicyError, "RSA-1024) is too weak"),
-    "p-192": (lambda: _csr(ec.generate_private_key(ec.SECP192R1())), KeyPolicyError, "secp192r1) is too weak"),
-    "p-521": (lambda: _csr(ec.generate_private_key(ec.SECP521R1())), KeyPolicyError, "secp521r1) is not allowed"),
-    "rsa-4096": (lambda: _csr(rsa.generate_private_key(65537, 4096)), KeyPolicyError, "RSA-4096) is not allowed"),
-    "ed448": (lambda: _csr(ed448.Ed448PrivateKey.generate(), hash_algorithm=None), KeyPolicyError, "(Ed448) is not allowed"),
-    "dsa": (lambda: _csr(dsa.generate_private_key(2048)), KeyPolicyError, "(DSA-2048) is not allowed"),
-    "garbage": (lambda: b"\x30\x82\x01\x00" + bytes(range(256)), CsrError, "not a PKCS#10"),
+    "rsa-1024": (
+        lambda: _csr(rsa.generate_private_key(65537, 1024)),
+        KeyPolicyError,
+        "RSA-1024) is too weak",
+    ),
+    "p-192": (
+        lambda: _csr(ec.generate_private_key(ec.SECP192R1())),
+        KeyPolicyError,
+        "secp192r1) is too weak",
+    ),
+    "p-521": (
+        lambda: _csr(ec.generate_private_key(ec.SECP521R1())),
+        KeyPolicyError,
+        "secp521r1) is not allowed",
+    ),
+    "rsa-4096": (
+        lambda: _csr(rsa.generate_private_key(65537, 4096)),
+        KeyPolicyError,
+        "RSA-4096) is not allowed",
+    ),
+    "ed448": (
+        lambda: _csr(ed448.Ed448PrivateKey.generate(), hash_algorithm=None),
+        KeyPolicyError,
+        "(Ed448) is not allowed",
+    ),
+    "dsa": (
+        lambda: _csr(dsa.generate_private_key(2048)),
+        KeyPolicyError,
+        "(DSA-2048) is not allowed",
+    ),
+    "garbage": (
+        lambda: b"\x30\x82\x01\x00" + bytes(range(256)),
+        CsrError,
+        "not a PKCS#10",
+    ),
     "pem-garbage": (
-        lambda: b"-----BEGIN CERTIFICATE REQUEST-----\nbm90IGEgQ1NS\n-----END CERTIFICATE REQUEST-----\n",
+        lambda: (
+            b"-----BEGIN CERTIFICATE REQUEST-----\nbm90IGEgQ1NS\n-----END CERTIFICATE REQUEST-----\n"
+        ),
         CsrError,
         "not a PKCS#10",
     ),
     "a-certificate": (
-        lambda: x509.CertificateBuilder()
-        .subject_name(x509.Name([]))
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
-        .public_key(_p256().public_key())
-        .serial_number(1)
-        .not_valid_before(dt.datetime(2026, 1, 1))
-        .not_valid_after(dt.datetime(2027, 1, 1))
-        .sign(_p256(), hashes.SHA256())
-        .public_bytes(Encoding.DER),
+        lambda: (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "x")]))
+            .public_key(_p256().public_key())
+            .serial_number(1)
+            .not_valid_before(dt.datetime(2026, 1, 1))
+            .not_valid_after(dt.datetime(2027, 1, 1))
+            .sign(_p256(), hashes.SHA256())
+            .public_bytes(Encoding.DER)
+        ),
         CsrError,
         "not a PKCS#10",
     ),
     "empty": (lambda: b"", CsrError, "not a PKCS#10"),
-    "oversized": (lambda: _csr(_p256()) + b" " * MAX_CSR_BYTES, CsrError, f"at most {MAX_CSR_BYTES}"),
+    "oversized": (
+        lambda: _csr(_p256()) + b" " * MAX_CSR_BYTES,
+        CsrError,
+        f"at most {MAX_CSR_BYTES}",
+    ),
 }
 
 
@@ -136,40 +188,90 @@ def test_a_hostile_csr_is_refused_without_changing_anything(node, case) -> None:
     make, error_type, message = HOSTILE_CSRS[case]
     data = make()
     before = _snapshot(node)
-    with pytest.raises(error_type, match=message.replace("(", r"\(").replace(")", r"\)")) as refused:
-        node.ra.issue_with_csr(profile_name="seal", csr_data=data, agency_uscc=AGENCY_USCC)
+    with pytest.raises(
+        error_type, match=message.replace("(", r"\(").replace(")", r"\)")
+    ) as refused:
+        node.ra.issue_with_csr(
+            profile_name="seal", csr_data=data, agency_uscc=AGENCY_USCC
+        )
     assert refused.value.category is ErrorCategory.BAD_REQUEST
     assert "\n" not in str(refused.value)
     assert _snapshot(node) == before
 
 
-def test_an_sm2_csr_is_refused_for_its_key_type_not_its_signature(node, tmp_path) -> None:
+def test_an_sm2_csr_is_refused_for_its_key_type_not_its_signature(
+    node, tmp_path
+) -> None:
     data = _sm2_csr(tmp_path)
     before = _snapshot(node)
     with pytest.raises(KeyPolicyError, match="does not issue for") as refused:
-        node.ra.issue_with_csr(profile_name="seal", csr_data=data, agency_uscc=AGENCY_USCC)
+        node.ra.issue_with_csr(
+            profile_name="seal", csr_data=data, agency_uscc=AGENCY_USCC
+        )
     assert refused.value.category is ErrorCategory.BAD_REQUEST
     assert _snapshot(node) == before
 
 
 REFUSED_REQUESTS: dict[str, tuple[dict, type[PkiError], str, ErrorCategory]] = {
     "unknown-profile": (
-        {"profile_name": "smime"}, UnknownProfileError, "unknown certificate profile 'smime'", ErrorCategory.BAD_REQUEST
+        {"profile_name": "smime"},
+        UnknownProfileError,
+        "unknown certificate profile 'smime'",
+        ErrorCategory.BAD_REQUEST,
     ),
     "unknown-agency": (
-        {"agency_uscc": UNREGISTERED_USCC}, AgencyNotFoundError, "no agency", ErrorCategory.NOT_FOUND
+        {"agency_uscc": UNREGISTERED_USCC},
+        AgencyNotFoundError,
+        "no agency",
+        ErrorCategory.NOT_FOUND,
     ),
-    "malformed-uscc": ({"agency_uscc": "91350100M000100Y44"}, InvalidUsccError, "check character", ErrorCategory.BAD_REQUEST),
-    "no-agency": ({"agency_uscc": None}, MissingAgencyError, "give its USCC", ErrorCategory.BAD_REQUEST),
-    "tsa-by-csr": ({"profile_name": "tsa"}, CsrError, "only issued for keys made in our HSM", ErrorCategory.BAD_REQUEST),
-    "ocsp-by-csr": ({"profile_name": "ocsp"}, CsrError, "only issued for keys made in our HSM", ErrorCategory.BAD_REQUEST),
+    "malformed-uscc": (
+        {"agency_uscc": "91350100M000100Y44"},
+        InvalidUsccError,
+        "check character",
+        ErrorCategory.BAD_REQUEST,
+    ),
+    "no-agency": (
+        {"agency_uscc": None},
+        MissingAgencyError,
+        "give its USCC",
+        ErrorCategory.BAD_REQUEST,
+    ),
+    "tsa-by-csr": (
+        {"profile_name": "tsa"},
+        CsrError,
+        "only issued for keys made in our HSM",
+        ErrorCategory.BAD_REQUEST,
+    ),
+    "ocsp-by-csr": (
+        {"profile_name": "ocsp"},
+        CsrError,
+        "only issued for keys made in our HSM",
+        ErrorCategory.BAD_REQUEST,
+    ),
     "seal-maker-by-csr": (
-        {"profile_name": "seal-maker"}, CsrError, "only issued for keys made in our HSM", ErrorCategory.BAD_REQUEST
+        {"profile_name": "seal-maker"},
+        CsrError,
+        "only issued for keys made in our HSM",
+        ErrorCategory.BAD_REQUEST,
     ),
-    "sub-ca": ({"profile_name": "sub-ca"}, UnknownProfileError, "only by the CA ceremony", ErrorCategory.BAD_REQUEST),
-    "root": ({"profile_name": "root"}, UnknownProfileError, "only by the CA ceremony", ErrorCategory.BAD_REQUEST),
+    "sub-ca": (
+        {"profile_name": "sub-ca"},
+        UnknownProfileError,
+        "only by the CA ceremony",
+        ErrorCategory.BAD_REQUEST,
+    ),
+    "root": (
+        {"profile_name": "root"},
+        UnknownProfileError,
+        "only by the CA ceremony",
+        ErrorCategory.BAD_REQUEST,
+    ),
     "document-signer-rsa": (
-        {"profile_name": "document-signer", "key": lambda: rsa.generate_private_key(65537, 2048)},
+        {
+            "profile_name": "document-signer",
+            "key": lambda: rsa.generate_private_key(65537, 2048),
+        },
         KeyPolicyError,
         "not allowed for a document-signer",
         ErrorCategory.BAD_REQUEST,
@@ -212,8 +314,12 @@ def test_the_subject_comes_from_registration_never_from_the_csr(node) -> None:
     )
     assert issued.certificate.public_key() == key.public_key()
     with pytest.raises(x509.ExtensionNotFound):
-        issued.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    assert not issued.certificate.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+        issued.certificate.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName
+        )
+    assert not issued.certificate.extensions.get_extension_for_class(
+        x509.BasicConstraints
+    ).value.ca
 
 
 @pytest.mark.parametrize(
@@ -226,9 +332,13 @@ def test_the_subject_comes_from_registration_never_from_the_csr(node) -> None:
     ids=["p-384", "ed25519", "rsa-2048"],
 )
 def test_every_allowed_key_type_is_certified_from_a_csr(node, key) -> None:
-    hash_algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    hash_algorithm = (
+        None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
+    )
     issued = node.ra.issue_with_csr(
-        profile_name="api-client", csr_data=_csr(key, hash_algorithm=hash_algorithm), agency_uscc=AGENCY_USCC
+        profile_name="api-client",
+        csr_data=_csr(key, hash_algorithm=hash_algorithm),
+        agency_uscc=AGENCY_USCC,
     )
     assert issued.certificate.public_key() == key.public_key()
 
@@ -243,7 +353,9 @@ def test_a_der_csr_is_read_too() -> None:
 
 
 def test_a_new_key_is_made_in_the_hsm_with_the_profile_usages(node) -> None:
-    issued = node.ra.issue_with_new_key(profile_name="seal", key_label="seal-new", agency_uscc=AGENCY_USCC)
+    issued = node.ra.issue_with_new_key(
+        profile_name="seal", key_label="seal-new", agency_uscc=AGENCY_USCC
+    )
     info = node.keystore.key_info("seal-new")
     assert info.usages == PROFILES["seal"].hsm_usages
     assert info.algorithm is KeyAlgorithm.EC_P256
@@ -253,7 +365,9 @@ def test_a_new_key_is_made_in_the_hsm_with_the_profile_usages(node) -> None:
 def test_a_lint_failure_destroys_the_new_key_again(node) -> None:
     broken = dataclasses.replace(
         PROFILES["seal"],
-        key_usage=frozenset({KeyUsageFlag.DIGITAL_SIGNATURE, KeyUsageFlag.CONTENT_COMMITMENT}),
+        key_usage=frozenset(
+            {KeyUsageFlag.DIGITAL_SIGNATURE, KeyUsageFlag.CONTENT_COMMITMENT}
+        ),
     )
     ca = CertificateAuthority(
         keystore=node.keystore,
@@ -261,10 +375,14 @@ def test_a_lint_failure_destroys_the_new_key_again(node) -> None:
         endpoints=node.ca.endpoints,
         profiles={**PROFILES, "seal": broken},
     )
-    ra = RegistrationAuthority(ca=ca, keystore=node.keystore, sessions=node.sessions, organization="示范")
+    ra = RegistrationAuthority(
+        ca=ca, keystore=node.keystore, sessions=node.sessions, organization="示范"
+    )
     before = _snapshot(node)
     with pytest.raises(LintFailedError, match="mixed_key_usage"):
-        ra.issue_with_new_key(profile_name="seal", key_label="doomed", agency_uscc=AGENCY_USCC)
+        ra.issue_with_new_key(
+            profile_name="seal", key_label="doomed", agency_uscc=AGENCY_USCC
+        )
     assert "doomed" not in {info.label for info in node.keystore.list_keys()}
     assert _snapshot(node) == before
 
@@ -274,13 +392,25 @@ def test_a_lint_failure_destroys_the_new_key_again(node) -> None:
     [
         ({"agency_uscc": UNREGISTERED_USCC}, AgencyNotFoundError, "no agency"),
         ({"agency_uscc": None}, MissingAgencyError, "give its USCC"),
-        ({"algorithm": KeyAlgorithm.RSA_2048, "profile_name": "document-signer"}, KeyPolicyError, "not allowed"),
+        (
+            {"algorithm": KeyAlgorithm.RSA_2048, "profile_name": "document-signer"},
+            KeyPolicyError,
+            "not allowed",
+        ),
         ({"profile_name": "sub-ca"}, UnknownProfileError, "only by the CA ceremony"),
         ({"profile_name": "ocsp"}, UnknownCaError, "say which CA"),
     ],
-    ids=["unknown-agency", "no-agency", "disallowed-algorithm", "ca-profile", "no-issuer"],
+    ids=[
+        "unknown-agency",
+        "no-agency",
+        "disallowed-algorithm",
+        "ca-profile",
+        "no-issuer",
+    ],
 )
-def test_a_refused_new_key_request_leaves_no_key(node, arguments, error_type, message) -> None:
+def test_a_refused_new_key_request_leaves_no_key(
+    node, arguments, error_type, message
+) -> None:
     arguments = {"profile_name": "seal", "agency_uscc": AGENCY_USCC, **arguments}
     before = _snapshot(node)
     with pytest.raises(error_type, match=message):
@@ -289,10 +419,14 @@ def test_a_refused_new_key_request_leaves_no_key(node, arguments, error_type, me
 
 
 def test_a_taken_key_label_is_refused_and_the_existing_key_kept(node) -> None:
-    node.ra.issue_with_new_key(profile_name="seal", key_label="kept", agency_uscc=AGENCY_USCC)
+    node.ra.issue_with_new_key(
+        profile_name="seal", key_label="kept", agency_uscc=AGENCY_USCC
+    )
     public_key = node.keystore.public_key("kept")
     before = _snapshot(node)
     with pytest.raises(KeyExistsError):
-        node.ra.issue_with_new_key(profile_name="seal", key_label="kept", agency_uscc=AGENCY_USCC)
+        node.ra.issue_with_new_key(
+            profile_name="seal", key_label="kept", agency_uscc=AGENCY_USCC
+        )
     assert node.keystore.public_key("kept") == public_key
     assert _snapshot(node) == before

@@ -34,7 +34,10 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
 def _request(digest: bytes, *, nonce: int | None = 7, cert_req: bool = True) -> bytes:
     request = {
         "version": "v1",
-        "message_imprint": {"hash_algorithm": {"algorithm": "sha256"}, "hashed_message": digest},
+        "message_imprint": {
+            "hash_algorithm": {"algorithm": "sha256"},
+            "hashed_message": digest,
+        },
         "cert_req": cert_req,
     }
     if nonce is not None:
@@ -44,7 +47,11 @@ def _request(digest: bytes, *, nonce: int | None = 7, cert_req: bool = True) -> 
 
 def _token_serial(response_der: bytes) -> int:
     response = tsp.TimeStampResp.load(response_der)
-    return response["time_stamp_token"]["content"]["encap_content_info"]["content"].parsed["serial_number"].native
+    return (
+        response["time_stamp_token"]["content"]["encap_content_info"]["content"]
+        .parsed["serial_number"]
+        .native
+    )
 
 
 def _stored_serials(node: Node) -> list[str]:
@@ -54,16 +61,35 @@ def _stored_serials(node: Node) -> list[str]:
 
 def _openssl(tmp_path: Path, *args) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [require_tool("openssl"), *map(str, args)], capture_output=True, text=True, cwd=tmp_path, timeout=60
+        [require_tool("openssl"), *map(str, args)],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
     )
 
 
 @pytest.mark.parametrize("with_certificates", [True, False], ids=["cert", "no-cert"])
-def test_openssl_verifies_tokens_against_the_node_root(node, tmp_path, with_certificates) -> None:
+def test_openssl_verifies_tokens_against_the_node_root(
+    node, tmp_path, with_certificates
+) -> None:
     (tmp_path / "document.pdf").write_bytes("盖章处 a document to timestamp".encode())
-    (tmp_path / "root.pem").write_bytes(node.ca.issuer("root").certificate.public_bytes(Encoding.PEM))
+    (tmp_path / "root.pem").write_bytes(
+        node.ca.issuer("root").certificate.public_bytes(Encoding.PEM)
+    )
     option = "-cert" if with_certificates else "-no_nonce"
-    made = _openssl(tmp_path, "ts", "-query", "-data", "document.pdf", "-sha256", option, "-out", "request.tsq")
+    made = _openssl(
+        tmp_path,
+        "ts",
+        "-query",
+        "-data",
+        "document.pdf",
+        "-sha256",
+        option,
+        "-out",
+        "request.tsq",
+    )
     assert made.returncode == 0, made.stderr
     outcome = node.timestamps.respond((tmp_path / "request.tsq").read_bytes())
     assert outcome.status is TimestampStatus.GRANTED
@@ -73,15 +99,41 @@ def test_openssl_verifies_tokens_against_the_node_root(node, tmp_path, with_cert
     if not with_certificates:
         signer = node.timestamps.signer()
         (tmp_path / "untrusted.pem").write_bytes(
-            b"".join(c.public_bytes(Encoding.PEM) for c in (signer.certificate, *signer.chain))
+            b"".join(
+                c.public_bytes(Encoding.PEM)
+                for c in (signer.certificate, *signer.chain)
+            )
         )
         untrusted = ["-untrusted", "untrusted.pem"]
     for check in (["-queryfile", "request.tsq"], ["-data", "document.pdf"]):
-        verified = _openssl(tmp_path, "ts", "-verify", "-in", "response.tsr", *check, "-CAfile", "root.pem", *untrusted)
-        assert verified.returncode == 0 and "Verification: OK" in verified.stdout, verified.stdout + verified.stderr
+        verified = _openssl(
+            tmp_path,
+            "ts",
+            "-verify",
+            "-in",
+            "response.tsr",
+            *check,
+            "-CAfile",
+            "root.pem",
+            *untrusted,
+        )
+        assert verified.returncode == 0 and "Verification: OK" in verified.stdout, (
+            verified.stdout + verified.stderr
+        )
 
     (tmp_path / "other.pdf").write_bytes(b"another document")
-    forged = _openssl(tmp_path, "ts", "-verify", "-in", "response.tsr", "-data", "other.pdf", "-CAfile", "root.pem", *untrusted)
+    forged = _openssl(
+        tmp_path,
+        "ts",
+        "-verify",
+        "-in",
+        "response.tsr",
+        "-data",
+        "other.pdf",
+        "-CAfile",
+        "root.pem",
+        *untrusted,
+    )
     assert forged.returncode != 0
 
 
@@ -99,12 +151,16 @@ def test_serials_are_unique_and_recorded(node) -> None:
     stored = set(_stored_serials(node)) - before
     assert stored == {format(serial, "x") for serial in serials}
     with node.sessions() as session:
-        row = session.scalar(select(TimestampRow).where(TimestampRow.serial == format(serials[0], "x")))
+        row = session.scalar(
+            select(TimestampRow).where(TimestampRow.serial == format(serials[0], "x"))
+        )
     assert row.message_imprint == hashlib.sha256(b"document 0").hexdigest()
     assert row.hash_algorithm == "sha256"
 
 
-def test_a_serial_collision_is_signed_again_under_a_new_serial(node, monkeypatch) -> None:
+def test_a_serial_collision_is_signed_again_under_a_new_serial(
+    node, monkeypatch
+) -> None:
     taken = node.timestamps.respond(_request(hashlib.sha256(b"first").digest())).serial
     handed_out = []
 
@@ -154,14 +210,20 @@ def test_tokens_are_signed_by_the_ceremony_tsa_key_and_audited(node) -> None:
     ]
     node.timestamps.respond(_request(hashlib.sha256(b"audited").digest()))
     last = node.audit.recent_entries(1)[0]
-    assert (last.operation, last.key_label, last.result.value) == ("timestamp", "tsa-1", "granted")
+    assert (last.operation, last.key_label, last.result.value) == (
+        "timestamp",
+        "tsa-1",
+        "granted",
+    )
 
 
 def test_a_node_without_a_tsa_says_to_run_the_ceremony(tmp_path) -> None:
     node = build_node(tmp_path / "node", ceremony=False)
     try:
         with pytest.raises(UnknownCaError, match="run the CA ceremony") as refused:
-            TimestampService(ca=node.ca).respond(_request(hashlib.sha256(b"x").digest()))
+            TimestampService(ca=node.ca).respond(
+                _request(hashlib.sha256(b"x").digest())
+            )
         assert refused.value.category is ErrorCategory.NOT_FOUND
     finally:
         node.close()
