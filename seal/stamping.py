@@ -377,9 +377,38 @@ def _unused_name(taken: Iterable[object], stem: str) -> str:
     return candidate
 
 
+def _page_refs(writer: IncrementalPdfFileWriter) -> list[generic.IndirectObject]:
+    """Every page of the document in order, found in one walk of the page tree.
+
+    (pyHanko walks the tree from the root for each page it is asked for, which makes
+    touching every page of a long document quadratic.)
+    """
+    pages: list[generic.IndirectObject] = []
+    seen: set[int] = set()
+    pending: list[object] = [writer.root.raw_get("/Pages")]
+    while pending:
+        ref = pending.pop()
+        if not isinstance(ref, generic.IndirectObject):
+            raise StampError("the document's page tree is malformed")
+        if ref.idnum in seen:
+            raise StampError("the document's page tree has a loop")
+        seen.add(ref.idnum)
+        node = ref.get_object()
+        if not isinstance(node, generic.DictionaryObject):
+            raise StampError("the document's page tree is malformed")
+        if node.get("/Type") == "/Pages" or "/Kids" in node:
+            kids = node["/Kids"]
+            if not isinstance(kids, generic.ArrayObject):
+                raise StampError("the document's page tree is malformed")
+            pending.extend(kids.raw_get(i) for i in reversed(range(len(kids))))
+        else:
+            pages.append(ref)
+    return pages
+
+
 def _draw_on_page(
     writer: IncrementalPdfFileWriter,
-    page_index: int,
+    page_ref: generic.IndirectObject,
     drawings: Sequence[_Drawing],
     image: _SealImage,
     wrap_stream: generic.IndirectObject,
@@ -389,8 +418,8 @@ def _draw_on_page(
     The page gets its own copy of its (possibly inherited or shared) resources, so
     other pages sharing them do not change.
     """
-    page_ref, resources = writer.find_page_for_modification(page_index)
     page = page_ref.get_object()
+    resources = find_inherited_value_in_tree(page, "/Resources", "/Parent")
     resources = generic.DictionaryObject(dict(resources.items())) if resources else generic.DictionaryObject()
     xobjects = generic.DictionaryObject(dict(resources.get("/XObject", generic.DictionaryObject()).items()))
     states = generic.DictionaryObject(dict(resources.get("/ExtGState", generic.DictionaryObject()).items()))
@@ -416,7 +445,7 @@ def _draw_on_page(
     page[pdf_name("/Contents")] = generic.ArrayObject(
         [wrap_stream, *existing, writer.add_object(generic.StreamObject(stream_data=drawn))]
     )
-    writer.update_container(page)
+    writer.mark_update(page_ref)
 
 
 # -- the stamper -------------------------------------------------------------------
@@ -604,15 +633,15 @@ class Stamper:
         if request.certify and already_sealed:
             raise StampError("only the first seal on a document can certify it")
 
-        page_count = int(writer.root["/Pages"]["/Count"])
+        pages = _page_refs(writer)
+        page_count = len(pages)
         if page_count < 1:
             raise StampError("the document has no pages")
         frames: dict[int, _PageFrame] = {}
 
         def frame_of(index: int) -> _PageFrame:
             if index not in frames:
-                page_ref, _ = writer.find_page_for_modification(index)
-                frames[index] = _page_frame(page_ref.get_object(), index + 1)
+                frames[index] = _page_frame(pages[index].get_object(), index + 1)
             return frames[index]
 
         drawings = self._placements(data, request.placements, page_count, frame_of)
@@ -630,7 +659,7 @@ class Stamper:
         if on_pages:
             wrap = writer.add_object(generic.StreamObject(stream_data=b"q\n"))
             for page_index, page_drawings in sorted(on_pages.items()):
-                _draw_on_page(writer, page_index, page_drawings, image, wrap)
+                _draw_on_page(writer, pages[page_index], page_drawings, image, wrap)
 
         taken = {name for name, _, _ in existing}
         field_name = _unused_field_name(taken, _safe_field_stem(self.credential.name))

@@ -490,12 +490,15 @@ def _encrypted(pdf: bytes, tmp_path: Path) -> bytes:
     return target.read_bytes()
 
 
-XREF_LOOP = (
-    b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R >> endobj\n"
-    b"2 0 obj << /Type /Pages /Kids [2 0 R] /Count 1 >> endobj\n"
-    b"xref\n0 3\n0000000000 65535 f \n0000000009 00000 n \n0000000058 00000 n \n"
-    b"trailer << /Size 3 /Root 1 0 R /Prev 116 >>\nstartxref\n116\n%%EOF\n"
-)
+def _page_tree_loop(pdf: bytes, tmp_path: Path) -> bytes:
+    """A well-formed file whose page tree lists itself among its kids."""
+    writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
+    pages_ref = writer.root.raw_get("/Pages")
+    pages_ref.get_object()["/Kids"].append(pages_ref)
+    writer.mark_update(pages_ref)
+    out = io.BytesIO()
+    writer.write(out)
+    return out.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -504,7 +507,7 @@ XREF_LOOP = (
         (lambda pdf, tmp: b"GIF89a not a document", "not a PDF"),
         (lambda pdf, tmp: _truncated(pdf), "PDF"),
         (lambda pdf, tmp: b"%PDF-1.7\n" + b"\x00" * 4096, "PDF"),
-        (lambda pdf, tmp: XREF_LOOP, "PDF"),
+        (_page_tree_loop, "page tree has a loop"),
         (_encrypted, "encrypted"),
     ],
     ids=["not-pdf", "truncated", "header-only", "page-tree-loop", "encrypted"],
