@@ -37,27 +37,27 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from asn1crypto import keys as asn1_keys  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.hazmat.primitives.serialization import (  # noqa: E402
+from asn1crypto import keys as asn1_keys
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
     PrivateFormat,
 )
-from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter  # noqa: E402
-from pyhanko.sign import signers  # noqa: E402
-from pyhanko_certvalidator.registry import SimpleCertificateStore  # noqa: E402
-from reportlab.lib.pagesizes import A4  # noqa: E402
-from reportlab.pdfgen import canvas  # noqa: E402
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.sign import signers
+from pyhanko_certvalidator.registry import SimpleCertificateStore
+from reportlab.lib.pagesizes import A4
+from reportlab.pdfgen import canvas
 
-from hsm_sim.api import KeyUsage  # noqa: E402
-from pki.ca import IssuanceRequest  # noqa: E402
-from seal.fonts import load_seal_font  # noqa: E402
-from seal.image import SealImageSpec, SealKind, render_seal_pdf  # noqa: E402
-from seal.signer import to_asn1_certificate  # noqa: E402
-from seal.stamping import At, Level, SealCredential, SeamSeal, StampRequest, Stamper  # noqa: E402
-from seal.trust_services import node_trust_services  # noqa: E402
-from tests.helpers.node import AGENCY_NAME, AGENCY_USCC, build_node  # noqa: E402
+from hsm_sim.api import KeyUsage
+from pki.ca import IssuanceRequest
+from seal.fonts import load_seal_font
+from seal.image import SealImageSpec, SealKind, render_seal_pdf
+from seal.signer import to_asn1_certificate
+from seal.stamping import At, Level, SealCredential, SeamSeal, Stamper, StampRequest
+from seal.trust_services import node_trust_services
+from tests.helpers.node import AGENCY_NAME, AGENCY_USCC, build_node
 
 SEAL_DATA = bytes(range(256)) * 24  # about the size of a real SESeal with its picture
 
@@ -69,7 +69,11 @@ def make_document(pages: int) -> bytes:
     for index in range(pages):
         pdf.setFont(font.reportlab_name, 12)
         for line in range(40):
-            pdf.drawString(60, 780 - 18 * line, f"第{index + 1}页 第{line + 1}行：关于印发示范文件的通知，请各单位遵照执行。")
+            pdf.drawString(
+                60,
+                780 - 18 * line,
+                f"第{index + 1}页 第{line + 1}行：关于印发示范文件的通知，请各单位遵照执行。",
+            )
         pdf.showPage()
     pdf.save()
     return buffer.getvalue()
@@ -88,7 +92,9 @@ def median_ms(run: Callable[[], object], repeats: int) -> float:
 def bare_signer(node, subject) -> signers.SimpleSigner:
     """pyHanko's SimpleSigner with an in-memory P-256 key, certified by the same seal CA."""
     key = ec.generate_private_key(ec.SECP256R1())
-    issued = node.ca.issue(IssuanceRequest(profile="seal", subject=subject, public_key=key.public_key()))
+    issued = node.ca.issue(
+        IssuanceRequest(profile="seal", subject=subject, public_key=key.public_key())
+    )
     chain = node.ca.chain(node.ca.issuer(issued.issuer))
     certificate = to_asn1_certificate(issued.certificate)
     return signers.SimpleSigner(
@@ -96,34 +102,48 @@ def bare_signer(node, subject) -> signers.SimpleSigner:
         signing_key=asn1_keys.PrivateKeyInfo.load(
             key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
         ),
-        cert_registry=SimpleCertificateStore.from_certs([certificate, *map(to_asn1_certificate, chain)]),
+        cert_registry=SimpleCertificateStore.from_certs(
+            [certificate, *map(to_asn1_certificate, chain)]
+        ),
     )
 
 
 def sign_bare(signer: signers.SimpleSigner, pdf: bytes) -> bytes:
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
-    return signers.sign_pdf(writer, signers.PdfSignatureMetadata(field_name="Signature1"), signer=signer).getvalue()
+    return signers.sign_pdf(
+        writer, signers.PdfSignatureMetadata(field_name="Signature1"), signer=signer
+    ).getvalue()
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer repeats and files (a smoke run)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer repeats and files (a smoke run)"
+    )
     args = parser.parse_args()
     repeats, batch_files, big_pages = (5, 20, 100) if args.quick else (30, 200, 500)
 
     with tempfile.TemporaryDirectory(prefix="yinxin-bench-stamp-") as scratch:
         home = Path(scratch)
         node = build_node(home / "node")
-        issued = node.ra.issue_with_new_key(profile_name="seal", key_label="bench-seal", agency_uscc=AGENCY_USCC)
+        issued = node.ra.issue_with_new_key(
+            profile_name="seal", key_label="bench-seal", agency_uscc=AGENCY_USCC
+        )
         credential = SealCredential(
             key=node.keystore.private_key("bench-seal", usage=KeyUsage.SEAL),
             certificate=issued.certificate,
             chain=tuple(node.ca.chain(node.ca.issuer(issued.issuer))),
-            image_pdf=render_seal_pdf(SealImageSpec(name=AGENCY_NAME, kind=SealKind.OFFICIAL, code="3501000000001")),
+            image_pdf=render_seal_pdf(
+                SealImageSpec(
+                    name=AGENCY_NAME, kind=SealKind.OFFICIAL, code="3501000000001"
+                )
+            ),
             seal_data=SEAL_DATA,
             name="bench-seal",
         )
-        stamper = Stamper(credential, services=node_trust_services(node.timestamps, node.revocation))
+        stamper = Stamper(
+            credential, services=node_trust_services(node.timestamps, node.revocation)
+        )
         bare = bare_signer(node, issued.certificate.subject)
         one_page, fifty_pages = make_document(1), make_document(50)
         visible = (At(page=1, x_mm=150, y_mm=240),)
@@ -133,22 +153,37 @@ def main() -> None:
             return lambda: stamper.stamp(pdf, request, actor="bench")
 
         figures: dict[str, float] = {}
-        figures["bare_1_page_ms"] = median_ms(lambda: sign_bare(bare, one_page), repeats)
+        figures["bare_1_page_ms"] = median_ms(
+            lambda: sign_bare(bare, one_page), repeats
+        )
         figures["ours_b_b_1_page_ms"] = median_ms(ours(one_page, Level.B_B), repeats)
-        figures["bare_50_pages_ms"] = median_ms(lambda: sign_bare(bare, fifty_pages), repeats)
-        figures["ours_b_b_50_pages_ms"] = median_ms(ours(fifty_pages, Level.B_B), repeats)
+        figures["bare_50_pages_ms"] = median_ms(
+            lambda: sign_bare(bare, fifty_pages), repeats
+        )
+        figures["ours_b_b_50_pages_ms"] = median_ms(
+            ours(fifty_pages, Level.B_B), repeats
+        )
         figures["ratio"] = figures["ours_b_b_1_page_ms"] / figures["bare_1_page_ms"]
-        figures["ratio_50_pages"] = figures["ours_b_b_50_pages_ms"] / figures["bare_50_pages_ms"]
+        figures["ratio_50_pages"] = (
+            figures["ours_b_b_50_pages_ms"] / figures["bare_50_pages_ms"]
+        )
         figures["ours_b_t_1_page_ms"] = median_ms(ours(one_page, Level.B_T), repeats)
         figures["ours_b_lt_1_page_ms"] = median_ms(ours(one_page, Level.B_LT), repeats)
-        figures["ours_b_lt_50_pages_ms"] = median_ms(ours(fifty_pages, Level.B_LT), max(3, repeats // 3))
+        figures["ours_b_lt_50_pages_ms"] = median_ms(
+            ours(fifty_pages, Level.B_LT), max(3, repeats // 3)
+        )
 
         inbox, outbox = home / "batch-in", home / "batch-out"
         inbox.mkdir()
         for index in range(batch_files):
             (inbox / f"{index:04d}.pdf").write_bytes(one_page)
         start = time.perf_counter()
-        report = stamper.stamp_batch(inbox, outbox, StampRequest(placements=visible, level=Level.B_B), actor="bench")
+        report = stamper.stamp_batch(
+            inbox,
+            outbox,
+            StampRequest(placements=visible, level=Level.B_B),
+            actor="bench",
+        )
         elapsed = time.perf_counter() - start
         if report.failed or len(report.stamped) != batch_files:
             raise SystemExit(f"batch failed: {report.failed[:1]}")
@@ -158,7 +193,9 @@ def main() -> None:
         big = make_document(big_pages)
         tracemalloc.start()
         start = time.perf_counter()
-        sealed = stamper.stamp(big, StampRequest(placements=visible, seam=SeamSeal(), level=Level.B_B))
+        sealed = stamper.stamp(
+            big, StampRequest(placements=visible, seam=SeamSeal(), level=Level.B_B)
+        )
         figures["big_pages"] = big_pages
         figures["big_stamp_ms"] = (time.perf_counter() - start) * 1000
         figures["big_peak_mib"] = tracemalloc.get_traced_memory()[1] / 2**20

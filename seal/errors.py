@@ -10,9 +10,9 @@ from __future__ import annotations
 from hsm_sim.errors import ErrorCategory
 
 __all__ = [
+    "DocumentLockedError",
     "SealError",
     "StampError",
-    "DocumentLockedError",
     "TrustServiceError",
 ]
 
@@ -39,3 +39,60 @@ class TrustServiceError(SealError):
     """The timestamp authority or a revocation source did not answer usefully."""
 
     category = ErrorCategory.UNAVAILABLE
+
+
+# The seal registry: making seals, their lifecycle, grants, stamp authorization
+# (seal/lifecycle.py).
+
+__all__ += [
+    "SealNotFoundError",
+    "SealRequestError",
+    "SealStateError",
+    "SealMakerError",
+    "PrincipalNotFoundError",
+    "GrantNotFoundError",
+    "StampForbiddenError",
+    "SealNotUsableError",
+]
+
+
+class SealNotFoundError(SealError):
+    category = ErrorCategory.NOT_FOUND
+
+
+class SealRequestError(SealError, ValueError):
+    """A request to make or manage a seal that cannot be carried out as given."""
+
+    category = ErrorCategory.BAD_REQUEST
+
+
+class SealStateError(SealError):
+    """A lifecycle change the seal's state does not allow (reinstating a revoked seal)."""
+
+    category = ErrorCategory.CONFLICT
+
+
+class SealMakerError(SealError):
+    """The node's seal-maker credential cannot sign seal data."""
+
+    category = ErrorCategory.INTERNAL
+
+
+class PrincipalNotFoundError(SealError):
+    """No API client or staff user of that name (when granting or withdrawing)."""
+
+    category = ErrorCategory.NOT_FOUND
+
+
+class GrantNotFoundError(SealError):
+    category = ErrorCategory.NOT_FOUND
+
+
+class StampForbiddenError(SealError):
+    """The client or user may not stamp with this seal: another agency's, or no grant."""
+
+    category = ErrorCategory.FORBIDDEN
+
+
+class SealNotUsableError(StampForbiddenError):
+    """The seal is suspended, revoked or expired: no one may stamp with it."""

@@ -53,7 +53,9 @@ def _squeeze(text: str) -> str:
     return "".join(text.split())
 
 
-def _matches_on_page(page_index: int, chars: list[LTChar], wanted: str) -> Iterator[TextMatch]:
+def _matches_on_page(
+    page_index: int, chars: list[LTChar], wanted: str
+) -> Iterator[TextMatch]:
     # One entry per non-space character of the page text, pointing at the glyph it came
     # from (a ligature glyph yields several characters).
     text: list[str] = []
@@ -110,5 +112,7 @@ def find_text(
     # text of this document cannot be searched.
     except Exception as exc:
         where = f"page {page_index + 1}" if page_index >= 0 else "the document"
-        raise StampError(f"could not read the text of {where} to find the keyword") from exc
+        raise StampError(
+            f"could not read the text of {where} to find the keyword"
+        ) from exc
     return matches

@@ -123,7 +123,9 @@ class HsmSigner(Signer):
         self._key = key
         self._signing_certificate = _FixedValueProvider(
             "signing_certificate_v2",
-            tsp.SigningCertificateV2.load(as_signing_certificate_v2(signing_cert).dump()),
+            tsp.SigningCertificateV2.load(
+                as_signing_certificate_v2(signing_cert).dump()
+            ),
         )
         self._seal_data = (
             _FixedValueProvider(SEAL_DATA_ATTRIBUTE_OID, core.OctetString(seal_data))
@@ -135,7 +137,9 @@ class HsmSigner(Signer):
     def key_label(self) -> str:
         return self._key.label
 
-    def _signed_attr_provider_spec(self, *args, **kwargs) -> SignedAttributeProviderSpec:
+    def _signed_attr_provider_spec(
+        self, *args, **kwargs
+    ) -> SignedAttributeProviderSpec:
         return _SealSignedAttributes(
             super()._signed_attr_provider_spec(*args, **kwargs),
             self._signing_certificate,
@@ -168,7 +172,9 @@ class HsmSigner(Signer):
         return key.sign(data, padding.PKCS1v15(), hash_algorithm)
 
 
-def _mechanism(key: KeyHandle, digest_algorithm: str, rsa_pss: bool) -> algos.SignedDigestAlgorithm:
+def _mechanism(
+    key: KeyHandle, digest_algorithm: str, rsa_pss: bool
+) -> algos.SignedDigestAlgorithm:
     if isinstance(key, Ed25519KeyHandle):
         return algos.SignedDigestAlgorithm({"algorithm": "ed25519"})
     if isinstance(key, EcKeyHandle):
@@ -183,7 +189,9 @@ def _mechanism(key: KeyHandle, digest_algorithm: str, rsa_pss: bool) -> algos.Si
                 {
                     "hash_algorithm": digest,
                     "mask_gen_algorithm": {"algorithm": "mgf1", "parameters": digest},
-                    "salt_length": get_pyca_cryptography_hash(digest_algorithm).digest_size,
+                    "salt_length": get_pyca_cryptography_hash(
+                        digest_algorithm
+                    ).digest_size,
                 }
             ),
         }

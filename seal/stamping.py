@@ -71,19 +71,19 @@ from seal.trust_services import CallableTimeStamper, TrustServices, revocation_f
 
 __all__ = [
     "DEFAULT_MAX_INPUT_BYTES",
-    "Level",
-    "Side",
     "At",
-    "OnKeyword",
-    "Placement",
-    "SeamSeal",
-    "StampRequest",
-    "SealCredential",
-    "Stamper",
     "BatchItem",
     "BatchReport",
-    "stamp_pdf",
+    "Level",
+    "OnKeyword",
+    "Placement",
+    "SealCredential",
+    "SeamSeal",
+    "Side",
+    "StampRequest",
+    "Stamper",
     "stamp_batch",
+    "stamp_pdf",
 ]
 
 DEFAULT_MAX_INPUT_BYTES = 100 * 1024 * 1024
@@ -233,13 +233,19 @@ def _format_matrix(matrix: Matrix) -> bytes:
     return b" ".join(b"%.4f" % value for value in matrix)
 
 
-def _normalised_box(value: object, what: str, page_number: int) -> tuple[float, float, float, float]:
+def _normalised_box(
+    value: object, what: str, page_number: int
+) -> tuple[float, float, float, float]:
     try:
         x0, y0, x1, y1 = (float(v) for v in value)  # type: ignore[union-attr]
     except (TypeError, ValueError):
         raise StampError(f"page {page_number} has a malformed {what}") from None
     box = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
-    if not all(math.isfinite(v) for v in box) or box[2] - box[0] < 1 or box[3] - box[1] < 1:
+    if (
+        not all(math.isfinite(v) for v in box)
+        or box[2] - box[0] < 1
+        or box[3] - box[1] < 1
+    ):
         raise StampError(f"page {page_number} has an empty or malformed {what}")
     return box
 
@@ -287,7 +293,12 @@ def _page_frame(page: generic.DictionaryObject, page_number: int) -> _PageFrame:
     crop = find_inherited_value_in_tree(page, "/CropBox", "/Parent")
     if crop is not None:
         cx0, cy0, cx1, cy1 = _normalised_box(crop, "/CropBox", page_number)
-        visible = (max(box[0], cx0), max(box[1], cy0), min(box[2], cx1), min(box[3], cy1))
+        visible = (
+            max(box[0], cx0),
+            max(box[1], cy0),
+            min(box[2], cx1),
+            min(box[3], cy1),
+        )
         if visible[2] - visible[0] >= 1 and visible[3] - visible[1] >= 1:
             box = visible
     rotate_value = find_inherited_value_in_tree(page, "/Rotate", "/Parent")
@@ -296,7 +307,9 @@ def _page_frame(page: generic.DictionaryObject, page_number: int) -> _PageFrame:
     except (TypeError, ValueError):
         raise StampError(f"page {page_number} has a malformed /Rotate") from None
     if rotate % 90:
-        raise StampError(f"page {page_number} has /Rotate {rotate}, not a multiple of 90")
+        raise StampError(
+            f"page {page_number} has /Rotate {rotate}, not a multiple of 90"
+        )
     return _PageFrame(box=box, rotate=rotate)
 
 
@@ -317,7 +330,14 @@ class _SealImage:
         bx0, by0, bx1, by1 = self.bbox
         width, height = self.size
         sx, sy = width / (bx1 - bx0), height / (by1 - by0)
-        return (sx, 0.0, 0.0, sy, centre[0] - width / 2 - bx0 * sx, centre[1] - height / 2 - by0 * sy)
+        return (
+            sx,
+            0.0,
+            0.0,
+            sy,
+            centre[0] - width / 2 - bx0 * sx,
+            centre[1] - height / 2 - by0 * sy,
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -345,14 +365,20 @@ class _Drawing:
 
 
 class _SealAppearance(AppearanceContent):
-    def __init__(self, writer, box: BoxConstraints, style: _SealAppearanceStyle) -> None:
+    def __init__(
+        self, writer, box: BoxConstraints, style: _SealAppearanceStyle
+    ) -> None:
         super().__init__(writer=writer, box=box)
         self._style = style
         self.set_resource(ResourceType.XOBJECT, pdf_name("/Seal"), style.xobject)
-        self.set_resource(ResourceType.EXT_G_STATE, pdf_name("/SealInk"), style.graphics_state)
+        self.set_resource(
+            ResourceType.EXT_G_STATE, pdf_name("/SealInk"), style.graphics_state
+        )
 
     def render(self) -> bytes:
-        return b"q " + _format_matrix(self._style.matrix) + b" cm /SealInk gs /Seal Do Q"
+        return (
+            b"q " + _format_matrix(self._style.matrix) + b" cm /SealInk gs /Seal Do Q"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -364,7 +390,9 @@ class _SealAppearanceStyle(BaseStampStyle):
     matrix: Matrix = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
     border_width: int = 0
 
-    def create_stamp(self, writer, box: BoxConstraints, text_params: dict) -> _SealAppearance:
+    def create_stamp(
+        self, writer, box: BoxConstraints, text_params: dict
+    ) -> _SealAppearance:
         return _SealAppearance(writer, box, self)
 
 
@@ -420,9 +448,17 @@ def _draw_on_page(
     """
     page = page_ref.get_object()
     resources = find_inherited_value_in_tree(page, "/Resources", "/Parent")
-    resources = generic.DictionaryObject(dict(resources.items())) if resources else generic.DictionaryObject()
-    xobjects = generic.DictionaryObject(dict(resources.get("/XObject", generic.DictionaryObject()).items()))
-    states = generic.DictionaryObject(dict(resources.get("/ExtGState", generic.DictionaryObject()).items()))
+    resources = (
+        generic.DictionaryObject(dict(resources.items()))
+        if resources
+        else generic.DictionaryObject()
+    )
+    xobjects = generic.DictionaryObject(
+        dict(resources.get("/XObject", generic.DictionaryObject()).items())
+    )
+    states = generic.DictionaryObject(
+        dict(resources.get("/ExtGState", generic.DictionaryObject()).items())
+    )
     xobject_name = _unused_name(xobjects.keys(), "YinxinSeal")
     gs_name = _unused_name(states.keys(), "YinxinSealInk")
     xobjects[pdf_name(xobject_name)] = image.xobject
@@ -431,19 +467,27 @@ def _draw_on_page(
     resources[pdf_name("/ExtGState")] = states
     page[pdf_name("/Resources")] = resources
 
-    drawn = b"\nQ\n" + b"\n".join(d.content(image, xobject_name, gs_name) for d in drawings) + b"\n"
+    drawn = (
+        b"\nQ\n"
+        + b"\n".join(d.content(image, xobject_name, gs_name) for d in drawings)
+        + b"\n"
+    )
     raw = page.raw_get("/Contents") if "/Contents" in page else None
     resolved = raw.get_object() if isinstance(raw, generic.IndirectObject) else raw
     if resolved is None:
         existing: list[generic.PdfObject] = []
     elif isinstance(resolved, generic.ArrayObject):
-        existing = list(resolved)
+        existing = [resolved.raw_get(i) for i in range(len(resolved))]
     else:
         existing = [raw]
     # The page's own content runs inside q ... Q, so whatever graphics state it leaves
     # behind cannot move or recolour the seal drawn after it.
     page[pdf_name("/Contents")] = generic.ArrayObject(
-        [wrap_stream, *existing, writer.add_object(generic.StreamObject(stream_data=drawn))]
+        [
+            wrap_stream,
+            *existing,
+            writer.add_object(generic.StreamObject(stream_data=drawn)),
+        ]
     )
     writer.mark_update(page_ref)
 
@@ -457,7 +501,9 @@ def _read_input(pdf: bytes | BinaryIO, limit: int) -> bytes:
     else:
         data = pdf.read(limit + 1)
     if len(data) > limit:
-        raise StampError(f"the document is larger than the limit of {limit // (1024 * 1024)} MiB")
+        raise StampError(
+            f"the document is larger than the limit of {limit // (1024 * 1024)} MiB"
+        )
     if b"%PDF-" not in data[:1024]:
         raise StampError("the document is not a PDF (no %PDF- header)")
     return data
@@ -488,11 +534,11 @@ class Stamper:
         self,
         credential: SealCredential,
         *,
-        services: TrustServices = TrustServices(),
+        services: TrustServices | None = None,
         max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
     ) -> None:
         self.credential = credential
-        self.services = services
+        self.services = services = services or TrustServices()
         self.max_input_bytes = max_input_bytes
         self._signer = HsmSigner(
             key=credential.key,
@@ -504,7 +550,9 @@ class Stamper:
         self._chain = [to_asn1_certificate(c) for c in credential.chain]
         self._trust_roots = [c for c in self._chain if c.self_signed != "no"]
         self._timestamper = (
-            CallableTimeStamper(services.timestamp) if services.timestamp is not None else None
+            CallableTimeStamper(services.timestamp)
+            if services.timestamp is not None
+            else None
         )
         try:
             self._image_reader = PdfFileReader(io.BytesIO(credential.image_pdf))
@@ -540,9 +588,19 @@ class Stamper:
                 raise
             except SigningError as exc:
                 raise StampError(f"the document could not be signed: {exc}") from exc
-            except (PdfError, ValueError, KeyError, IndexError, TypeError, AttributeError, RecursionError) as exc:
+            except (
+                PdfError,
+                ValueError,
+                KeyError,
+                IndexError,
+                TypeError,
+                AttributeError,
+                RecursionError,
+            ) as exc:
                 # pyHanko's reader raises these on malformed structures it reaches late.
-                raise StampError(f"the document is not a well-formed PDF ({type(exc).__name__})") from exc
+                raise StampError(
+                    f"the document is not a well-formed PDF ({type(exc).__name__})"
+                ) from exc
 
     def stamp_batch(
         self,
@@ -559,7 +617,11 @@ class Stamper:
         if isinstance(inputs, Path):
             if not inputs.is_dir():
                 raise StampError(f"{inputs} is not a directory")
-            sources = sorted(p for p in inputs.iterdir() if p.suffix.lower() == ".pdf" and p.is_file())
+            sources = sorted(
+                p
+                for p in inputs.iterdir()
+                if p.suffix.lower() == ".pdf" and p.is_file()
+            )
         else:
             sources = list(inputs)
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -577,15 +639,23 @@ class Stamper:
 
     # -- internals -----------------------------------------------------------------
 
-    def _stamp_file(self, source: Path, target: Path, request: StampRequest, actor: str | None) -> BatchItem:
+    def _stamp_file(
+        self, source: Path, target: Path, request: StampRequest, actor: str | None
+    ) -> BatchItem:
         try:
             with source.open("rb") as handle:
                 sealed = self.stamp(handle, request, actor=actor)
         except OSError as exc:
-            return BatchItem(source=source, output=None, error=f"cannot read the file ({exc.strerror})")
+            return BatchItem(
+                source=source,
+                output=None,
+                error=f"cannot read the file ({exc.strerror})",
+            )
         except StampError as exc:
             return BatchItem(source=source, output=None, error=str(exc))
-        descriptor, temporary = tempfile.mkstemp(dir=target.parent, prefix=".stamping-", suffix=".pdf")
+        descriptor, temporary = tempfile.mkstemp(
+            dir=target.parent, prefix=".stamping-", suffix=".pdf"
+        )
         try:
             with os.fdopen(descriptor, "wb") as out:
                 out.write(sealed)
@@ -600,36 +670,57 @@ class Stamper:
             if isinstance(placement, At):
                 if placement.page < 1:
                     raise StampError("page numbers start at 1")
-                if not (math.isfinite(placement.x_mm) and math.isfinite(placement.y_mm)):
-                    raise StampError("the seal position must be a finite number of millimetres")
+                if not (
+                    math.isfinite(placement.x_mm) and math.isfinite(placement.y_mm)
+                ):
+                    raise StampError(
+                        "the seal position must be a finite number of millimetres"
+                    )
             elif isinstance(placement, OnKeyword):
                 occurrence = placement.occurrence
                 if isinstance(occurrence, int) and not isinstance(occurrence, bool):
                     if occurrence < 1:
                         raise StampError("keyword occurrences are counted from 1")
                 elif occurrence not in ("first", "last", "all"):
-                    raise StampError("the occurrence must be first, last, all or a number")
+                    raise StampError(
+                        "the occurrence must be first, last, all or a number"
+                    )
             else:
                 raise TypeError("a placement is At or OnKeyword")
         if request.seam is not None and request.seam.pages_per_image < 2:
             raise StampError("a seam seal needs at least two pages per seal image")
         if request.level.timestamped and self.services.timestamp is None:
-            raise StampError(f"level {request.level.value} needs a timestamp authority; none is configured")
+            raise StampError(
+                f"level {request.level.value} needs a timestamp authority; none is configured"
+            )
         if request.level.long_term and self.services.revocation is None:
-            raise StampError(f"level {request.level.value} needs a revocation source; none is configured")
+            raise StampError(
+                f"level {request.level.value} needs a revocation source; none is configured"
+            )
 
     def _stamp(self, data: bytes, request: StampRequest) -> bytes:
         try:
             writer = IncrementalPdfFileWriter(io.BytesIO(data))
-        except (PdfError, ValueError, KeyError, IndexError, TypeError, RecursionError) as exc:
+        except (
+            PdfError,
+            ValueError,
+            KeyError,
+            IndexError,
+            TypeError,
+            RecursionError,
+        ) as exc:
             raise StampError("the document is not a readable PDF") from exc
         if writer.prev.encrypted:
-            raise StampError("the document is encrypted; remove its password before sealing it")
+            raise StampError(
+                "the document is encrypted; remove its password before sealing it"
+            )
         existing = list(fields.enumerate_sig_fields(writer.prev))
         already_sealed = any(value is not None for _, value, _ in existing)
         certification = read_certification_data(writer.prev)
         if certification is not None and certification.permission == MDPPerm.NO_CHANGES:
-            raise DocumentLockedError("the document is certified with no changes allowed; it cannot be sealed again")
+            raise DocumentLockedError(
+                "the document is certified with no changes allowed; it cannot be sealed again"
+            )
         if request.certify and already_sealed:
             raise StampError("only the first seal on a document can certify it")
 
@@ -645,7 +736,9 @@ class Stamper:
             return frames[index]
 
         drawings = self._placements(data, request.placements, page_count, frame_of)
-        seam_drawings = self._seam(request.seam, page_count, frame_of) if request.seam else []
+        seam_drawings = (
+            self._seam(request.seam, page_count, frame_of) if request.seam else []
+        )
         if already_sealed and (len(drawings) > 1 or seam_drawings):
             raise StampError(
                 "the document already carries a seal: a further seal can only be one visible"
@@ -663,7 +756,9 @@ class Stamper:
 
         taken = {name for name, _, _ in existing}
         field_name = _unused_field_name(taken, _safe_field_stem(self.credential.name))
-        return self._sign(writer, request, field_name, drawings[0] if drawings else None, image)
+        return self._sign(
+            writer, request, field_name, drawings[0] if drawings else None, image
+        )
 
     def _placements(
         self,
@@ -677,10 +772,15 @@ class Stamper:
             if isinstance(placement, At):
                 index = placement.page - 1
                 if index >= page_count:
-                    raise StampError(f"page {placement.page} does not exist; the document has {page_count} pages")
+                    raise StampError(
+                        f"page {placement.page} does not exist; the document has {page_count} pages"
+                    )
                 frame = frame_of(index)
                 width, height = frame.size
-                centre = (placement.x_mm * POINTS_PER_MM, height - placement.y_mm * POINTS_PER_MM)
+                centre = (
+                    placement.x_mm * POINTS_PER_MM,
+                    height - placement.y_mm * POINTS_PER_MM,
+                )
                 if not (0 <= centre[0] <= width and 0 <= centre[1] <= height):
                     raise StampError(
                         f"the seal centre ({placement.x_mm:g} mm, {placement.y_mm:g} mm) is outside page"
@@ -691,10 +791,16 @@ class Stamper:
                 for match in _select(find_text(data, placement.text), placement):
                     frame = frame_of(match.page_index)
                     centre = _apply(frame.to_display, *match.centre)
-                    drawings.append(_Drawing(page_index=match.page_index, frame=frame, centre=centre))
+                    drawings.append(
+                        _Drawing(
+                            page_index=match.page_index, frame=frame, centre=centre
+                        )
+                    )
         return drawings
 
-    def _seam(self, seam: SeamSeal, page_count: int, frame_of: Callable[[int], _PageFrame]) -> list[_Drawing]:
+    def _seam(
+        self, seam: SeamSeal, page_count: int, frame_of: Callable[[int], _PageFrame]
+    ) -> list[_Drawing]:
         if page_count < 2:
             raise StampError("a seam seal needs a document of at least two pages")
         seal_width, _ = self._image_size
@@ -713,17 +819,29 @@ class Stamper:
                     left = -(len(group) - 1 - position) * strip
                     clip = (0.0, 0.0, strip, height)
                 centre = (left + seal_width / 2, height / 2)
-                drawings.append(_Drawing(page_index=page_index, frame=frame, centre=centre, clip=clip))
+                drawings.append(
+                    _Drawing(
+                        page_index=page_index, frame=frame, centre=centre, clip=clip
+                    )
+                )
         return drawings
 
     def _import_image(self, writer: IncrementalPdfFileWriter) -> _SealImage:
         xobject = writer.import_page_as_xobject(self._image_reader, page_ix=0)
         ink = writer.add_object(
             generic.DictionaryObject(
-                {pdf_name("/Type"): pdf_name("/ExtGState"), pdf_name("/BM"): pdf_name("/Multiply")}
+                {
+                    pdf_name("/Type"): pdf_name("/ExtGState"),
+                    pdf_name("/BM"): pdf_name("/Multiply"),
+                }
             )
         )
-        return _SealImage(xobject=xobject, graphics_state=ink, bbox=self._image_bbox, size=self._image_size)
+        return _SealImage(
+            xobject=xobject,
+            graphics_state=ink,
+            bbox=self._image_bbox,
+            size=self._image_size,
+        )
 
     def _validation_context(self) -> ValidationContext:
         assert self.services.revocation is not None
@@ -738,7 +856,9 @@ class Stamper:
     def _reserve(self, timestamped: bool) -> int:
         """Hex characters to reserve for the CMS: pyHanko's dry run, done once."""
         if timestamped not in self._reserved:
-            digest = bytes(get_pyca_cryptography_hash(self._signer.digest_algorithm).digest_size)
+            digest = bytes(
+                get_pyca_cryptography_hash(self._signer.digest_algorithm).digest_size
+            )
             estimate = asyncio.run(
                 self._signer.async_sign(
                     digest,
@@ -767,7 +887,9 @@ class Stamper:
             reason=request.reason,
             location=request.location,
             certify=request.certify,
-            docmdp_permissions=MDPPerm.NO_CHANGES if request.certify else MDPPerm.FILL_FORMS,
+            docmdp_permissions=MDPPerm.NO_CHANGES
+            if request.certify
+            else MDPPerm.FILL_FORMS,
             embed_validation_info=level.long_term,
             use_pades_lta=level is Level.B_LTA,
             validation_context=self._validation_context() if level.long_term else None,
@@ -799,9 +921,13 @@ class Stamper:
             new_field_spec=field_spec,
         )
         try:
-            output = pdf_signer.sign_pdf(writer, bytes_reserved=self._reserve(level.timestamped))
+            output = pdf_signer.sign_pdf(
+                writer, bytes_reserved=self._reserve(level.timestamped)
+            )
         except SigningError as exc:
-            if level.long_term and isinstance(exc.__cause__, (ValidationError, PathBuildingError)):
+            if level.long_term and isinstance(
+                exc.__cause__, (ValidationError, PathBuildingError)
+            ):
                 raise TrustServiceError(
                     "could not collect revocation data for the seal certificate's chain"
                 ) from exc
@@ -840,7 +966,7 @@ def stamp_pdf(
     request: StampRequest,
     *,
     credential: SealCredential,
-    services: TrustServices = TrustServices(),
+    services: TrustServices | None = None,
     actor: str | None = None,
     max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
 ) -> bytes:
@@ -855,10 +981,12 @@ def stamp_batch(
     request: StampRequest,
     *,
     credential: SealCredential,
-    services: TrustServices = TrustServices(),
+    services: TrustServices | None = None,
     actor: str | None = None,
     progress: Callable[[int, int, BatchItem], None] | None = None,
 ) -> BatchReport:
     """Stamp every PDF in a directory (or the given files); bad files are skipped."""
     stamper = Stamper(credential, services=services)
-    return stamper.stamp_batch(inputs, output_dir, request, actor=actor, progress=progress)
+    return stamper.stamp_batch(
+        inputs, output_dir, request, actor=actor, progress=progress
+    )

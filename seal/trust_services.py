@@ -36,22 +36,26 @@ from pyhanko_certvalidator.fetchers.common_utils import (
     format_ocsp_request,
     process_ocsp_response_data,
 )
-from pyhanko_certvalidator.util import get_ocsp_urls, get_relevant_crl_dps, issuer_serial
+from pyhanko_certvalidator.util import (
+    get_ocsp_urls,
+    get_relevant_crl_dps,
+    issuer_serial,
+)
 
 from pki.revocation import RevocationService
 from pki.timestamping import TimestampService
 from seal.errors import TrustServiceError
 
 __all__ = [
-    "TimestampClient",
-    "RevocationSource",
-    "TrustServices",
+    "CallableTimeStamper",
     "HttpRevocationSource",
     "NodeRevocationSource",
-    "node_trust_services",
+    "RevocationSource",
+    "TimestampClient",
+    "TrustServices",
     "http_timestamp_client",
     "http_trust_services",
-    "CallableTimeStamper",
+    "node_trust_services",
     "revocation_fetchers",
 ]
 
@@ -87,7 +91,9 @@ class TrustServices:
 def _http_exchange(
     url: str, body: bytes | None, content_type: str | None, timeout: float
 ) -> bytes:
-    request = urllib.request.Request(url, data=body, method="POST" if body is not None else "GET")
+    request = urllib.request.Request(
+        url, data=body, method="POST" if body is not None else "GET"
+    )
     if content_type is not None:
         request.add_header("Content-Type", content_type)
     try:
@@ -96,7 +102,9 @@ def _http_exchange(
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise TrustServiceError(f"{url} did not answer: {_reason(exc)}") from exc
     if len(data) > MAX_RESPONSE_BYTES:
-        raise TrustServiceError(f"{url} answered with more than {MAX_RESPONSE_BYTES} bytes")
+        raise TrustServiceError(
+            f"{url} answered with more than {MAX_RESPONSE_BYTES} bytes"
+        )
     return data
 
 
@@ -124,7 +132,9 @@ class HttpRevocationSource:
     timeout: float = 10.0
 
     def ocsp(self, url: str, request_der: bytes) -> bytes:
-        return _http_exchange(url, request_der, "application/ocsp-request", self.timeout)
+        return _http_exchange(
+            url, request_der, "application/ocsp-request", self.timeout
+        )
 
     def crl(self, url: str) -> bytes:
         return _http_exchange(url, None, None, self.timeout)
@@ -154,22 +164,31 @@ class NodeRevocationSource:
     def crl(self, url: str) -> bytes:
         for issuer in self._revocation.ca.issuers():
             for delta in (False, True):
-                wanted = (self._endpoints.delta_crl_url if delta else self._endpoints.crl_url)(issuer.name)
+                wanted = (
+                    self._endpoints.delta_crl_url if delta else self._endpoints.crl_url
+                )(issuer.name)
                 if url == wanted:
                     latest = self._revocation.latest_crl(issuer.name, delta=delta)
-                    if latest is None or latest.next_update <= self._revocation.ca.clock():
+                    if (
+                        latest is None
+                        or latest.next_update <= self._revocation.ca.clock()
+                    ):
                         latest = self._revocation.publish_crl(issuer.name, delta=delta)
                     return latest.der
         raise TrustServiceError(f"{url} is not a CRL this node publishes")
 
 
-def node_trust_services(timestamps: TimestampService, revocation: RevocationService) -> TrustServices:
+def node_trust_services(
+    timestamps: TimestampService, revocation: RevocationService
+) -> TrustServices:
     """This node's TSA and revocation data, called in process."""
 
     def timestamp(request_der: bytes) -> bytes:
         return timestamps.respond(request_der).response_der
 
-    return TrustServices(timestamp=timestamp, revocation=NodeRevocationSource(revocation))
+    return TrustServices(
+        timestamp=timestamp, revocation=NodeRevocationSource(revocation)
+    )
 
 
 class CallableTimeStamper(TimeStamper):
@@ -179,17 +198,25 @@ class CallableTimeStamper(TimeStamper):
         super().__init__(include_nonce=True)
         self._client = client
 
-    async def async_request_tsa_response(self, req: tsp.TimeStampReq) -> tsp.TimeStampResp:
+    async def async_request_tsa_response(
+        self, req: tsp.TimeStampReq
+    ) -> tsp.TimeStampResp:
         try:
             return tsp.TimeStampResp.load(self._client(req.dump()))
         except ValueError as exc:
-            raise TrustServiceError("the timestamp authority sent an unreadable response") from exc
+            raise TrustServiceError(
+                "the timestamp authority sent an unreadable response"
+            ) from exc
 
-    async def async_timestamp(self, message_digest: bytes, md_algorithm: str) -> cms.ContentInfo:
+    async def async_timestamp(
+        self, message_digest: bytes, md_algorithm: str
+    ) -> cms.ContentInfo:
         try:
             return await super().async_timestamp(message_digest, md_algorithm)
         except (TimestampRequestError, ValueError, KeyError) as exc:
-            raise TrustServiceError(f"the timestamp authority gave no usable timestamp: {exc}") from exc
+            raise TrustServiceError(
+                f"the timestamp authority gave no usable timestamp: {exc}"
+            ) from exc
 
 
 class _OcspFetcher(OCSPFetcher):
@@ -210,12 +237,16 @@ class _OcspFetcher(OCSPFetcher):
         )
         urls = get_ocsp_urls(cert)
         if not urls:
-            raise certvalidator_errors.OCSPFetchError("the certificate names no OCSP responder")
+            raise certvalidator_errors.OCSPFetchError(
+                "the certificate names no OCSP responder"
+            )
         failure: Exception | None = None
         for url in urls:
             try:
                 response = process_ocsp_response_data(
-                    self._source.ocsp(url, request.dump()), ocsp_request=request, ocsp_url=url
+                    self._source.ocsp(url, request.dump()),
+                    ocsp_request=request,
+                    ocsp_url=url,
                 )
             except (TrustServiceError, certvalidator_errors.OCSPValidationError) as exc:
                 failure = exc
@@ -241,7 +272,10 @@ class _CrlFetcher(CRLFetcher):
         self._by_cert: dict[bytes, list[crl.CertificateList]] = {}
 
     async def fetch(
-        self, cert: x509.Certificate | cms.AttributeCertificateV2, *, use_deltas: bool = True
+        self,
+        cert: x509.Certificate | cms.AttributeCertificateV2,
+        *,
+        use_deltas: bool = True,
     ) -> Iterable[crl.CertificateList]:
         key = issuer_serial(cert)
         if key in self._by_cert:
@@ -270,7 +304,9 @@ class _CrlFetcher(CRLFetcher):
                 _, _, data = pem.unarmor(data)
             parsed = crl.CertificateList.load(data)
         except (TrustServiceError, ValueError) as exc:
-            raise certvalidator_errors.CRLFetchError(f"no CRL from {url}: {exc}") from exc
+            raise certvalidator_errors.CRLFetchError(
+                f"no CRL from {url}: {exc}"
+            ) from exc
         self._by_url[url] = parsed
         return parsed
 
@@ -292,7 +328,9 @@ class _NoCertificateFetcher(CertificateFetcher):
         for issuer in ():
             yield issuer
 
-    async def fetch_crl_issuers(self, certificate_list) -> AsyncGenerator[x509.Certificate, None]:
+    async def fetch_crl_issuers(
+        self, certificate_list
+    ) -> AsyncGenerator[x509.Certificate, None]:
         for issuer in ():
             yield issuer
 

@@ -64,7 +64,9 @@ def seal_data() -> bytes:
 
 @pytest.fixture(scope="session")
 def seal_image(seal_font: SealFont) -> bytes:
-    return render_seal_pdf(SealImageSpec(name=AGENCY_NAME, kind=SealKind.OFFICIAL, code=SEAL_CODE))
+    return render_seal_pdf(
+        SealImageSpec(name=AGENCY_NAME, kind=SealKind.OFFICIAL, code=SEAL_CODE)
+    )
 
 
 def issue_credential(
@@ -79,7 +81,10 @@ def issue_credential(
 ) -> SealCredential:
     """A new seal key in the node's HSM, its seal certificate, as a stamping credential."""
     issued = node.ra.issue_with_new_key(
-        profile_name="seal", key_label=key_label, agency_uscc=agency_uscc, algorithm=algorithm
+        profile_name="seal",
+        key_label=key_label,
+        agency_uscc=agency_uscc,
+        algorithm=algorithm,
     )
     return SealCredential(
         key=node.keystore.private_key(key_label, usage=KeyUsage.SEAL),
@@ -95,7 +100,11 @@ def issue_credential(
 @pytest.fixture(scope="session")
 def credential(node: Node, seal_image: bytes, seal_data: bytes) -> SealCredential:
     return issue_credential(
-        node, key_label=SEAL_KEY_LABEL, agency_uscc=AGENCY_USCC, image_pdf=seal_image, seal_data=seal_data
+        node,
+        key_label=SEAL_KEY_LABEL,
+        agency_uscc=AGENCY_USCC,
+        image_pdf=seal_image,
+        seal_data=seal_data,
     )
 
 
@@ -131,8 +140,12 @@ def make_pdf(
     pdf = canvas.Canvas(buffer, pagesize=pagesize)
     for index in range(pages):
         pdf.setFont(font.reportlab_name, 14)
-        pdf.drawString(72, pagesize[1] - 90, f"关于印发示范文件的通知（第{index + 1}页）")
-        pdf.drawString(72, pagesize[1] - 120, "各区县人民政府，市直各部门：现将有关事项通知如下。")
+        pdf.drawString(
+            72, pagesize[1] - 90, f"关于印发示范文件的通知（第{index + 1}页）"
+        )
+        pdf.drawString(
+            72, pagesize[1] - 120, "各区县人民政府，市直各部门：现将有关事项通知如下。"
+        )
         for x, y in (keyword_at or {}).get(index, []):
             pdf.drawString(x, y, KEYWORD)
         pdf.showPage()
@@ -151,7 +164,9 @@ def pdf_factory(seal_font: SealFont) -> Callable[..., bytes]:
 # -- checking the output --------------------------------------------------------------
 
 
-def validate_all(pdf: bytes, trust_root: asn1_x509.Certificate) -> list[PdfSignatureStatus]:
+def validate_all(
+    pdf: bytes, trust_root: asn1_x509.Certificate
+) -> list[PdfSignatureStatus]:
     """pyHanko's verdict on every signature (not document timestamps), in file order."""
     reader = PdfFileReader(io.BytesIO(pdf))
     context = ValidationContext(trust_roots=[trust_root])
@@ -168,7 +183,19 @@ def render_page(pdf: bytes, page: int, tmp_path: Path, dpi: int = 50) -> Image.I
     source.write_bytes(pdf)
     prefix = tmp_path / f"render-{page}"
     subprocess.run(
-        [pdftoppm, "-r", str(dpi), "-f", str(page), "-l", str(page), "-singlefile", "-png", str(source), str(prefix)],
+        [
+            pdftoppm,
+            "-r",
+            str(dpi),
+            "-f",
+            str(page),
+            "-l",
+            str(page),
+            "-singlefile",
+            "-png",
+            str(source),
+            str(prefix),
+        ],
         check=True,
         capture_output=True,
     )

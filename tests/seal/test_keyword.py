@@ -27,33 +27,53 @@ def _document(seal_font, lines_by_page: list[list[tuple[float, float, str]]]) ->
 
 
 def test_cjk_keyword_box_is_where_it_was_drawn(seal_font):
-    document = _document(seal_font, [[(72, 700, "正文")], [(200, 300, f"请在{KEYWORD}签字")]])
+    document = _document(
+        seal_font, [[(72, 700, "正文")], [(200, 300, f"请在{KEYWORD}签字")]]
+    )
     (match,) = find_text(document, KEYWORD)
     assert match.page_index == 1
     x0, y0, x1, y1 = match.box
-    assert x0 == pytest.approx(220, abs=0.5) and x1 == pytest.approx(250, abs=0.5)  # 10-pt glyphs
+    assert x0 == pytest.approx(220, abs=0.5) and x1 == pytest.approx(
+        250, abs=0.5
+    )  # 10-pt glyphs
     assert y0 < 300 < y1
 
 
 def test_occurrences_come_in_page_and_reading_order(seal_font):
     document = _document(
         seal_font,
-        [[(72, 700, KEYWORD), (300, 400, KEYWORD)], [], [(100, 100, f"{KEYWORD}与{KEYWORD}")]],
+        [
+            [(72, 700, KEYWORD), (300, 400, KEYWORD)],
+            [],
+            [(100, 100, f"{KEYWORD}与{KEYWORD}")],
+        ],
     )
     matches = find_text(document, KEYWORD)
-    assert [(m.page_index, round(m.box[0])) for m in matches] == [(0, 72), (0, 300), (2, 100), (2, 140)]
-    assert [m.page_index for m in find_text(document, KEYWORD, page_indexes={2})] == [2, 2]
+    assert [(m.page_index, round(m.box[0])) for m in matches] == [
+        (0, 72),
+        (0, 300),
+        (2, 100),
+        (2, 140),
+    ]
+    assert [m.page_index for m in find_text(document, KEYWORD, page_indexes={2})] == [
+        2,
+        2,
+    ]
 
 
 def test_spacing_is_ignored_and_latin_text_is_found(seal_font):
-    document = _document(seal_font, [[(72, 500, "盖 章 处"), (72, 400, "Signature here:")]])
+    document = _document(
+        seal_font, [[(72, 500, "盖 章 处"), (72, 400, "Signature here:")]]
+    )
     assert len(find_text(document, KEYWORD)) == 1
     (latin,) = find_text(document, "Signature here")
     assert latin.box[0] == pytest.approx(72, abs=0.5)
     assert find_text(document, "不存在") == []
 
 
-@pytest.mark.parametrize("data", [b"%PDF-1.7 garbage", b"", b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj"])
+@pytest.mark.parametrize(
+    "data", [b"%PDF-1.7 garbage", b"", b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj"]
+)
 def test_unreadable_documents_are_stamp_errors(data):
     with pytest.raises(StampError, match="could not read the text"):
         find_text(data, KEYWORD)

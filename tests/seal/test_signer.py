@@ -17,7 +17,7 @@ from hsm_sim.api import AuditResult, KeyAlgorithm
 from hsm_sim.audit import AuditEntry
 from hsm_sim.errors import ErrorCategory, HsmError
 from seal.signer import SEAL_DATA_ATTRIBUTE_OID, HsmSigner
-from seal.stamping import Level, SealCredential, StampRequest, Stamper, stamp_pdf
+from seal.stamping import Level, SealCredential, Stamper, StampRequest, stamp_pdf
 from tests.helpers.node import AGENCY_USCC, Node
 from tests.seal.conftest import issue_credential, validate_all
 
@@ -37,7 +37,9 @@ def _audit_entries(node: Node, key_label: str) -> list[AuditEntry]:
     with node.sessions() as session:
         return list(
             session.scalars(
-                select(AuditEntry).where(AuditEntry.key_label == key_label).order_by(AuditEntry.seq)
+                select(AuditEntry)
+                .where(AuditEntry.key_label == key_label)
+                .order_by(AuditEntry.seq)
             )
         )
 
@@ -70,13 +72,18 @@ def test_every_seal_key_type_makes_a_trusted_signature(
 
     (status,) = validate_all(sealed, trust_root)
     assert status.bottom_line, status.pretty_print_details()
-    assert status.md_algorithm == HsmSigner(
-        key=credential.key, certificate=credential.certificate
-    ).digest_algorithm
+    assert (
+        status.md_algorithm
+        == HsmSigner(
+            key=credential.key, certificate=credential.certificate
+        ).digest_algorithm
+    )
     assert status.pkcs7_signature_mechanism == mechanism
 
 
-def test_each_signature_is_audit_logged_with_actor_and_document_digest(node, stamper, credential, pdf_factory):
+def test_each_signature_is_audit_logged_with_actor_and_document_digest(
+    node, stamper, credential, pdf_factory
+):
     before = _audit_entries(node, credential.key.label)
     sealed = stamper.stamp(pdf_factory(), B_B, actor="clerk-zhang")
     after = _audit_entries(node, credential.key.label)
@@ -88,7 +95,10 @@ def test_each_signature_is_audit_logged_with_actor_and_document_digest(node, sta
     (signature,) = reader.embedded_regular_signatures
     start, length, resume, rest = signature.sig_object["/ByteRange"]
     signed_bytes = sealed[start : start + length] + sealed[resume : resume + rest]
-    assert entry.operation == f"stamp pdf-sha256:{hashlib.sha256(signed_bytes).hexdigest()}"
+    assert (
+        entry.operation
+        == f"stamp pdf-sha256:{hashlib.sha256(signed_bytes).hexdigest()}"
+    )
     (attributes,) = _signed_attributes(sealed)
     # The signature covers the attributes encoded as a SET OF, not as the [0] field.
     signed_der = b"\x31" + attributes.dump()[1:]
@@ -96,14 +106,20 @@ def test_each_signature_is_audit_logged_with_actor_and_document_digest(node, sta
 
 
 def test_size_estimate_never_reaches_the_key_store(node, credential):
-    signer = HsmSigner(key=credential.key, certificate=credential.certificate, chain=credential.chain)
+    signer = HsmSigner(
+        key=credential.key, certificate=credential.certificate, chain=credential.chain
+    )
     before = node.granted_signatures(credential.key.label)
-    estimate = asyncio.run(signer.async_sign(bytes(32), "sha256", dry_run=True, use_pades=True))
+    estimate = asyncio.run(
+        signer.async_sign(bytes(32), "sha256", dry_run=True, use_pades=True)
+    )
     assert len(estimate.dump()) > 500
     assert node.granted_signatures(credential.key.label) == before
 
 
-def test_seal_data_is_a_signed_attribute_equal_to_the_input(stamper, credential, pdf_factory, seal_data):
+def test_seal_data_is_a_signed_attribute_equal_to_the_input(
+    stamper, credential, pdf_factory, seal_data
+):
     sealed = stamper.stamp(pdf_factory(), B_B)
     (attributes,) = _signed_attributes(sealed)
     assert _attribute(attributes, SEAL_DATA_ATTRIBUTE_OID) == [seal_data]
@@ -127,7 +143,11 @@ def test_a_destroyed_key_is_refused_by_the_key_store_and_nothing_is_signed(
     node, seal_image, pdf_factory
 ):
     credential = issue_credential(
-        node, key_label="seal-signer-destroyed", agency_uscc=AGENCY_USCC, image_pdf=seal_image, seal_data=None
+        node,
+        key_label="seal-signer-destroyed",
+        agency_uscc=AGENCY_USCC,
+        image_pdf=seal_image,
+        seal_data=None,
     )
     stamper = Stamper(credential)
     node.keystore.destroy_key(credential.key.label)

@@ -16,7 +16,7 @@ from pyhanko.sign.validation import DocumentSecurityStore, validate_pdf_signatur
 from hsm_sim.errors import ErrorCategory
 from seal.errors import TrustServiceError
 from seal.signer import to_asn1_certificate
-from seal.stamping import At, Level, StampRequest, Stamper
+from seal.stamping import At, Level, Stamper, StampRequest
 from seal.trust_services import (
     NodeRevocationSource,
     TrustServices,
@@ -55,9 +55,14 @@ class _NodeEndpoints(BaseHTTPRequestHandler):
         self.requests.append(f"POST {self.path}")
         body = self.rfile.read(int(self.headers["Content-Length"]))
         if self.path == "/pki/tsa":
-            self._answer(self.node.timestamps.respond(body).response_der, "application/timestamp-reply")
+            self._answer(
+                self.node.timestamps.respond(body).response_der,
+                "application/timestamp-reply",
+            )
         elif self.path == "/pki/ocsp":
-            self._answer(self.node.revocation.respond_ocsp(body), "application/ocsp-response")
+            self._answer(
+                self.node.revocation.respond_ocsp(body), "application/ocsp-response"
+            )
         else:
             self.send_error(404)
 
@@ -67,12 +72,16 @@ class _NodeEndpoints(BaseHTTPRequestHandler):
         if not self.path.startswith("/pki/crl/"):
             self.send_error(404)
             return
-        crl = self.node.revocation.latest_crl(name) or self.node.revocation.publish_crl(name)
+        crl = self.node.revocation.latest_crl(name) or self.node.revocation.publish_crl(
+            name
+        )
         self._answer(crl.der, "application/pkix-crl")
 
 
 @pytest.fixture(scope="module")
-def http_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, str, list[str]]]:
+def http_node(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Node, str, list[str]]]:
     """A node whose certificates name a local port, served by a real HTTP server there."""
     port = _free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -91,10 +100,16 @@ def http_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Node, 
 def test_b_lt_over_http_embeds_what_the_node_serves(http_node, seal_image, pdf_factory):
     node, base_url, seen = http_node
     credential = issue_credential(
-        node, key_label="seal-http", agency_uscc=AGENCY_USCC, image_pdf=seal_image, seal_data=b"\x04\x00"
+        node,
+        key_label="seal-http",
+        agency_uscc=AGENCY_USCC,
+        image_pdf=seal_image,
+        seal_data=b"\x04\x00",
     )
     stamper = Stamper(credential, services=http_trust_services(f"{base_url}/pki/tsa"))
-    sealed = stamper.stamp(pdf_factory(), StampRequest(placements=VISIBLE, level=Level.B_LT))
+    sealed = stamper.stamp(
+        pdf_factory(), StampRequest(placements=VISIBLE, level=Level.B_LT)
+    )
 
     assert "POST /pki/tsa" in seen
     assert seen.count("POST /pki/ocsp") >= 2  # the seal certificate and its CA's
@@ -110,7 +125,10 @@ def test_b_lt_over_http_embeds_what_the_node_serves(http_node, seal_image, pdf_f
 
 def test_an_unreachable_tsa_is_a_trust_service_error(credential, pdf_factory):
     nowhere = f"http://127.0.0.1:{_free_port()}/pki/tsa"
-    stamper = Stamper(credential, services=TrustServices(timestamp=http_timestamp_client(nowhere, timeout=2)))
+    stamper = Stamper(
+        credential,
+        services=TrustServices(timestamp=http_timestamp_client(nowhere, timeout=2)),
+    )
     with pytest.raises(TrustServiceError, match="did not answer") as failure:
         stamper.stamp(pdf_factory(), StampRequest(placements=VISIBLE, level=Level.B_T))
     assert failure.value.category is ErrorCategory.UNAVAILABLE
@@ -134,22 +152,40 @@ class _NothingAnswers(_CrlsOnly):
         raise TrustServiceError(f"{url} is down")
 
 
-def test_crls_stand_in_for_a_down_ocsp_responder(node, credential, services, pdf_factory, trust_root):
-    stamper = Stamper(credential, services=TrustServices(timestamp=services.timestamp, revocation=_CrlsOnly(node)))
-    sealed = stamper.stamp(pdf_factory(), StampRequest(placements=VISIBLE, level=Level.B_LT))
+def test_crls_stand_in_for_a_down_ocsp_responder(
+    node, credential, services, pdf_factory, trust_root
+):
+    stamper = Stamper(
+        credential,
+        services=TrustServices(
+            timestamp=services.timestamp, revocation=_CrlsOnly(node)
+        ),
+    )
+    sealed = stamper.stamp(
+        pdf_factory(), StampRequest(placements=VISIBLE, level=Level.B_LT)
+    )
     reader = PdfFileReader(io.BytesIO(sealed))
     dss = reader.root["/DSS"]
     assert len(dss["/CRLs"]) >= 2 and "/OCSPs" not in dss
     offline = DocumentSecurityStore.read_dss(reader).as_validation_context(
-        {"trust_roots": [trust_root], "allow_fetching": False, "revocation_mode": "require"}
+        {
+            "trust_roots": [trust_root],
+            "allow_fetching": False,
+            "revocation_mode": "require",
+        }
     )
     (signature,) = reader.embedded_regular_signatures
     assert validate_pdf_signature(signature, offline).bottom_line
 
 
-def test_no_revocation_data_refuses_b_lt_and_signs_nothing(node, credential, services, pdf_factory):
+def test_no_revocation_data_refuses_b_lt_and_signs_nothing(
+    node, credential, services, pdf_factory
+):
     stamper = Stamper(
-        credential, services=TrustServices(timestamp=services.timestamp, revocation=_NothingAnswers(node))
+        credential,
+        services=TrustServices(
+            timestamp=services.timestamp, revocation=_NothingAnswers(node)
+        ),
     )
     granted = node.granted_signatures(credential.key.label)
     with pytest.raises(TrustServiceError, match="revocation data") as failure:
