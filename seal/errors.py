@@ -45,14 +45,14 @@ class TrustServiceError(SealError):
 # (seal/lifecycle.py).
 
 __all__ += [
+    "GrantNotFoundError",
+    "PrincipalNotFoundError",
+    "SealMakerError",
     "SealNotFoundError",
+    "SealNotUsableError",
     "SealRequestError",
     "SealStateError",
-    "SealMakerError",
-    "PrincipalNotFoundError",
-    "GrantNotFoundError",
     "StampForbiddenError",
-    "SealNotUsableError",
 ]
 
 
