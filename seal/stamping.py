@@ -39,6 +39,7 @@ import math
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -569,6 +570,7 @@ class Stamper:
         else:
             bx0, by0, bx1, by1 = self._image_bbox
             self._image_size = (bx1 - bx0, by1 - by0)
+        self._image_lock = threading.Lock()
         self._reserved: dict[bool, int] = {}
 
     # -- public --------------------------------------------------------------------
@@ -827,7 +829,9 @@ class Stamper:
         return drawings
 
     def _import_image(self, writer: IncrementalPdfFileWriter) -> _SealImage:
-        xobject = writer.import_page_as_xobject(self._image_reader, page_ix=0)
+        # The seal image's reader reads its one stream: threads take turns.
+        with self._image_lock:
+            xobject = writer.import_page_as_xobject(self._image_reader, page_ix=0)
         ink = writer.add_object(
             generic.DictionaryObject(
                 {

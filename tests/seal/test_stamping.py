@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -596,6 +597,17 @@ def test_batch_refuses_to_write_over_its_inputs(stamper, tmp_path):
     (tmp_path / "a.pdf").write_bytes(b"%PDF-1.4")
     with pytest.raises(StampError, match="must not be the input directory"):
         stamper.stamp_batch(tmp_path, tmp_path, StampRequest(level=B_B))
+
+
+def test_one_stamper_serves_several_threads(stamper, pdf_factory, trust_root):
+    document = pdf_factory(2)
+    request = StampRequest(
+        placements=(At(1, 100, 100),), seam=SeamSeal(), level=Level.B_T
+    )
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        sealed = list(pool.map(lambda _: stamper.stamp(document, request), range(8)))
+    for output in sealed:
+        _assert_one_covering_signature(output, trust_root)
 
 
 # -- refusals ----------------------------------------------------------------------------
