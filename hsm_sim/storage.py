@@ -6,16 +6,25 @@ above can declare models on it and Alembic sees one schema.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import DateTime, Enum, MetaData
 from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Base", "UTCDateTime", "enum_by_value", "utcnow"]
+__all__ = [
+    "Base",
+    "UTCDateTime",
+    "enum_by_value",
+    "utcnow",
+    "WRITE_TRANSACTION",
+    "write_transaction",
+]
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -71,3 +80,18 @@ def enum_by_value(enum_type: type[enum.Enum], length: int = 32) -> Enum:
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {dt.datetime: UTCDateTime()}
+
+
+# Execution option asking the engine to start the transaction as a writer. On SQLite
+# (WAL) a transaction that reads and then writes fails at once with "database is
+# locked" if another process committed in between; one that begins IMMEDIATE takes
+# the write lock first and waits its turn instead. portal/db.py acts on this option.
+WRITE_TRANSACTION = {"yinxin_write_transaction": True}
+
+
+@contextlib.contextmanager
+def write_transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session in a transaction that will write: commit on success, roll back on error."""
+    with sessions.begin() as session:
+        session.connection(execution_options=WRITE_TRANSACTION)
+        yield session

@@ -15,6 +15,7 @@ from cryptography.x509 import ObjectIdentifier
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from hsm_sim.api import KeyAlgorithm, KeyUsage
+from pki.errors import UnknownProfileError
 from pki.oids import ProjectOID, StandardOID
 
 __all__ = [
@@ -244,7 +245,5 @@ def get_profile(name: str) -> CertificateProfile:
     try:
         return PROFILES[name]
     except KeyError:
-        from pki.errors import UnknownProfileError
-
         known = ", ".join(sorted(PROFILES))
         raise UnknownProfileError(f"unknown certificate profile {name!r}; use one of: {known}") from None
