@@ -210,3 +210,12 @@ __all__ += ["MissingAgencyError"]
 
 class MissingAgencyError(PkiError, ValueError):
     category = ErrorCategory.BAD_REQUEST
+
+
+__all__ += ["InvalidReasonError"]
+
+
+class InvalidReasonError(PkiError, ValueError):
+    """A revocation reason that RFC 5280 does not define."""
+
+    category = ErrorCategory.BAD_REQUEST

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import gc
+import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -25,6 +26,7 @@ from sqlalchemy import and_, bindparam, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from hsm_sim.api import KeyUsage, signing_context
+from hsm_sim.errors import HsmError
 from hsm_sim.storage import write_transaction
 from pki.ca import CertificateAuthority, Issuer, serial_from_text, serial_to_text
 from pki.ca_models import (
@@ -37,7 +39,9 @@ from pki.ca_models import (
 )
 from pki.certificates import signature_hash_for
 from pki.errors import (
+    InvalidReasonError,
     MalformedOcspRequestError,
+    PkiError,
     RevocationError,
     UnknownCaError,
     UnknownSerialError,
@@ -53,6 +57,8 @@ from pki.ocsp import (
     parse_ocsp_request,
     unauthorized_response,
 )
+
+_log = logging.getLogger(__name__)
 
 __all__ = [
     "REASON_FLAGS",
@@ -92,7 +98,7 @@ def parse_reason(text: str) -> RevocationReason:
         if reason.value.lower() == wanted:
             return reason
     known = ", ".join(r.value for r in RevocationReason)
-    raise ValueError(f"unknown revocation reason {text!r}; use one of: {known}")
+    raise InvalidReasonError(f"unknown revocation reason {text!r}; use one of: {known}")
 
 
 @contextlib.contextmanager
@@ -119,6 +125,10 @@ class RevocationOutcome:
     revoked_at: dt.datetime | None
     changed: bool
     message: str
+    # False when the change is committed but the new OCSP response or delta CRL could
+    # not be signed yet; requests are then answered live, and `yinxin ca refresh`
+    # (or the server's schedule) publishes again.
+    published: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,8 +215,7 @@ class RevocationService:
                 message=f"certificate {row.serial} revoked ({reason.value})",
             )
             issuer_id = row.issuer_id
-        self._publish_change(issuer_id, outcome.serial)
-        return outcome
+        return self._publish_change(issuer_id, outcome)
 
     def release_hold(self, serial: str, *, issuer_name: str | None = None) -> RevocationOutcome:
         """Lift a certificateHold; every other revocation is final."""
@@ -234,8 +243,7 @@ class RevocationService:
             outcome = RevocationOutcome(
                 row.serial, issuer, None, None, True, f"certificate {row.serial} released from hold"
             )
-        self._publish_change(issuer_id, outcome.serial)
-        return outcome
+        return self._publish_change(issuer_id, outcome)
 
     def _find(self, session: Session, serial: str, issuer_name: str | None) -> CertificateRow:
         serial_text = serial_to_text(serial_from_text(serial))
@@ -280,10 +288,21 @@ class RevocationService:
             .returning(CaRow.revocation_sequence)
         ).scalar_one()
 
-    def _publish_change(self, issuer_id: int, serial: str) -> None:
-        issuer = self._issuer_by_id(issuer_id)
-        self.presign_ocsp(issuer, [serial])
-        self.publish_crl(issuer.name, delta=True)
+    def _publish_change(self, issuer_id: int, outcome: RevocationOutcome) -> RevocationOutcome:
+        """Re-sign the OCSP response and the delta CRL; the change itself is committed."""
+        try:
+            issuer = self._issuer_by_id(issuer_id)
+            self.presign_ocsp(issuer, [outcome.serial])
+            self.publish_crl(issuer.name, delta=True)
+        except (PkiError, HsmError) as exc:
+            _log.warning("published nothing after %s: %s", outcome.message, exc)
+            return dataclasses.replace(
+                outcome,
+                published=False,
+                message=f"{outcome.message}; publishing the new status failed ({exc}) — "
+                "OCSP answers it live; run `yinxin ca refresh` to publish the CRL",
+            )
+        return outcome
 
     # -- CRLs ------------------------------------------------------------------
 
