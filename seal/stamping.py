@@ -406,33 +406,88 @@ def _unused_name(taken: Iterable[object], stem: str) -> str:
     return candidate
 
 
-def _page_refs(writer: IncrementalPdfFileWriter) -> list[generic.IndirectObject]:
-    """Every page of the document in order, found in one walk of the page tree.
+_MALFORMED_TREE = "the document's page tree is malformed"
+
+
+class _PageTree:
+    """The document's pages: one by index, reading only the nodes on the way to it
+    (by the /Count of each subtree), or all of them in one walk.
 
     (pyHanko walks the tree from the root for each page it is asked for, which makes
-    touching every page of a long document quadratic.)
+    touching every page of a long document quadratic; reading every page dictionary
+    when one is needed costs milliseconds per 50 pages.)
     """
-    pages: list[generic.IndirectObject] = []
-    seen: set[int] = set()
-    pending: list[object] = [writer.root.raw_get("/Pages")]
-    while pending:
-        ref = pending.pop()
+
+    def __init__(self, writer: IncrementalPdfFileWriter) -> None:
+        self._root_ref = writer.root.raw_get("/Pages")
+        self.count = self._count(self._node(self._root_ref))
+
+    @staticmethod
+    def _node(ref: object) -> generic.DictionaryObject:
         if not isinstance(ref, generic.IndirectObject):
-            raise StampError("the document's page tree is malformed")
-        if ref.idnum in seen:
-            raise StampError("the document's page tree has a loop")
-        seen.add(ref.idnum)
+            raise StampError(_MALFORMED_TREE)
         node = ref.get_object()
         if not isinstance(node, generic.DictionaryObject):
-            raise StampError("the document's page tree is malformed")
-        if node.get("/Type") == "/Pages" or "/Kids" in node:
-            kids = node["/Kids"]
-            if not isinstance(kids, generic.ArrayObject):
-                raise StampError("the document's page tree is malformed")
-            pending.extend(kids.raw_get(i) for i in reversed(range(len(kids))))
-        else:
-            pages.append(ref)
-    return pages
+            raise StampError(_MALFORMED_TREE)
+        return node
+
+    @staticmethod
+    def _kids(node: generic.DictionaryObject) -> list[object] | None:
+        """The kids of an intermediate node, None for a page."""
+        if node.get("/Type") != "/Pages" and "/Kids" not in node:
+            return None
+        kids = node.get("/Kids")
+        if not isinstance(kids, generic.ArrayObject):
+            raise StampError(_MALFORMED_TREE)
+        return [kids.raw_get(i) for i in range(len(kids))]
+
+    def _count(self, node: generic.DictionaryObject) -> int:
+        if self._kids(node) is None:
+            return 1
+        count = node.get("/Count")
+        if not isinstance(count, int) or count < 0:
+            raise StampError(_MALFORMED_TREE)
+        return count
+
+    def page(self, index: int) -> generic.IndirectObject:
+        ref, seen = self._root_ref, set()
+        while True:
+            node = self._node(ref)
+            if ref.idnum in seen:
+                raise StampError("the document's page tree has a loop")
+            seen.add(ref.idnum)
+            kids = self._kids(node)
+            if kids is None:
+                if index != 0:
+                    raise StampError(_MALFORMED_TREE)
+                return ref
+            for kid in kids:
+                size = self._count(self._node(kid))
+                if index < size:
+                    ref = kid
+                    break
+                index -= size
+            else:
+                raise StampError(_MALFORMED_TREE)
+
+    def all(self) -> list[generic.IndirectObject]:
+        pages: list[generic.IndirectObject] = []
+        seen: set[int] = set()
+        pending: list[object] = [self._root_ref]
+        while pending:
+            ref = pending.pop()
+            node = self._node(ref)
+            if ref.idnum in seen:
+                raise StampError("the document's page tree has a loop")
+            seen.add(ref.idnum)
+            kids = self._kids(node)
+            if kids is None:
+                pages.append(ref)
+            else:
+                pending.extend(reversed(kids))
+        if len(pages) != self.count:
+            raise StampError(_MALFORMED_TREE)
+        return pages
 
 
 def _draw_on_page(
@@ -726,15 +781,23 @@ class Stamper:
         if request.certify and already_sealed:
             raise StampError("only the first seal on a document can certify it")
 
-        pages = _page_refs(writer)
-        page_count = len(pages)
+        tree = _PageTree(writer)
+        page_count = tree.count
         if page_count < 1:
             raise StampError("the document has no pages")
+        pages: dict[int, generic.IndirectObject] = (
+            dict(enumerate(tree.all())) if request.seam is not None else {}
+        )
         frames: dict[int, _PageFrame] = {}
+
+        def page_ref(index: int) -> generic.IndirectObject:
+            if index not in pages:
+                pages[index] = tree.page(index)
+            return pages[index]
 
         def frame_of(index: int) -> _PageFrame:
             if index not in frames:
-                frames[index] = _page_frame(pages[index].get_object(), index + 1)
+                frames[index] = _page_frame(page_ref(index).get_object(), index + 1)
             return frames[index]
 
         drawings = self._placements(data, request.placements, page_count, frame_of)
@@ -754,7 +817,7 @@ class Stamper:
         if on_pages:
             wrap = writer.add_object(generic.StreamObject(stream_data=b"q\n"))
             for page_index, page_drawings in sorted(on_pages.items()):
-                _draw_on_page(writer, pages[page_index], page_drawings, image, wrap)
+                _draw_on_page(writer, page_ref(page_index), page_drawings, image, wrap)
 
         taken = {name for name, _, _ in existing}
         field_name = _unused_field_name(taken, _safe_field_stem(self.credential.name))

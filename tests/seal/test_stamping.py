@@ -629,10 +629,10 @@ def _encrypted(pdf: bytes, tmp_path: Path) -> bytes:
 
 
 def _page_tree_loop(pdf: bytes, tmp_path: Path) -> bytes:
-    """A well-formed file whose page tree lists itself among its kids."""
+    """A well-formed file whose page tree lists itself as its first kid."""
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
     pages_ref = writer.root.raw_get("/Pages")
-    pages_ref.get_object()["/Kids"].append(pages_ref)
+    pages_ref.get_object()["/Kids"].insert(0, pages_ref)
     writer.mark_update(pages_ref)
     out = io.BytesIO()
     writer.write(out)
@@ -660,6 +660,14 @@ def test_hostile_or_broken_input_is_a_stamp_error(
         )
     assert refused.value.category is ErrorCategory.BAD_REQUEST
     assert "\n" not in str(refused.value)
+
+
+def test_a_page_tree_loop_is_refused_when_every_page_is_visited(
+    stamper, pdf_factory, tmp_path
+):
+    looped = _page_tree_loop(pdf_factory(2), tmp_path)
+    with pytest.raises(StampError, match="page tree has a loop"):
+        stamper.stamp(looped, StampRequest(seam=SeamSeal(), level=B_B))
 
 
 def test_documents_over_the_size_limit_are_refused_unread(credential, pdf_factory):
