@@ -66,7 +66,7 @@ from hsm_sim.api import signing_context
 from hsm_sim.errors import HsmError
 from hsm_sim.keys import KeyHandle
 from seal.errors import DocumentLockedError, SealError, StampError, TrustServiceError
-from seal.keyword import find_text
+from seal.keyword import TextMatch, find_text
 from seal.signer import HsmSigner, to_asn1_certificate
 from seal.trust_services import CallableTimeStamper, TrustServices, revocation_fetchers
 
@@ -176,9 +176,11 @@ class StampRequest:
 class SealCredential:
     """Everything the stamper needs about one seal.
 
-    `image_pdf` is a one-page vector PDF of the seal, its page the seal's real size
-    unless `size_mm` (width, height) says otherwise. `seal_data` is the GB/T 38540
-    SESeal DER carried as a signed attribute. `name` names the signature fields.
+    `chain` is the certificate's issuers up to the region root (the root is the trust
+    anchor for B-LT revocation data). `image_pdf` is a one-page vector PDF of the
+    seal, its page the seal's real size unless `size_mm` (width, height) says
+    otherwise. `seal_data` is the GB/T 38540 SESeal DER carried as a signed
+    attribute. `name` (the seal code, say) names the signature fields.
     """
 
     key: KeyHandle
@@ -1002,7 +1004,7 @@ class Stamper:
         return output.getvalue()
 
 
-def _select(matches: list, placement: OnKeyword) -> list:
+def _select(matches: list[TextMatch], placement: OnKeyword) -> list[TextMatch]:
     if not matches:
         raise StampError(f"the text {placement.text!r} was not found in the document")
     occurrence = placement.occurrence
