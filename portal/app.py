@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from portal import health
+from portal import health, pki_http
 from portal.config import Settings, resolve_settings
 from portal.context import install_services
 from portal.errors import register_error_handlers
@@ -32,6 +32,7 @@ def create_app(
     install_services(app, Services(settings))
     register_error_handlers(app)
     app.register_blueprint(health.blueprint)
+    app.register_blueprint(pki_http.blueprint)
     return app
 
 

@@ -10,174 +10,52 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import getpass
 import hashlib
-import json
 import os
 import sys
 import tempfile
 import traceback
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-from rich.console import Console
-from rich.table import Table
 
 from hsm_sim.api import KeyAlgorithm, KeyUsage, signing_context
 from hsm_sim.errors import PinMissingError
+from portal.cli_ca import ca, ceremony_file_setting
+from portal.cli_support import (
+    CliState,
+    cli_actor,
+    console,
+    emit_json,
+    instance_options,
+    json_option,
+    load_settings,
+    open_services,
+    require_instance,
+    table,
+    warn,
+)
 from portal.config import (
+    DEFAULT_PUBLIC_BASE_URL,
+    DEFAULT_REFRESH_INTERVAL,
     ENV_HSM_PIN,
+    MAX_REFRESH_INTERVAL,
     ConfigError,
-    SettingOverrides,
-    Settings,
-    resolve_settings,
 )
 from portal.errors import (
     EXIT_CHECK_FAILED,
     EXIT_UNEXPECTED,
-    InstanceNotFoundError,
     category_of,
     exit_code_for,
     one_line,
 )
-from portal.services import Services
 
 __all__ = ["cli", "main"]
 
-F = TypeVar("F", bound=Callable[..., Any])
 ERROR_LOG_NAME = "yinxin-errors.log"
 ENV_SO_PIN = "YINXIN_HSM_SO_PIN"
-
-
-@dataclasses.dataclass
-class CliState:
-    """What the error handler needs to know about the command that ran."""
-
-    home: Path | None = None
-    command_path: str = "yinxin"
-
-
-# -- output --------------------------------------------------------------------------
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
-
-
-def emit_json(document: dict[str, Any]) -> None:
-    """One JSON object on stdout."""
-    click.echo(json.dumps(document, ensure_ascii=False, default=_json_default))
-
-
-def console() -> Console:
-    return Console(soft_wrap=True, highlight=False)
-
-
-def warn(message: str) -> None:
-    click.echo(f"yinxin: warning: {message}", err=True)
-
-
-def table(
-    title: str, columns: Sequence[str], rows: Sequence[Sequence[object]]
-) -> Table:
-    result = Table(title=title, title_justify="left")
-    for column in columns:
-        result.add_column(column)
-    for row in rows:
-        result.add_row(*(str(cell) for cell in row))
-    return result
-
-
-# -- options shared by every command -------------------------------------------------
-
-
-def instance_options(command: F) -> F:
-    """--home, --database-url and --hsm: flags win over environment and config file."""
-    options = [
-        click.option(
-            "--home",
-            type=click.Path(file_okay=False, path_type=Path),
-            help="Instance directory [env YINXIN_HOME; default ./instance].",
-        ),
-        click.option(
-            "--database-url",
-            metavar="URL",
-            help="Database [env YINXIN_DATABASE_URL; default SQLite in the instance].",
-        ),
-        click.option(
-            "--hsm",
-            metavar="SPEC",
-            help="Key store: soft:<dir> or pkcs11:module=<path>;token=<label> "
-            "[env YINXIN_HSM; default soft:<home>/hsm].",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-def json_option(command: F) -> F:
-    return click.option(
-        "--json", "as_json", is_flag=True, help="Print one JSON object."
-    )(command)
-
-
-def load_settings(
-    home: Path | None,
-    database_url: str | None,
-    hsm: str | None,
-    *,
-    region: str | None = None,
-    read_pin: bool = True,
-) -> Settings:
-    """The settings for this command, remembering the home for the error log."""
-    overrides = SettingOverrides(
-        home=home, database_url=database_url, hsm=hsm, region=region
-    )
-    settings = resolve_settings(overrides, read_pin=read_pin)
-    context = click.get_current_context()
-    state = context.find_object(CliState)
-    if state is not None:
-        state.home = settings.home
-        state.command_path = context.command_path
-    return settings
-
-
-def require_instance(settings: Settings) -> None:
-    if not settings.config_file.is_file():
-        raise InstanceNotFoundError(
-            f"no Yinxin instance at {settings.home} (no {settings.config_file.name}); "
-            "create one with: yinxin init --home " + str(settings.home)
-        )
-
-
-@contextmanager
-def open_services(settings: Settings) -> Iterator[Services]:
-    """The instance's services for one command, closed when it ends."""
-    require_instance(settings)
-    services = Services(settings)
-    try:
-        services.check_database()
-        yield services
-    finally:
-        services.close()
-
-
-def cli_actor() -> str:
-    """Who the audit log names for signatures made by this command."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = f"uid-{os.getuid()}"
-    return f"cli:{user}"
-
 
 # -- error handling: every failure ends as one line on stderr ------------------------
 
@@ -297,9 +175,22 @@ def cli() -> None:
     help="GB/T 2260 region code [env YINXIN_REGION; default 110000].",
 )
 @click.option(
+    "--public-url",
+    metavar="URL",
+    help="The node's public http:// base URL, written into every certificate "
+    f"[env YINXIN_PUBLIC_URL; default {DEFAULT_PUBLIC_BASE_URL}].",
+)
+@click.option(
+    "--ceremony-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Run the CA key ceremony from this file [env YINXIN_CEREMONY_CONFIG; "
+    "with --demo the demo ceremony; else none: run `yinxin ca ceremony` later].",
+)
+@click.option(
     "--demo",
     is_flag=True,
-    help="Also register a demo agency, API client and staff user.",
+    help="Also register a demo agency, API client and staff user, and run the demo "
+    "ceremony unless another is given.",
 )
 @json_option
 def init(
@@ -307,14 +198,20 @@ def init(
     database_url: str | None,
     hsm: str | None,
     region: str | None,
+    public_url: str | None,
+    ceremony_config: Path | None,
     demo: bool,
     as_json: bool,
 ) -> None:
-    """Create an instance: config, database, HSM token and PINs, audit key."""
+    """Create an instance: config, database, HSM token and PINs, audit key, CA."""
     from portal.instance import init_instance
 
-    settings = load_settings(home, database_url, hsm, region=region)
-    result = init_instance(settings, demo=demo)
+    settings = load_settings(
+        home, database_url, hsm, region=region, public_base_url=public_url
+    )
+    result = init_instance(
+        settings, demo=demo, ceremony_file=ceremony_file_setting(ceremony_config)
+    )
     for note in result.notes:
         warn(note)
     if as_json:
@@ -327,7 +224,14 @@ def init(
         ("database", result.database),
         ("HSM", result.hsm),
         ("audit key", f"{result.audit_key_label} (ec-p256), first checkpoint signed"),
+        ("public URL", result.public_base_url),
     ]
+    if result.ceremony is not None:
+        rows += [
+            ("CA", f"{ca_made.name}: {ca_made.subject} ({ca_made.role})")
+            for ca_made in result.ceremony.cas
+        ]
+        rows.append(("ceremony", f"copy kept in {result.ceremony_file}"))
     if result.user_pin_file is not None:
         rows.append(("user PIN", f"in {result.user_pin_file} (owner only)"))
     if result.so_pin_file is not None:
@@ -362,6 +266,20 @@ def init(
     type=click.IntRange(1, 64),
     help="Worker processes.",
 )
+@click.option(
+    "--threads",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Threads per worker (each serves one connection at a time).",
+)
+@click.option(
+    "--refresh-interval",
+    type=click.IntRange(0, MAX_REFRESH_INTERVAL),
+    metavar="SECONDS",
+    help="How often one worker re-signs stale CRLs and OCSP responses, 0 for never "
+    f"[env YINXIN_REFRESH_INTERVAL; default {DEFAULT_REFRESH_INTERVAL}].",
+)
 def serve(
     home: Path | None,
     database_url: str | None,
@@ -369,15 +287,17 @@ def serve(
     host: str,
     port: int,
     workers: int,
+    threads: int,
+    refresh_interval: int | None,
 ) -> None:
     """Serve the web app with gunicorn until stopped (Ctrl-C)."""
     from portal.server import serve as run_server
 
-    settings = load_settings(home, database_url, hsm)
+    settings = load_settings(home, database_url, hsm, refresh_interval=refresh_interval)
     # Fail here, with one clear line, rather than in every worker as it boots.
     with open_services(settings) as services:
         services.keystore()
-    run_server(settings, host=host, port=port, workers=workers)
+    run_server(settings, host=host, port=port, workers=workers, threads=threads)
 
 
 @cli.group()
@@ -760,6 +680,9 @@ def audit_checkpoint(
             f"checkpoint signed by {checkpoint.key_label} over "
             f"{checkpoint.entry_count} entries (head {checkpoint.head_hash[:16]}...)"
         )
+
+
+cli.add_command(ca)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,8 @@ The instance directory (`YINXIN_HOME`, default `./instance`) holds the config fi
 `yinxin.toml`, the SQLite database, the software-HSM token and the secrets directory.
 The config file names settings, never secrets: the HSM user PIN comes from
 `YINXIN_HSM_PIN` or from the PIN file the config points at (written by `yinxin init`).
+Next to it, `ceremony.toml` is the copy of the ceremony file the node's CA hierarchy
+was built from (profile lifetimes, revocation intervals, the node's organization).
 """
 
 from __future__ import annotations
@@ -13,16 +15,21 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from hsm_sim.errors import ErrorCategory
+from pki.certificates import NodeEndpoints
 from pki.regions import validate_region_code
 
 __all__ = [
+    "CEREMONY_FILE_NAME",
     "CONFIG_FILE_NAME",
     "DEFAULT_HOME",
+    "DEFAULT_PUBLIC_BASE_URL",
+    "DEFAULT_REFRESH_INTERVAL",
     "DEFAULT_REGION",
     "ConfigError",
     "SettingOverrides",
@@ -35,9 +42,16 @@ __all__ = [
 ]
 
 CONFIG_FILE_NAME = "yinxin.toml"
+CEREMONY_FILE_NAME = "ceremony.toml"
 DEFAULT_HOME = Path("instance")
 # Beijing's administrative division code (GB/T 2260): a real region for the demo.
 DEFAULT_REGION = "110000"
+# Where relying parties reach this node; it goes into every certificate's AIA and CRL
+# distribution point, so a real node sets its public http:// name before the ceremony.
+DEFAULT_PUBLIC_BASE_URL = "http://127.0.0.1:8000"
+# Seconds between the server's re-signing of stale CRLs and OCSP responses (0: never).
+DEFAULT_REFRESH_INTERVAL = 300
+MAX_REFRESH_INTERVAL = 24 * 3600
 SECRETS_DIR_NAME = "secrets"
 USER_PIN_FILE_NAME = "hsm-user.pin"
 SO_PIN_FILE_NAME = "hsm-so.pin"
@@ -48,9 +62,21 @@ ENV_DATABASE_URL = "YINXIN_DATABASE_URL"
 ENV_HSM = "YINXIN_HSM"
 ENV_HSM_PIN = "YINXIN_HSM_PIN"
 ENV_REGION = "YINXIN_REGION"
+ENV_PUBLIC_URL = "YINXIN_PUBLIC_URL"
+ENV_REFRESH_INTERVAL = "YINXIN_REFRESH_INTERVAL"
+# The ceremony file `yinxin init` and `yinxin ca ceremony` run, when no flag names one.
+ENV_CEREMONY_CONFIG = "YINXIN_CEREMONY_CONFIG"
 
-# Keys the config file may hold, each a string.
-CONFIG_KEYS = ("region", "database_url", "hsm", "hsm_pin_file")
+# Keys the config file may hold, and the TOML type of each.
+CONFIG_KEY_TYPES: dict[str, type] = {
+    "region": str,
+    "database_url": str,
+    "hsm": str,
+    "hsm_pin_file": str,
+    "public_base_url": str,
+    "refresh_interval": int,
+}
+CONFIG_KEYS = tuple(CONFIG_KEY_TYPES)
 
 
 class ConfigError(ValueError):
@@ -67,6 +93,8 @@ class SettingOverrides:
     database_url: str | None = None
     hsm: str | None = None
     region: str | None = None
+    public_base_url: str | None = None
+    refresh_interval: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,10 +107,21 @@ class Settings:
     region: str
     hsm_pin_file: Path | None = None
     hsm_pin: str | None = dataclasses.field(default=None, repr=False, compare=False)
+    public_base_url: str = DEFAULT_PUBLIC_BASE_URL
+    refresh_interval: int = DEFAULT_REFRESH_INTERVAL
 
     @property
     def config_file(self) -> Path:
         return self.home / CONFIG_FILE_NAME
+
+    @property
+    def ceremony_file(self) -> Path:
+        """The copy of the ceremony file the CA hierarchy was built from."""
+        return self.home / CEREMONY_FILE_NAME
+
+    @property
+    def endpoints(self) -> NodeEndpoints:
+        return NodeEndpoints(self.public_base_url)
 
     @property
     def secrets_dir(self) -> Path:
@@ -91,6 +130,11 @@ class Settings:
     @property
     def log_dir(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        """Lock files of the running server."""
+        return self.home / "run"
 
     @property
     def audit_key_label(self) -> str:
@@ -120,7 +164,7 @@ def describe_database_url(url: str) -> str:
         return "<unparseable database URL>"
 
 
-def read_config_file(path: Path) -> dict[str, str]:
+def read_config_file(path: Path) -> dict[str, str | int]:
     """The settings in `path` ({} if it does not exist); unknown or mistyped keys rejected."""
     try:
         with path.open("rb") as stream:
@@ -140,7 +184,10 @@ def read_config_file(path: Path) -> dict[str, str]:
             f"known keys: {', '.join(CONFIG_KEYS)}"
         )
     for key, value in document.items():
-        if not isinstance(value, str) or not value.strip():
+        if CONFIG_KEY_TYPES[key] is int:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"config file {path}: {key} must be an integer")
+        elif not isinstance(value, str) or not value.strip():
             raise ConfigError(f"config file {path}: {key} must be a non-empty string")
     return dict(document)
 
@@ -181,6 +228,28 @@ def _check_hsm_spec(spec: str, origin: str) -> str:
     return spec
 
 
+def _check_public_base_url(url: str, origin: str) -> str:
+    try:
+        return NodeEndpoints(url.strip()).base_url
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: {exc}") from None
+
+
+def _check_refresh_interval(value: str | int, origin: str) -> int:
+    try:
+        seconds = int(value)
+    except ValueError:
+        raise ConfigError(
+            f"{origin}: the refresh interval is a whole number of seconds, got {value!r}"
+        ) from None
+    if not 0 <= seconds <= MAX_REFRESH_INTERVAL:
+        raise ConfigError(
+            f"{origin}: the refresh interval must be 0 (off) to {MAX_REFRESH_INTERVAL} "
+            f"seconds, got {seconds}"
+        )
+    return seconds
+
+
 def _read_pin_file(path: Path) -> str:
     try:
         pin = path.read_text(encoding="utf-8").strip()
@@ -211,8 +280,8 @@ def resolve_settings(
     from_file = read_config_file(config_path)
 
     def pick(
-        flag: str | None, env_name: str, key: str, default: str
-    ) -> tuple[str, str]:
+        flag: str | int | None, env_name: str, key: str, default: str | int
+    ) -> tuple[Any, str]:
         if flag is not None:
             return flag, f"--{key.replace('_', '-')}"
         from_env = _environment_value(env, env_name)
@@ -240,9 +309,26 @@ def resolve_settings(
         home,
     )
 
+    public_base_url = _check_public_base_url(
+        *pick(
+            overrides.public_base_url,
+            ENV_PUBLIC_URL,
+            "public_base_url",
+            DEFAULT_PUBLIC_BASE_URL,
+        )
+    )
+    refresh_interval = _check_refresh_interval(
+        *pick(
+            overrides.refresh_interval,
+            ENV_REFRESH_INTERVAL,
+            "refresh_interval",
+            DEFAULT_REFRESH_INTERVAL,
+        )
+    )
+
     pin_file_setting = from_file.get("hsm_pin_file")
     if pin_file_setting is not None:
-        pin_file = Path(pin_file_setting).expanduser()
+        pin_file = Path(str(pin_file_setting)).expanduser()
         pin_file = pin_file if pin_file.is_absolute() else home / pin_file
     else:
         pin_file = home / SECRETS_DIR_NAME / USER_PIN_FILE_NAME
@@ -260,4 +346,6 @@ def resolve_settings(
         region=region,
         hsm_pin_file=pin_file,
         hsm_pin=pin,
+        public_base_url=public_base_url,
+        refresh_interval=refresh_interval,
     )

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session
 
 from portal.services import Services
 
-__all__ = ["current_services", "db_session", "install_services"]
+__all__ = ["current_services", "current_services_of", "db_session", "install_services"]
 
 _EXTENSION_KEY = "yinxin"
 
@@ -20,7 +20,12 @@ def install_services(app: Flask, services: Services) -> None:
 
 def current_services() -> Services:
     """The services of the app handling the current request."""
-    services: Services = current_app.extensions[_EXTENSION_KEY]
+    return current_services_of(current_app)
+
+
+def current_services_of(app: Flask) -> Services:
+    """The services installed in `app`."""
+    services: Services = app.extensions[_EXTENSION_KEY]
     return services
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "InstanceError",
     "InstanceExistsError",
     "InstanceNotFoundError",
+    "NoHierarchyError",
     "category_of",
     "exit_code_for",
     "http_status_for",
@@ -78,6 +79,12 @@ class InstanceExistsError(InstanceError):
 
 
 class InstanceNotFoundError(InstanceError):
+    category = ErrorCategory.NOT_FOUND
+
+
+class NoHierarchyError(InstanceError):
+    """The instance has no CA hierarchy (no ceremony has run on it)."""
+
     category = ErrorCategory.NOT_FOUND
 
 

@@ -1,10 +1,12 @@
 """`yinxin init`: make a complete instance, or leave nothing behind.
 
 An instance is its config file, its database (schema made by the migrations), its HSM
-token with the user and SO PINs, and the region's audit key with a first signed audit
-checkpoint. The config file is written last: an instance directory with a config file
-is a finished instance. If any step fails, everything this run made is removed again,
-so the same command can simply be run again.
+token with the user and SO PINs, the region's audit key with a first signed audit
+checkpoint, and — when a ceremony file is given (`--demo` gives the demo one) — the
+region's CA hierarchy made by the key ceremony, with a copy of the ceremony file kept
+as `ceremony.toml`. The config file is written last: an instance directory with a
+config file is a finished instance. If any step fails, everything this run made is
+removed again, so the same command can simply be run again.
 """
 
 from __future__ import annotations
@@ -24,15 +26,24 @@ from alembic import command
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import Session, sessionmaker
 
 from hsm_sim.api import KeyAlgorithm, KeyStore, KeyUsage, signing_context
 from hsm_sim.audit import SqlAuditLog
 from hsm_sim.errors import ErrorCategory, PinMissingError
 from hsm_sim.soft_token import init_soft_token
 from hsm_sim.spec import SoftTokenSpec, open_keystore, parse_keystore_spec
+from pki.ceremony import CeremonyResult, run_ceremony
+from pki.ceremony_config import (
+    DEMO_CEREMONY_PATH,
+    CeremonyConfig,
+    parse_ceremony_config,
+)
+from pki.errors import CeremonyConfigError
 from pki.registry import add_api_client, add_staff_user, register_agency
 from pki.uscc import compute_uscc_check_character
 from portal.config import (
+    DEFAULT_REFRESH_INTERVAL,
     SO_PIN_FILE_NAME,
     USER_PIN_FILE_NAME,
     Settings,
@@ -48,12 +59,16 @@ from portal.db import (
     upgrade_database,
 )
 from portal.errors import InstanceError, InstanceExistsError, one_line
+from portal.services import build_certificate_authority
 
 __all__ = [
+    "CeremonySource",
     "DemoRecords",
     "InitResult",
     "InstanceInitError",
+    "create_hierarchy",
     "init_instance",
+    "read_ceremony_file",
     "write_secret_file",
 ]
 
@@ -90,12 +105,95 @@ class InitResult:
     database: str  # password masked
     hsm: str
     region: str
+    public_base_url: str
     audit_key_label: str
     audit_entries: int
     user_pin_file: Path | None
     so_pin_file: Path | None
     demo: DemoRecords | None
+    ceremony: CeremonyResult | None = None
+    ceremony_file: Path | None = None  # the instance's copy
     notes: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class CeremonySource:
+    """A ceremony file as read: its text (kept verbatim in the instance) and its meaning."""
+
+    path: Path
+    text: str
+    config: CeremonyConfig
+
+
+def read_ceremony_file(path: Path) -> CeremonySource:
+    """Read and check a ceremony file; CeremonyConfigError says what is wrong with it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CeremonyConfigError(
+            f"cannot read the ceremony file {path}: {exc.strerror}"
+        ) from None
+    except UnicodeDecodeError:
+        raise CeremonyConfigError(
+            f"the ceremony file {path} is not UTF-8 text"
+        ) from None
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CeremonyConfigError(
+            f"the ceremony file {path} is not valid TOML: {exc}"
+        ) from None
+    return CeremonySource(path=path, text=text, config=parse_ceremony_config(document))
+
+
+def create_hierarchy(
+    settings: Settings,
+    source: CeremonySource,
+    *,
+    keystore: KeyStore,
+    sessions: sessionmaker[Session],
+    actor: str,
+) -> CeremonyResult:
+    """Run the key ceremony, then keep the ceremony file in the instance.
+
+    The ceremony refuses (CeremonyError) when the node already has a hierarchy, before
+    anything is made or copied; if it fails midway it removes what it made.
+    """
+    result = _run_ceremony(
+        settings, source, keystore=keystore, sessions=sessions, actor=actor
+    )
+    try:
+        _keep_ceremony_copy(settings, source)
+    except OSError as exc:
+        raise InstanceInitError(
+            f"the CA hierarchy was made, but its ceremony file could not be copied to "
+            f"{settings.ceremony_file} ({_describe_os_error(exc)}); copy "
+            f"{source.path} there by hand",
+            ErrorCategory.UNAVAILABLE,
+        ) from exc
+    return result
+
+
+def _run_ceremony(
+    settings: Settings,
+    source: CeremonySource,
+    *,
+    keystore: KeyStore,
+    sessions: sessionmaker[Session],
+    actor: str,
+) -> CeremonyResult:
+    ca = build_certificate_authority(
+        keystore=keystore, sessions=sessions, settings=settings, config=source.config
+    )
+    with signing_context(actor=actor):
+        return run_ceremony(source.config, ca=ca)
+
+
+def _keep_ceremony_copy(settings: Settings, source: CeremonySource) -> None:
+    """Keep the ceremony file, verbatim, as the instance's `ceremony.toml`."""
+    partial = settings.ceremony_file.with_name(settings.ceremony_file.name + ".partial")
+    partial.write_text(source.text, encoding="utf-8")
+    os.replace(partial, settings.ceremony_file)
 
 
 def write_secret_file(path: Path, secret: str, *, replace: bool = False) -> None:
@@ -166,6 +264,11 @@ def _check_nothing_there(settings: Settings) -> None:
             f"an instance already exists at {settings.home} ({settings.config_file.name} "
             "is there); init leaves it as it is"
         )
+    if settings.ceremony_file.exists():
+        raise InstanceExistsError(
+            f"{settings.ceremony_file} already exists; init will not replace the record "
+            "of another instance's ceremony"
+        )
     database_file = _sqlite_file(settings.database_url)
     if database_file is not None and database_file.exists():
         raise InstanceExistsError(
@@ -189,10 +292,15 @@ def _config_text(settings: Settings) -> tuple[str, list[str]]:
     notes = []
     lines = [
         "# Yinxin instance configuration, written by `yinxin init`.",
-        "# Keys: region, database_url, hsm, hsm_pin_file. Flags and YINXIN_* environment",
-        "# variables override them. Secrets never go here: PINs live in secrets/.",
+        "# Keys: region, database_url, hsm, hsm_pin_file, public_base_url,",
+        "# refresh_interval. Flags and YINXIN_* environment variables override them.",
+        "# Secrets never go here: PINs live in secrets/.",
         f"region = {json.dumps(settings.region, ensure_ascii=False)}",
+        "# Every certificate's AIA and CRL distribution point name this URL.",
+        f"public_base_url = {json.dumps(settings.public_base_url)}",
     ]
+    if settings.refresh_interval != DEFAULT_REFRESH_INTERVAL:
+        lines.append(f"refresh_interval = {settings.refresh_interval}")
     if settings.database_url != default_database_url(settings.home):
         url = make_url(settings.database_url)
         if url.password:
@@ -305,8 +413,17 @@ def _describe_os_error(error: OSError) -> str:
     return f"{reason}: {error.filename}" if error.filename else reason
 
 
-def init_instance(settings: Settings, *, demo: bool = False) -> InitResult:
-    """Create the instance `settings` describe; InstanceExistsError if there is one."""
+def init_instance(
+    settings: Settings, *, demo: bool = False, ceremony_file: Path | None = None
+) -> InitResult:
+    """Create the instance `settings` describe; InstanceExistsError if there is one.
+
+    The CA ceremony runs from `ceremony_file` (with `demo`, the demo ceremony by
+    default); without one the instance has no CA until `yinxin ca ceremony`.
+    """
+    if ceremony_file is None and demo:
+        ceremony_file = DEMO_CEREMONY_PATH
+    ceremony_source = read_ceremony_file(ceremony_file) if ceremony_file else None
     _check_nothing_there(settings)
     spec = parse_keystore_spec(settings.hsm)
     if not isinstance(spec, SoftTokenSpec) and not settings.hsm_pin:
@@ -387,10 +504,34 @@ def init_instance(settings: Settings, *, demo: bool = False) -> InitResult:
                 undo.push(
                     f"the key {audit_label!r}", _destroy_key(keystore, audit_label)
                 )
-        with _step("signing the first audit checkpoint", undo):
-            with signing_context(actor=INIT_ACTOR, operation="audit-checkpoint"):
-                audit_log.write_checkpoint(keystore, audit_label)
-            audit_entries = audit_log.entry_count()
+        with (
+            _step("signing the first audit checkpoint", undo),
+            signing_context(actor=INIT_ACTOR, operation="audit-checkpoint"),
+        ):
+            audit_log.write_checkpoint(keystore, audit_label)
+
+        ceremony = None
+        if ceremony_source is not None:
+            with _step("running the CA ceremony", undo):
+                for made in (
+                    settings.ceremony_file,
+                    settings.ceremony_file.with_name(
+                        settings.ceremony_file.name + ".partial"
+                    ),
+                ):
+                    undo.push(str(made), _remove_path(made))
+                ceremony = _run_ceremony(
+                    settings,
+                    ceremony_source,
+                    keystore=keystore,
+                    sessions=session_factory(engine),
+                    actor=INIT_ACTOR,
+                )
+                if not isinstance(spec, SoftTokenSpec):
+                    for label in ceremony.key_labels:
+                        undo.push(f"the key {label!r}", _destroy_key(keystore, label))
+                _keep_ceremony_copy(settings, ceremony_source)
+        audit_entries = audit_log.entry_count()
 
         demo_records = None
         if demo:
@@ -399,6 +540,11 @@ def init_instance(settings: Settings, *, demo: bool = False) -> InitResult:
 
         with _step("writing the config file", undo):
             config_text, notes = _config_text(settings)
+            if ceremony is None:
+                notes.append(
+                    "this instance has no CA hierarchy yet; make it with: yinxin ca "
+                    f"ceremony --config FILE (the demo's is {DEMO_CEREMONY_PATH})"
+                )
             partial = settings.config_file.with_name(
                 settings.config_file.name + ".partial"
             )
@@ -419,11 +565,14 @@ def init_instance(settings: Settings, *, demo: bool = False) -> InitResult:
         database=settings.describe_database(),
         hsm=settings.hsm,
         region=settings.region,
+        public_base_url=settings.public_base_url,
         audit_key_label=audit_label,
         audit_entries=audit_entries,
         user_pin_file=user_pin_file,
         so_pin_file=so_pin_file,
         demo=demo_records,
+        ceremony=ceremony,
+        ceremony_file=settings.ceremony_file if ceremony is not None else None,
         notes=tuple(notes),
     )
 

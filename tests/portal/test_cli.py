@@ -154,17 +154,23 @@ def test_client_for_an_unknown_agency_is_not_found(instance_home: Path) -> None:
 # -- the key store --------------------------------------------------------------------
 
 
-def test_hsm_keys_lists_the_audit_key(instance_home: Path) -> None:
+def test_hsm_keys_lists_the_audit_key_and_the_ceremony_keys(
+    instance_home: Path,
+) -> None:
     result = invoke(instance_home, "hsm", "keys", "--json")
 
     assert result.exit_code == 0, result.output
-    (key,) = json.loads(result.stdout)["keys"]
-    assert key["label"] == "audit-110000"
-    assert key["algorithm"] == "ec-p256" and key["usages"] == ["audit"]
-    assert len(key["public_key_sha256"]) == 64
+    keys = {key["label"]: key for key in json.loads(result.stdout)["keys"]}
+    audit_key = keys["audit-110000"]
+    assert audit_key["algorithm"] == "ec-p256" and audit_key["usages"] == ["audit"]
+    assert len(audit_key["public_key_sha256"]) == 64
+    assert keys["ca-root"]["algorithm"] == "ec-p384"
+    assert keys["ca-root"]["usages"] == ["cert-sign", "crl-sign"]
+    assert keys["tsa-1"]["usages"] == ["tsa"]
 
 
 def test_hsm_generate_makes_a_key_with_its_usages(instance_home: Path) -> None:
+    before = [k["label"] for k in listed_keys(instance_home)]
     result = invoke(
         instance_home,
         "hsm",
@@ -182,8 +188,8 @@ def test_hsm_generate_makes_a_key_with_its_usages(instance_home: Path) -> None:
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["usages"] == ["seal", "token"]
-    listed = json.loads(invoke(instance_home, "hsm", "keys", "--json").stdout)["keys"]
-    assert [k["label"] for k in listed] == ["audit-110000", "seal-tax-2026"]
+    after = [k["label"] for k in listed_keys(instance_home)]
+    assert sorted(after) == sorted([*before, "seal-tax-2026"])
 
     again = invoke(
         instance_home,
@@ -198,6 +204,13 @@ def test_hsm_generate_makes_a_key_with_its_usages(instance_home: Path) -> None:
     )
     assert again.exit_code == exit_code(ErrorCategory.CONFLICT)
     one_error_line(again.stderr)
+
+
+def listed_keys(home: Path) -> list[dict[str, object]]:
+    keys: list[dict[str, object]] = json.loads(
+        invoke(home, "hsm", "keys", "--json").stdout
+    )["keys"]
+    return keys
 
 
 def lock_token(home: Path) -> None:
@@ -282,19 +295,23 @@ def test_audit_checkpoint_then_verify(instance_home: Path) -> None:
     checkpoint = invoke(instance_home, "audit", "checkpoint", "--json")
     assert checkpoint.exit_code == 0, checkpoint.output
     signed = json.loads(checkpoint.stdout)
-    assert signed["key_label"] == "audit-110000" and signed["entry_count"] == 1
+    assert signed["key_label"] == "audit-110000"
+    entries = signed["entry_count"] + 1  # the signature of this checkpoint
 
     verified = invoke(instance_home, "audit", "verify", "--json")
     assert verified.exit_code == 0, verified.output
     assert json.loads(verified.stdout) == {
         "ok": True,
-        "entry_count": 2,
+        "entry_count": entries,
         "checkpoints_verified": 2,
         "first_bad_seq": None,
         "reason": "",
     }
     human = invoke(instance_home, "audit", "verify")
-    assert human.stdout == "audit log OK: 2 entries, 2 signed checkpoints verified\n"
+    assert (
+        human.stdout
+        == f"audit log OK: {entries} entries, 2 signed checkpoints verified\n"
+    )
 
 
 def test_audit_verify_finds_an_edited_entry_and_exits_1(instance_home: Path) -> None:

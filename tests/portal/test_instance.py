@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, inspect, text
 
 from hsm_sim.errors import ErrorCategory
+from pki.ceremony_config import DEMO_CEREMONY_PATH
 from pki.uscc import validate_uscc
 from portal.cli import cli
 from portal.errors import EXIT_CODE_BY_CATEGORY
@@ -43,8 +44,20 @@ def test_init_makes_config_database_token_pins_and_audit_key(
     assert report["home"] == str(home)
     assert report["region"] == "110000"
     assert report["audit_key_label"] == "audit-110000"
-    assert report["audit_entries"] == 1  # the signature of the first checkpoint
-    assert tomllib.loads((home / "yinxin.toml").read_text()) == {"region": "110000"}
+    assert tomllib.loads((home / "yinxin.toml").read_text()) == {
+        "region": "110000",
+        "public_base_url": "http://127.0.0.1:8000",
+    }
+    assert (home / "ceremony.toml").read_text() == DEMO_CEREMONY_PATH.read_text()
+    assert report["ceremony_file"] == str(home / "ceremony.toml")
+    assert [ca["name"] for ca in report["ceremony"]["cas"]] == [
+        "root",
+        "seal-ca",
+        "document-ca",
+        "infrastructure-ca",
+    ]
+    # The first checkpoint, then the ceremony's certificates, CRLs and OCSP responses.
+    assert report["audit_entries"] > len(report["ceremony"]["key_labels"])
     assert (home / "yinxin.sqlite3").is_file() and mode(
         home / "yinxin.sqlite3"
     ) == 0o600
@@ -173,12 +186,19 @@ def test_init_on_postgresql_then_the_instance_works(
     assert result.exit_code == 0, result.output
     assert not (home / "yinxin.sqlite3").exists()
     config = tomllib.loads((home / "yinxin.toml").read_text())
-    assert config == {"region": "110000", "database_url": postgres_url}
+    assert config == {
+        "region": "110000",
+        "database_url": postgres_url,
+        "public_base_url": "http://127.0.0.1:8000",
+    }
     engine = create_engine(postgres_url)
     try:
         assert {"agency", "api_client", "staff_user", "audit_entry"} <= set(
             inspect(engine).get_table_names()
         )
+        with engine.connect() as connection:
+            cas = connection.execute(text("SELECT count(*) FROM certificate_authority"))
+            assert cas.scalar_one() == 4
     finally:
         engine.dispose()
 
@@ -227,19 +247,61 @@ def test_init_with_a_pkcs11_token_and_cleanup_after_a_late_failure(
 ) -> None:
     """Runs the real console script: SoftHSM reads its configuration once per process."""
     first = run_yinxin(
-        "init", "--home", str(tmp_path / "first"), "--json", **softhsm_token_env
+        "init",
+        "--home",
+        str(tmp_path / "first"),
+        "--demo",
+        "--json",
+        **softhsm_token_env,
     )
 
     assert first.returncode == 0, first.stderr
     report = json.loads(first.stdout)
     assert report["user_pin_file"] is None and report["so_pin_file"] is None
-    assert not (tmp_path / "first" / "secrets").exists()
+    secrets = tmp_path / "first" / "secrets"
+    assert {p.name for p in secrets.iterdir()} == {
+        "demo-api-client.secret",
+        "demo-staff.password",
+    }
     assert softhsm_token_env["YINXIN_HSM_PIN"] not in first.stdout + first.stderr
-    keys = run_yinxin(
-        "hsm", "keys", "--home", str(tmp_path / "first"), "--json", **softhsm_token_env
+
+    def token_keys() -> list[str]:
+        keys = run_yinxin(
+            "hsm",
+            "keys",
+            "--home",
+            str(tmp_path / "first"),
+            "--json",
+            **softhsm_token_env,
+        )
+        assert keys.returncode == 0, keys.stderr
+        return sorted(k["label"] for k in json.loads(keys.stdout)["keys"])
+
+    made = token_keys()
+    assert made == sorted(["audit-110000", *report["ceremony"]["key_labels"]])
+
+    # Another region, same token: its audit key is new, but the ceremony's first key
+    # label is taken. The ceremony fails after the migrations; init removes its audit
+    # key and the schema, and leaves the first instance's keys alone.
+    other_region = run_yinxin(
+        "init",
+        "--home",
+        str(tmp_path / "other-region"),
+        "--region",
+        "440300",
+        "--database-url",
+        postgres_url,
+        "--demo",
+        **softhsm_token_env,
     )
-    assert keys.returncode == 0, keys.stderr
-    assert [k["label"] for k in json.loads(keys.stdout)["keys"]] == ["audit-110000"]
+
+    assert other_region.returncode == EXIT_CODE_BY_CATEGORY[ErrorCategory.CONFLICT]
+    assert other_region.stderr.startswith(
+        "yinxin: error: init failed while running the CA ceremony:"
+    ), other_region.stderr
+    assert other_region.stderr.endswith("nothing was left behind\n")
+    assert not (tmp_path / "other-region").exists()
+    assert token_keys() == made
 
     # Same token, so the audit key exists: init fails after migrating PostgreSQL.
     second = run_yinxin(
