@@ -62,7 +62,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import Select, exists, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from hsm_sim.api import KeyAlgorithm, KeyUsage, signing_context
 from hsm_sim.errors import KeyNotFoundError
@@ -1119,6 +1119,7 @@ class SealRegistry:
                 select(SealRow, CertificateRow.der, CertificateRow.issuer_id)
                 .join(CertificateRow, CertificateRow.id == SealRow.certificate_id)
                 .where(SealRow.public_id == authorization.seal.id)
+                .options(undefer(SealRow.image_pdf), undefer(SealRow.seal_data))
             ).one()
         row, certificate_der, issuer_id = result
         issuer = next(i for i in self.ca.issuers() if i.id == issuer_id)
@@ -1128,7 +1129,7 @@ class SealRegistry:
             chain=tuple(self.ca.chain(issuer)),
             image_pdf=row.image_pdf,
             seal_data=row.seal_data,
-            name=f"Seal-{row.es_id}",
+            name=row.es_id,
             size_mm=(row.width_mm, row.height_mm),
         )
 

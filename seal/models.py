@@ -84,11 +84,13 @@ class SealRow(Base):
         ForeignKey("certificate.id"), unique=True
     )
     # Stored, never re-rendered: the seal looks the same on every document it stamps.
-    image_pdf: Mapped[bytes] = mapped_column(LargeBinary)
-    image_png: Mapped[bytes] = mapped_column(LargeBinary)
+    # Deferred (tens of KB each), so listing seals does not read them.
+    image_pdf: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
+    image_png: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     width_mm: Mapped[float] = mapped_column(Float)
     height_mm: Mapped[float] = mapped_column(Float)
-    seal_data: Mapped[bytes] = mapped_column(LargeBinary)  # GB/T 38540 SESeal, DER
+    # GB/T 38540 SESeal, DER.
+    seal_data: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)
     created_at: Mapped[dt.datetime]
     suspended_at: Mapped[dt.datetime | None]
     suspension_note: Mapped[str | None] = mapped_column(String(NOTE_LENGTH))
