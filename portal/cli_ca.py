@@ -38,6 +38,7 @@ from portal.cli_support import (
     write_output,
 )
 from portal.config import ENV_CEREMONY_CONFIG
+from portal.services import publish_current_deltas
 
 __all__ = ["ca", "ceremony_file_setting"]
 
@@ -517,6 +518,8 @@ def ca_crl(
     check_output_path(out)
     with open_services(settings) as services, signing_context(actor=cli_actor()):
         info = services.revocation().publish_crl(name, delta=delta)
+        if not info.delta:
+            publish_current_deltas(services.revocation())
     der = force_der or out.suffix.lower() in DER_SUFFIXES
     data = (
         info.der if der else x509.load_der_x509_crl(info.der).public_bytes(Encoding.PEM)
@@ -555,10 +558,11 @@ def ca_refresh(
     """Re-sign CRLs past half their life and stale OCSP responses (for cron)."""
     settings = load_settings(home, database_url, hsm)
     with open_services(settings) as services, signing_context(actor=cli_actor()):
-        report = services.revocation().refresh()
+        report = services.refresh_revocation()
     if as_json:
         emit_json(report)
     else:
         click.echo(
-            f"Re-signed {report['crls']} CRL(s) and {report['ocsp']} OCSP response(s)."
+            f"Re-signed {report['crls']} CRL(s) and {report['ocsp']} OCSP response(s); "
+            f"published {report['deltas']} delta CRL(s)."
         )

@@ -59,7 +59,11 @@ from portal.db import (
     upgrade_database,
 )
 from portal.errors import InstanceError, InstanceExistsError, one_line
-from portal.services import build_certificate_authority
+from portal.services import (
+    build_certificate_authority,
+    build_revocation_service,
+    publish_current_deltas,
+)
 
 __all__ = [
     "CeremonySource",
@@ -186,7 +190,9 @@ def _run_ceremony(
         keystore=keystore, sessions=sessions, settings=settings, config=source.config
     )
     with signing_context(actor=actor):
-        return run_ceremony(source.config, ca=ca)
+        result = run_ceremony(source.config, ca=ca)
+        publish_current_deltas(build_revocation_service(ca, source.config))
+    return result
 
 
 def _keep_ceremony_copy(settings: Settings, source: CeremonySource) -> None:

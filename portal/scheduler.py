@@ -99,9 +99,8 @@ class RefreshScheduler:
             else:
                 logger.warning("refresh failed: %s", one_line(exc))
             return
-        if report.get("crls") or report.get("ocsp"):
+        if any(report.values()):
             logger.info(
-                "refresh: re-signed %d CRL(s) and %d OCSP response(s)",
-                report.get("crls", 0),
-                report.get("ocsp", 0),
+                "refresh: %s",
+                ", ".join(f"{count} {what}" for what, count in report.items()),
             )

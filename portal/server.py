@@ -56,7 +56,7 @@ class _YinxinServer(BaseApplication):  # type: ignore[misc]
         if self._settings.refresh_interval:
             services = current_services_of(app)
             scheduler = RefreshScheduler(
-                lambda: services.revocation().refresh(),
+                services.refresh_revocation,
                 interval=self._settings.refresh_interval,
                 run_dir=self._settings.run_dir,
             )

@@ -44,6 +44,7 @@ __all__ = [
     "build_certificate_authority",
     "build_revocation_service",
     "profiles_for",
+    "publish_current_deltas",
 ]
 
 T = TypeVar("T")
@@ -159,6 +160,14 @@ class Services:
             ),
         )
 
+    def refresh_revocation(self) -> dict[str, int]:
+        """The scheduled work: re-sign stale CRLs and OCSP responses, then give every
+        new full CRL its delta (see publish_current_deltas)."""
+        revocation = self.revocation()
+        report = dict(revocation.refresh())
+        report["deltas"] = publish_current_deltas(revocation)
+        return report
+
     def timestamps(self) -> TimestampService:
         return self._part(
             "timestamps", lambda: TimestampService(ca=self.certificate_authority())
@@ -220,6 +229,27 @@ def build_revocation_service(
         crl_lifetime=dt.timedelta(hours=config.crl_next_update_hours),
         ocsp_lifetime=dt.timedelta(hours=config.ocsp_next_update_hours),
     )
+
+
+def publish_current_deltas(revocation: RevocationService) -> int:
+    """Publish a delta CRL for each CA whose latest full CRL is newer than its latest
+    delta; returns how many were published.
+
+    Every full CRL names the CA's delta CRL (freshestCRL), and a delta can be used only
+    with a full CRL whose number is lower than its own (RFC 5280 §5.2.4). Until a new
+    delta follows a new full CRL, strict relying parties (pyhanko-certvalidator) find no
+    usable delta and give up, so one is published right after every full CRL.
+    """
+    published = 0
+    for issuer in revocation.ca.issuers():
+        full = revocation.latest_crl(issuer.name)
+        if full is None:
+            continue
+        delta = revocation.latest_crl(issuer.name, delta=True)
+        if delta is None or delta.number < full.number:
+            revocation.publish_crl(issuer.name, delta=True)
+            published += 1
+    return published
 
 
 class KeyStoreOnFirstUse:

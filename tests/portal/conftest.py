@@ -10,9 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,17 +18,12 @@ import pytest
 
 from portal.config import SettingOverrides, Settings, resolve_settings
 from portal.instance import InitResult, init_instance
-
-YINXIN_VARIABLES = (
-    "YINXIN_HOME",
-    "YINXIN_DATABASE_URL",
-    "YINXIN_HSM",
-    "YINXIN_HSM_PIN",
-    "YINXIN_HSM_SO_PIN",
-    "YINXIN_REGION",
-    "YINXIN_DEBUG",
+from tests.portal.live_server import (
+    YINXIN_SCRIPT,
+    YINXIN_VARIABLES,
+    free_loopback_port,
+    subprocess_environment,
 )
-YINXIN_SCRIPT = Path(sys.executable).parent / "yinxin"
 
 
 @pytest.fixture(autouse=True)
@@ -66,13 +59,6 @@ def demo_uscc(demo_template: tuple[Path, InitResult]) -> str:
 @pytest.fixture
 def instance_settings(instance_home: Path) -> Settings:
     return resolve_settings(SettingOverrides(home=instance_home), environ={})
-
-
-def subprocess_environment(**variables: str) -> dict[str, str]:
-    """The test process's environment without YINXIN_*, plus `variables`."""
-    environment = {k: v for k, v in os.environ.items() if k not in YINXIN_VARIABLES}
-    environment.update(variables)
-    return environment
 
 
 YinxinRunner = Callable[..., subprocess.CompletedProcess[str]]
@@ -124,10 +110,7 @@ def start_yinxin() -> Iterator[Callable[..., subprocess.Popen[str]]]:
 @pytest.fixture
 def free_port() -> int:
     """A loopback TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    return free_loopback_port()
 
 
 @pytest.fixture

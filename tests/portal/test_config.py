@@ -67,6 +67,13 @@ def test_home_defaults_to_instance_in_the_working_directory(
             "soft:/srv/env-hsm",
             "pkcs11:module=/usr/lib/softhsm/libsofthsm2.so;token=yinxin",
         ),
+        (
+            "public_base_url",
+            "YINXIN_PUBLIC_URL",
+            "http://pki.file.example.gov.cn",
+            "http://pki.env.example.gov.cn",
+            "http://pki.flag.example.gov.cn:8080",
+        ),
     ],
 )
 def test_each_setting_takes_flag_over_environment_over_file_over_default(
@@ -89,6 +96,41 @@ def test_each_setting_takes_flag_over_environment_over_file_over_default(
     assert (
         getattr(resolve_settings(flagged, {env_name: env_value}), setting) == flag_value
     )
+
+
+def test_the_refresh_interval_takes_flag_over_environment_over_file(
+    tmp_path: Path,
+) -> None:
+    write_config(tmp_path, "refresh_interval = 60\n")
+    home = SettingOverrides(home=tmp_path)
+
+    assert (
+        resolve_settings(SettingOverrides(home=tmp_path / "x"), {}).refresh_interval
+        == 300
+    )
+    assert resolve_settings(home, {}).refresh_interval == 60
+    assert (
+        resolve_settings(home, {"YINXIN_REFRESH_INTERVAL": "0"}).refresh_interval == 0
+    )
+    flagged = SettingOverrides(home=tmp_path, refresh_interval=5)
+    assert (
+        resolve_settings(flagged, {"YINXIN_REFRESH_INTERVAL": "0"}).refresh_interval
+        == 5
+    )
+
+
+def test_the_public_url_loses_its_trailing_slash_and_names_the_endpoints(
+    tmp_path: Path,
+) -> None:
+    settings = resolve_settings(
+        SettingOverrides(home=tmp_path), {"YINXIN_PUBLIC_URL": "http://pki.example.cn/"}
+    )
+    assert settings.public_base_url == "http://pki.example.cn"
+    assert (
+        settings.endpoints.crl_url("seal-ca")
+        == "http://pki.example.cn/pki/crl/seal-ca.crl"
+    )
+    assert settings.ceremony_file == tmp_path / "ceremony.toml"
 
 
 def test_an_empty_environment_variable_counts_as_unset(tmp_path: Path) -> None:
@@ -121,6 +163,10 @@ def test_unknown_keys_in_the_config_file_are_rejected_by_name(tmp_path: Path) ->
         ('region = "990000"\n', "province-level"),
         ('hsm = "vault:secret"\n', "must be soft:<dir> or pkcs11:"),
         ('database_url = "not a url"\n', "not a database URL"),
+        ('public_base_url = "https://pki.example.cn"\n', "must be an http:// URL"),
+        ('public_base_url = "pki.example.cn"\n', "must be an http:// URL"),
+        ('refresh_interval = "often"\n', "refresh_interval must be an integer"),
+        ("refresh_interval = -1\n", r"must be 0 \(off\) to 86400 seconds"),
         ("region = \n", "not valid TOML"),
     ],
 )
@@ -135,6 +181,10 @@ def test_bad_config_values_say_what_is_wrong(
 def test_a_bad_environment_value_names_the_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="^YINXIN_REGION: .*6-digit"):
         resolve_settings(SettingOverrides(home=tmp_path), {"YINXIN_REGION": "beijing"})
+    with pytest.raises(ConfigError, match="^YINXIN_REFRESH_INTERVAL: .*whole number"):
+        resolve_settings(
+            SettingOverrides(home=tmp_path), {"YINXIN_REFRESH_INTERVAL": "5m"}
+        )
 
 
 def test_pin_comes_from_environment_before_the_pin_file(tmp_path: Path) -> None:

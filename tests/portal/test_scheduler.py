@@ -1,0 +1,120 @@
+"""The refresh schedule runs once per instance, whatever the number of workers."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hsm_sim.api import current_signing_context
+from portal.cli import cli
+from portal.scheduler import ACTOR, RefreshScheduler
+from tests.portal.live_server import start_server
+
+WAIT_S = 20.0
+
+
+class CountingRefresh:
+    """A refresh that counts its calls and records who it ran as."""
+
+    def __init__(self, fail_first: bool = False) -> None:
+        self.calls = 0
+        self.actors: list[str | None] = []
+        self.fail_first = fail_first
+        self.called = threading.Event()
+
+    def __call__(self) -> dict[str, int]:
+        self.calls += 1
+        self.actors.append(current_signing_context().actor)
+        self.called.set()
+        if self.fail_first and self.calls == 1:
+            raise RuntimeError("the first refresh fails")
+        return {"crls": 0, "ocsp": 1}
+
+
+def wait_for(condition: object, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_only_the_lock_holder_refreshes_and_another_takes_over(
+    tmp_path: Path,
+) -> None:
+    first, second = CountingRefresh(), CountingRefresh()
+    leader = RefreshScheduler(first, interval=0.05, run_dir=tmp_path / "run")
+    follower = RefreshScheduler(second, interval=0.05, run_dir=tmp_path / "run")
+    leader.start()
+    wait_for(lambda: leader.is_leader and first.calls >= 1, "the leader's refresh")
+    follower.start()
+    try:
+        wait_for(lambda: first.calls >= 4, "more refreshes by the leader")
+        assert second.calls == 0 and not follower.is_leader
+
+        leader.stop(timeout=10)
+        wait_for(lambda: second.calls >= 1, "the follower to take over")
+        assert follower.is_leader
+    finally:
+        leader.stop(timeout=10)
+        follower.stop(timeout=10)
+    assert set(first.actors) == set(second.actors) == {ACTOR}
+
+
+def test_a_failed_refresh_is_logged_and_retried(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    refresh = CountingRefresh(fail_first=True)
+    scheduler = RefreshScheduler(refresh, interval=0.05, run_dir=tmp_path / "run")
+    with caplog.at_level(logging.INFO, logger="portal.scheduler"):
+        scheduler.start()
+        try:
+            wait_for(lambda: refresh.calls >= 2, "a second refresh")
+        finally:
+            scheduler.stop(timeout=10)
+    messages = [record.getMessage() for record in caplog.records]
+    assert "refresh failed" in messages
+    assert "refresh: 0 crls, 1 ocsp" in messages
+
+
+def test_a_non_positive_interval_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="must be positive"):
+        RefreshScheduler(CountingRefresh(), interval=0, run_dir=tmp_path)
+
+
+def test_the_server_refreshes_once_with_several_workers(
+    instance_home: Path, demo_uscc: str, free_port: int, tmp_path: Path
+) -> None:
+    server = start_server(
+        instance_home,
+        free_port,
+        tmp_path / "server.log",
+        "--workers",
+        "3",
+        "--refresh-interval",
+        "1",
+    )
+    try:
+        assert server.wait_until_healthy()[0] == 200
+        wait_for(lambda: "refreshes CRLs and OCSP" in server.log(), "a worker to lead")
+
+        # A new certificate has no pre-signed OCSP response until the refresh.
+        issued = CliRunner().invoke(
+            cli,
+            [
+                "ca", "issue", "--profile", "seal", "--agency", demo_uscc,
+                "--generate", "--label", "seal-s", "--out", str(tmp_path / "s.pem"),
+                "--home", str(instance_home),
+            ],
+        )  # fmt: skip
+        assert issued.exit_code == 0, issued.output
+        wait_for(lambda: "refresh: 0 crls, 1 ocsp, 0 deltas" in server.log(), "it")
+    finally:
+        assert server.stop() == 0
+    log = server.log()
+    assert log.count("refreshes CRLs and OCSP") == 1, log
+    assert log.count("refresh: 0 crls, 1 ocsp, 0 deltas") == 1, log
