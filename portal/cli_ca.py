@@ -482,9 +482,7 @@ def ca_release(
     """Release a certificate from certificateHold (other revocations are final)."""
     settings = load_settings(home, database_url, hsm)
     with open_services(settings) as services, signing_context(actor=cli_actor()):
-        outcome = services.revocation().release_hold(
-            serial, issuer_name=issuer_name
-        )
+        outcome = services.revocation().release_hold(serial, issuer_name=issuer_name)
     if as_json:
         emit_json(_outcome_document(outcome))
     else:
