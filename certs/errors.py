@@ -21,6 +21,12 @@ __all__ = [
     "TokenFormatError",
     "QrCapacityError",
     "QrDecodeError",
+    "LicenceIdentifierError",
+    "LicenceTypeDefinitionError",
+    "UnknownLicenceTypeError",
+    "LicenceDataError",
+    "LicenceLayoutError",
+    "LicenceFontUnavailableError",
 ]
 
 
@@ -63,3 +69,62 @@ class QrDecodeError(LicenseError, ValueError):
     """No readable QR code in the image, or the image itself cannot be read."""
 
     category = ErrorCategory.BAD_REQUEST
+
+
+class LicenceIdentifierError(LicenseError, ValueError):
+    """Not a valid GB/T 36904 e-licence identifier; the message names the problem."""
+
+    category = ErrorCategory.BAD_REQUEST
+
+
+class LicenceTypeDefinitionError(LicenseError):
+    """A licence type's data file is invalid: a deployment fault, found at start."""
+
+    category = ErrorCategory.INTERNAL
+
+    def __init__(self, source: str, problems: list[str] | tuple[str, ...]) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        super().__init__(
+            f"licence type {source}: " + "; ".join(self.problems)
+            if len(self.problems) == 1
+            else f"licence type {source} has {len(self.problems)} problems: "
+            + "; ".join(self.problems)
+        )
+
+
+class UnknownLicenceTypeError(LicenseError, LookupError):
+    """No licence type has the code asked for."""
+
+    category = ErrorCategory.NOT_FOUND
+
+
+class LicenceDataError(LicenseError, ValueError):
+    """Licence data that does not fit its type; `problems` names every one of them.
+
+    Each problem names the field and what is wrong, never the value given: the data
+    holds names and identity numbers.
+    """
+
+    category = ErrorCategory.BAD_REQUEST
+
+    def __init__(self, type_code: str, problems: list[str] | tuple[str, ...]) -> None:
+        self.type_code = type_code
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        super().__init__(
+            f"the licence data has {count} problem{'s' if count > 1 else ''}: "
+            + "; ".join(self.problems)
+        )
+
+
+class LicenceLayoutError(LicenseError, ValueError):
+    """A licence PDF cannot be laid out from what was given (an unreadable QR image...)."""
+
+    category = ErrorCategory.BAD_REQUEST
+
+
+class LicenceFontUnavailableError(LicenseError):
+    """No CJK TrueType font to set licences in: the operator must install one."""
+
+    category = ErrorCategory.UNAVAILABLE
