@@ -75,7 +75,11 @@ from pyhanko.pdf_utils.decode_limits import (
 )
 from pyhanko.pdf_utils.misc import PdfDecodeLimitError, PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
-from pyhanko.sign.diff_analysis import DiffResult, ModificationLevel, SuspiciousModification
+from pyhanko.sign.diff_analysis import (
+    DiffResult,
+    ModificationLevel,
+    SuspiciousModification,
+)
 from pyhanko.sign.fields import MDPPerm, SigSeedSubFilter, enumerate_sig_fields
 from pyhanko.sign.validation import (
     DocumentSecurityStore,
@@ -97,7 +101,7 @@ from pyhanko_certvalidator.errors import (
     RevokedError,
     ValidationError,
 )
-from pyhanko_certvalidator.fetchers import Fetchers, FetcherBackend
+from pyhanko_certvalidator.fetchers import FetcherBackend, Fetchers
 from pyhanko_certvalidator.fetchers.api import FetchLimits
 
 from pki.oids import ProjectOID, StandardOID
@@ -107,19 +111,19 @@ from seal.trust_services import RevocationSource, revocation_fetchers
 
 __all__ = [
     "DEFAULT_MAX_INPUT_BYTES",
-    "VerifyLimits",
-    "SignatureKind",
-    "Coverage",
+    "ChainDetails",
     "Change",
+    "Coverage",
+    "Modifications",
+    "PdfVerification",
+    "RevocationDetails",
     "RevocationStatus",
+    "SealDetails",
+    "SignatureKind",
+    "SignatureReport",
     "SignerDetails",
     "TimestampDetails",
-    "ChainDetails",
-    "RevocationDetails",
-    "Modifications",
-    "SealDetails",
-    "SignatureReport",
-    "PdfVerification",
+    "VerifyLimits",
     "verify_pdf",
 ]
 
@@ -131,7 +135,12 @@ _MESSAGE_LIMIT = 160
 _SEAL_TYPE_NAMES = {1: "单位印章", 2: "个人印章"}
 _USCC_PREFIX = "NTRCN-"
 _MAKER_POLICY = ProjectOID.SEAL_MAKER_POLICY.dotted_string
-_DIGESTS = {"sm3": hashes.SM3, "sha256": hashes.SHA256, "sha-256": hashes.SHA256, "sha1": hashes.SHA1}
+_DIGESTS = {
+    "sm3": hashes.SM3,
+    "sha256": hashes.SHA256,
+    "sha-256": hashes.SHA256,
+    "sha1": hashes.SHA1,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,13 +156,23 @@ class VerifyLimits:
     fetch_timeout_seconds: float = 5.0  # one online revocation request
 
     def __post_init__(self) -> None:
-        for name in ("max_input_bytes", "max_signatures", "max_revisions", "max_stream_bytes", "max_decoded_bytes"):
+        for name in (
+            "max_input_bytes",
+            "max_signatures",
+            "max_revisions",
+            "max_stream_bytes",
+            "max_decoded_bytes",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer")
         for name in ("time_budget_seconds", "fetch_timeout_seconds"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+            if (
+                not isinstance(value, (int, float))
+                or isinstance(value, bool)
+                or not value > 0
+            ):
                 raise ValueError(f"{name} must be a positive number of seconds")
 
     def decode_limits(self) -> DecodeLimits:
@@ -161,7 +180,9 @@ class VerifyLimits:
         return DecodeLimits(
             per_stream=stream,
             per_purpose=dict(DEFAULT_PURPOSE_LIMITS),
-            document_budget=DocumentDecodeBudget(base_allowance=self.max_decoded_bytes, max_ratio=1),
+            document_budget=DocumentDecodeBudget(
+                base_allowance=self.max_decoded_bytes, max_ratio=1
+            ),
         )
 
 
@@ -175,7 +196,9 @@ class Coverage(enum.Enum):
     """How much of the file the signature's byte range covers."""
 
     ENTIRE_FILE = "entire-file"
-    ENTIRE_REVISION = "entire-revision"  # later revisions follow; judged by `Modifications`
+    ENTIRE_REVISION = (
+        "entire-revision"  # later revisions follow; judged by `Modifications`
+    )
     PARTIAL = "partial"  # a non-standard byte range: never valid
     UNKNOWN = "unknown"  # the signature could not be read far enough to tell
 
@@ -212,7 +235,9 @@ class SignerDetails:
 @dataclasses.dataclass(frozen=True)
 class TimestampDetails:
     time: dt.datetime | None
-    valid: bool  # token intact, its signature verifies, the TSA chains to a trusted root
+    valid: (
+        bool  # token intact, its signature verifies, the TSA chains to a trusted root
+    )
     tsa: str | None
     reason: str
 
@@ -282,7 +307,9 @@ class SignatureReport:
     modifications: Modifications | None
     chain: ChainDetails | None
     revocation: RevocationDetails | None
-    certification_permission: str | None  # for a certification: no-changes, fill-forms, annotate
+    certification_permission: (
+        str | None
+    )  # for a certification: no-changes, fill-forms, annotate
     valid: bool
     reason: str
 
@@ -294,7 +321,9 @@ class SignatureReport:
         """How the bottom line names this signature: the seal and agency where known."""
         if self.kind is SignatureKind.DOCUMENT_TIMESTAMP:
             return f"document timestamp {self.field_name!r}"
-        who = (self.seal.agency if self.seal else None) or (self.signer.agency if self.signer else None)
+        who = (self.seal.agency if self.seal else None) or (
+            self.signer.agency if self.signer else None
+        )
         noun = "seal" if self.is_seal else "signature"
         return f"{noun} {self.field_name!r}" + (f" ({who})" if who else "")
 
@@ -330,7 +359,9 @@ class PdfVerification:
 
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        result = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        result = {
+            f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+        }
         if isinstance(value, SignatureReport):
             result["is_seal"] = value.is_seal
         if isinstance(value, PdfVerification):
@@ -369,7 +400,9 @@ def verify_pdf(
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data must be bytes, not {type(data).__name__}")
     roots = _asn1_roots(trust_roots)
-    if now is not None and (not isinstance(now, dt.datetime) or now.utcoffset() is None):
+    if now is not None and (
+        not isinstance(now, dt.datetime) or now.utcoffset() is None
+    ):
         raise ValueError("now must be an aware datetime")
     if not isinstance(limits, VerifyLimits):
         raise TypeError("limits must be a VerifyLimits")
@@ -377,7 +410,12 @@ def verify_pdf(
     started = now or dt.datetime.now(dt.UTC)
     digest = hashlib.sha256(document).hexdigest()
 
-    def finish(valid: bool, reason: str, usable: bool, signatures: tuple[SignatureReport, ...] = ()) -> PdfVerification:
+    def finish(
+        valid: bool,
+        reason: str,
+        usable: bool,
+        signatures: tuple[SignatureReport, ...] = (),
+    ) -> PdfVerification:
         return PdfVerification(
             valid=valid,
             reason=reason,
@@ -389,7 +427,11 @@ def verify_pdf(
         )
 
     if len(document) > limits.max_input_bytes:
-        return finish(False, f"the file is larger than {limits.max_input_bytes // MiB} MiB; it was not read", False)
+        return finish(
+            False,
+            f"the file is larger than {limits.max_input_bytes // MiB} MiB; it was not read",
+            False,
+        )
     verifier = _Verifier(
         data=document,
         roots=roots,
@@ -421,9 +463,13 @@ def _asn1_roots(trust_roots: object) -> list[asn1_x509.Certificate]:
         elif isinstance(root, asn1_x509.Certificate):
             roots.append(root)
         else:
-            raise TypeError("each trust root must be a cryptography or asn1crypto certificate")
+            raise TypeError(
+                "each trust root must be a cryptography or asn1crypto certificate"
+            )
     if not roots:
-        raise ValueError("at least one trust root is needed (an empty list would trust nothing)")
+        raise ValueError(
+            "at least one trust root is needed (an empty list would trust nothing)"
+        )
     return roots
 
 
@@ -464,7 +510,7 @@ def _run_with_deadline(work: Any, seconds: float) -> Any:
                 outcome["result"] = work()
             except _DeadlineExceeded:
                 raise
-            except BaseException as exc:  # handed to the caller
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
                 outcome["error"] = exc
             with lock:
                 finished.set()
@@ -473,7 +519,9 @@ def _run_with_deadline(work: Any, seconds: float) -> Any:
             pass
 
     context = contextvars.copy_context()
-    thread = threading.Thread(target=context.run, args=(target,), name="yinxin-verify-pdf", daemon=True)
+    thread = threading.Thread(
+        target=context.run, args=(target,), name="yinxin-verify-pdf", daemon=True
+    )
     thread.start()
     finished.wait(seconds)
     with lock:
@@ -508,7 +556,10 @@ def _failure(exc: BaseException) -> str:
     """
     if isinstance(exc, PdfDecodeLimitError):
         return "a stream decodes to more data than allowed"
-    if isinstance(exc, (PdfError, SignatureValidationError, SuspiciousModification, ValidationError)):
+    if isinstance(
+        exc,
+        (PdfError, SignatureValidationError, SuspiciousModification, ValidationError),
+    ):
         return _first_line(exc)
     if isinstance(exc, RecursionError):
         return "objects are nested too deeply"
@@ -521,7 +572,9 @@ def _failure(exc: BaseException) -> str:
 
 def _subject(certificate: asn1_x509.Certificate) -> str:
     try:
-        return x509.load_der_x509_certificate(certificate.dump()).subject.rfc4514_string()
+        return x509.load_der_x509_certificate(
+            certificate.dump()
+        ).subject.rfc4514_string()
     except (ValueError, TypeError):
         return certificate.subject.human_friendly
 
@@ -588,11 +641,13 @@ def _seal_data_attribute(signer_info: cms.SignerInfo) -> bytes | None:
     value = found[0]["values"][0]
     octets = value.parse(core.OctetString) if isinstance(value, core.Any) else value
     if not isinstance(octets, core.OctetString):
-        raise ValueError("the seal-data attribute is not an OCTET STRING")
+        raise TypeError("the seal-data attribute is not an OCTET STRING")
     return octets.native
 
 
-def _cms_revocation_info(signer_info: cms.SignerInfo) -> tuple[list[crl.CertificateList], list[ocsp.OCSPResponse]]:
+def _cms_revocation_info(
+    signer_info: cms.SignerInfo,
+) -> tuple[list[crl.CertificateList], list[ocsp.OCSPResponse]]:
     """CRLs and OCSP responses in the Adobe revocation-info-archival signed attribute."""
     crls: list[crl.CertificateList] = []
     ocsps: list[ocsp.OCSPResponse] = []
@@ -622,7 +677,9 @@ def _unaccounted_tail(reader: PdfFileReader, data: bytes) -> int:
 def _count_signatures_leniently(data: bytes, limits: VerifyLimits) -> int:
     """How many filled signature fields a lenient reader finds (0 if it cannot read)."""
     try:
-        reader = PdfFileReader(io.BytesIO(data), strict=False, decode_limits=limits.decode_limits())
+        reader = PdfFileReader(
+            io.BytesIO(data), strict=False, decode_limits=limits.decode_limits()
+        )
         return sum(1 for _ in enumerate_sig_fields(reader, filled_status=True))
     except Exception:  # noqa: BLE001 - hostile input: any failure means "none found"
         return 0
@@ -691,13 +748,25 @@ class _Verifier:
     async def _verify(self) -> PdfVerification:
         finish = self.finish
         try:
-            reader = PdfFileReader(io.BytesIO(self.data), strict=True, decode_limits=self.limits.decode_limits())
+            reader = PdfFileReader(
+                io.BytesIO(self.data),
+                strict=True,
+                decode_limits=self.limits.decode_limits(),
+            )
             encrypted = reader.encrypted
-            fields = [] if encrypted else list(enumerate_sig_fields(reader, filled_status=True))
+            fields = (
+                []
+                if encrypted
+                else list(enumerate_sig_fields(reader, filled_status=True))
+            )
         except Exception as exc:  # noqa: BLE001 - any failure of the strict reader
             return self._unreadable(exc)
         if encrypted:
-            return finish(False, "the document is encrypted; only unencrypted documents can be verified", False)
+            return finish(
+                False,
+                "the document is encrypted; only unencrypted documents can be verified",
+                False,
+            )
         if not fields:
             return finish(False, "the document carries no seals or signatures", False)
         if reader.xrefs.hybrid_xrefs_present:
@@ -709,16 +778,26 @@ class _Verifier:
             )
         revisions = reader.xrefs.total_revisions
         if revisions > self.limits.max_revisions:
-            return finish(False, f"the file has {revisions} revisions, more than the {self.limits.max_revisions} examined", True)
+            return finish(
+                False,
+                f"the file has {revisions} revisions, more than the {self.limits.max_revisions} examined",
+                True,
+            )
         if len(fields) > self.limits.max_signatures:
             return finish(
-                False, f"the file has {len(fields)} signatures, more than the {self.limits.max_signatures} examined", True
+                False,
+                f"the file has {len(fields)} signatures, more than the {self.limits.max_signatures} examined",
+                True,
             )
         try:
             embedded = self._read_embedded(reader)
             tail = _unaccounted_tail(reader, self.data)
         except Exception as exc:  # noqa: BLE001 - a hostile DSS or xref section
-            return finish(False, f"the document's validation data cannot be read: {_failure(exc)}", True)
+            return finish(
+                False,
+                f"the document's validation data cannot be read: {_failure(exc)}",
+                True,
+            )
 
         signatures = await self._examine_all(reader, fields, embedded)
         if tail:
@@ -731,12 +810,25 @@ class _Verifier:
             )
         first_bad = next((s for s in signatures if not s.valid), None)
         if first_bad is not None:
-            return finish(False, f"{first_bad.describe()}: {first_bad.reason}", True, signatures)
+            return finish(
+                False, f"{first_bad.describe()}: {first_bad.reason}", True, signatures
+            )
         seals = [s for s in signatures if s.is_seal]
         if not seals:
-            return finish(False, "the document carries signatures but no official seal", True, signatures)
-        unchecked = sum(1 for s in seals if s.revocation and s.revocation.status is RevocationStatus.NOT_CHECKED)
-        reason = f"all {len(seals)} seals valid" if len(seals) != 1 else "the seal is valid"
+            return finish(
+                False,
+                "the document carries signatures but no official seal",
+                True,
+                signatures,
+            )
+        unchecked = sum(
+            1
+            for s in seals
+            if s.revocation and s.revocation.status is RevocationStatus.NOT_CHECKED
+        )
+        reason = (
+            f"all {len(seals)} seals valid" if len(seals) != 1 else "the seal is valid"
+        )
         if unchecked:
             reason += f" (revocation not checked for {unchecked}: no revocation data in the file, no online check)"
         return finish(True, reason, True, signatures)
@@ -761,9 +853,15 @@ class _Verifier:
         # Parsed once, here, so a malformed entry fails the document, not one signature.
         certs = tuple(dss.load_certs())
         ocsps = tuple(
-            ocsp.OCSPResponse.load(ref.get_object().read_data(DecodePurpose.OCSP_RESPONSE)) for ref in dss.ocsps
+            ocsp.OCSPResponse.load(
+                ref.get_object().read_data(DecodePurpose.OCSP_RESPONSE)
+            )
+            for ref in dss.ocsps
         )
-        crls = tuple(crl.CertificateList.load(ref.get_object().read_data(DecodePurpose.CRL)) for ref in dss.crls)
+        crls = tuple(
+            crl.CertificateList.load(ref.get_object().read_data(DecodePurpose.CRL))
+            for ref in dss.crls
+        )
         for value in (*certs, *ocsps, *crls):
             value.native  # noqa: B018 - asn1crypto parses lazily; force it now
         return _Embedded(certs=certs, crls=crls, ocsps=ocsps)
@@ -776,7 +874,9 @@ class _Verifier:
             if self.revocation is not None:
                 self._fetchers = revocation_fetchers(self.revocation)
             elif self.allow_fetching:
-                from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
+                from pyhanko_certvalidator.fetchers.aiohttp_fetchers import (
+                    AIOHttpFetcherBackend,
+                )
 
                 self._backend = AIOHttpFetcherBackend(
                     per_request_timeout=self.limits.fetch_timeout_seconds,
@@ -796,12 +896,21 @@ class _Verifier:
         extra_ocsps: Sequence[ocsp.OCSPResponse] = (),
     ) -> ValidationContext:
         fetchers = self._online() if online else None
+        at = moment or self.now
         return ValidationContext(
             trust_roots=self.roots,
             other_certs=list(embedded.certs),
             moment=moment,
-            crls=[*embedded.crls, *extra_crls],
-            ocsps=[*embedded.ocsps, *extra_ocsps],
+            crls=[
+                c
+                for c in (*embedded.crls, *extra_crls)
+                if _still_current(_crl_next_update(c), at)
+            ],
+            ocsps=[
+                o
+                for o in (*embedded.ocsps, *extra_ocsps)
+                if _still_current(_ocsp_next_update(o), at)
+            ],
             revocation_mode=mode,
             retroactive_revinfo=True,
             allow_fetching=fetchers is not None,
@@ -819,7 +928,9 @@ class _Verifier:
     async def _examine_all(
         self, reader: PdfFileReader, fields: list, embedded: _Embedded
     ) -> tuple[SignatureReport, ...]:
-        opened: list[tuple[str, EmbeddedPdfSignature | None, Exception | None, Any]] = []
+        opened: list[
+            tuple[str, EmbeddedPdfSignature | None, Exception | None, Any]
+        ] = []
         for name, sig_object, sig_field in fields:
             try:
                 signature = EmbeddedPdfSignature(reader, sig_field, name)
@@ -827,7 +938,9 @@ class _Verifier:
             except Exception as exc:  # noqa: BLE001 - a malformed signature dictionary or CMS
                 opened.append((name, None, exc, sig_object))
         signed_revisions = {
-            signature.signed_revision: signature for _, signature, _, _ in opened if signature is not None
+            signature.signed_revision: signature
+            for _, signature, _, _ in opened
+            if signature is not None
         }
 
         # Document timestamps, latest first: each valid one proves that every earlier
@@ -845,7 +958,9 @@ class _Verifier:
             if _object_type(signature) != "/DocTimeStamp":
                 continue
             proof_time = _proof_time(proofs, signature.signed_revision)
-            report = await self._document_timestamp(name, signature, reader, embedded, proof_time, signed_revisions)
+            report = await self._document_timestamp(
+                name, signature, reader, embedded, proof_time, signed_revisions
+            )
             reports[index] = report
             if report.valid and report.timestamp and report.timestamp.time:
                 proofs.append((signature.signed_revision, report.timestamp.time))
@@ -855,14 +970,19 @@ class _Verifier:
             name, signature, _, _ = opened[index]
             assert signature is not None
             proof_time = _proof_time(proofs, signature.signed_revision)
-            reports[index] = await self._signature(name, signature, reader, embedded, proof_time, signed_revisions)
+            reports[index] = await self._signature(
+                name, signature, reader, embedded, proof_time, signed_revisions
+            )
         for index, (name, signature, error, sig_object) in enumerate(opened):
             if signature is None:
                 assert error is not None
                 reports[index] = _unreadable_signature(name, sig_object, error)
         ordered = sorted(
             range(len(opened)),
-            key=lambda i: (opened[i][1].signed_revision if opened[i][1] is not None else -1, i),
+            key=lambda i: (
+                opened[i][1].signed_revision if opened[i][1] is not None else -1,
+                i,
+            ),
         )
         return tuple(reports[i] for i in ordered)
 
@@ -877,32 +997,50 @@ class _Verifier:
     ) -> SignatureReport:
         base = _ReportBuilder(name, SignatureKind.DOCUMENT_TIMESTAMP)
         try:
-            if signature.sig_object.get("/SubFilter") != SigSeedSubFilter.ETSI_RFC3161.value:
-                return base.fail("a document timestamp must have SubFilter ETSI.RFC3161")
+            if (
+                signature.sig_object.get("/SubFilter")
+                != SigSeedSubFilter.ETSI_RFC3161.value
+            ):
+                return base.fail(
+                    "a document timestamp must have SubFilter ETSI.RFC3161"
+                )
             status = await async_validate_pdf_timestamp(
-                signature, validation_context=self._context(self._moment(proof_time), embedded, online=True)
+                signature,
+                validation_context=self._context(
+                    self._moment(proof_time), embedded, online=True
+                ),
             )
         except Exception as exc:  # noqa: BLE001 - pyHanko on hostile input
-            return base.fail(f"the document timestamp cannot be validated: {_failure(exc)}")
+            return base.fail(
+                f"the document timestamp cannot be validated: {_failure(exc)}"
+            )
         base.signer = _signer_details(status.signing_cert)
         base.intact, base.crypto_valid = bool(status.intact), bool(status.valid)
         base.coverage = _coverage(status.coverage)
-        base.modifications = _modifications(reader, signature, status.diff_result, signed_revisions, None)
+        base.modifications = _modifications(
+            reader, signature, status.diff_result, signed_revisions, None
+        )
         base.timestamp = TimestampDetails(
             time=status.timestamp,
             valid=bool(status.intact and status.valid and status.trusted),
             tsa=_subject(status.signing_cert),
-            reason="the document timestamp verifies" if status.trusted else "the TSA is not trusted",
+            reason="the document timestamp verifies"
+            if status.trusted
+            else "the TSA is not trusted",
         )
         if not status.intact:
             return base.fail("the timestamped bytes were altered (digest mismatch)")
         if not status.valid:
             return base.fail("the document timestamp's signature does not verify")
-        problem = _coverage_problem(base.coverage) or _modification_problem(base.modifications)
+        problem = _coverage_problem(base.coverage) or _modification_problem(
+            base.modifications
+        )
         if problem:
             return base.fail(problem)
         if not status.trusted:
-            return base.fail("the document timestamp's authority does not chain to a trusted root")
+            return base.fail(
+                "the document timestamp's authority does not chain to a trusted root"
+            )
         return base.ok("the document timestamp is valid")
 
     async def _signature(
@@ -915,13 +1053,22 @@ class _Verifier:
         signed_revisions: dict[int, EmbeddedPdfSignature],
     ) -> SignatureReport:
         permission = _certification_permission(signature.sig_object)
-        kind = SignatureKind.APPROVAL if permission is None else SignatureKind.CERTIFICATION
+        kind = (
+            SignatureKind.APPROVAL
+            if permission is None
+            else SignatureKind.CERTIFICATION
+        )
         base = _ReportBuilder(name, kind)
-        base.certification_permission = _PERMISSION_NAMES.get(permission) if permission else None
+        base.certification_permission = (
+            _PERMISSION_NAMES.get(permission) if permission else None
+        )
         if _object_type(signature) != "/Sig":
             return base.fail("the signature dictionary has an unknown /Type")
         subfilter = signature.sig_object.get("/SubFilter")
-        if subfilter not in (SigSeedSubFilter.PADES.value, SigSeedSubFilter.ADOBE_PKCS7_DETACHED.value):
+        if subfilter not in (
+            SigSeedSubFilter.PADES.value,
+            SigSeedSubFilter.ADOBE_PKCS7_DETACHED.value,
+        ):
             return base.fail(f"unsupported signature format (SubFilter {subfilter})")
         try:
             seal_der = _seal_data_attribute(signature.signer_info)
@@ -936,7 +1083,9 @@ class _Verifier:
             status = await async_validate_pdf_signature(
                 signature,
                 signer_validation_context=self._context(self.explicit_now, embedded),
-                ts_validation_context=self._context(self._moment(proof_time), embedded, online=True),
+                ts_validation_context=self._context(
+                    self._moment(proof_time), embedded, online=True
+                ),
             )
         except Exception as exc:  # noqa: BLE001 - pyHanko and asn1crypto on hostile input
             return base.fail(f"the signature cannot be validated: {_failure(exc)}")
@@ -944,7 +1093,9 @@ class _Verifier:
         base.intact, base.crypto_valid = bool(status.intact), bool(status.valid)
         base.signing_time = status.signer_reported_dt
         base.coverage = _coverage(status.coverage)
-        base.modifications = _modifications(reader, signature, status.diff_result, signed_revisions, permission)
+        base.modifications = _modifications(
+            reader, signature, status.diff_result, signed_revisions, permission
+        )
         stamp = status.timestamp_validity
         if stamp is not None:
             stamp_ok = bool(stamp.intact and stamp.valid and stamp.trusted)
@@ -954,7 +1105,9 @@ class _Verifier:
                 tsa=_subject(stamp.signing_cert),
                 reason=_timestamp_reason(stamp),
             )
-        signing_moment = base.timestamp.time if base.timestamp and base.timestamp.valid else None
+        signing_moment = (
+            base.timestamp.time if base.timestamp and base.timestamp.valid else None
+        )
         validated_at = signing_moment or self.now
 
         outcome = await self._check_chain(
@@ -983,26 +1136,46 @@ class _Verifier:
 
         # The first problem, in the order a clerk should hear about it.
         if not status.intact:
-            return base.fail("the sealed bytes were altered after sealing (digest mismatch)")
+            return base.fail(
+                "the sealed bytes were altered after sealing (digest mismatch)"
+            )
         if not status.valid:
-            return base.fail("the signature value does not verify with the signer's certificate")
-        problem = _coverage_problem(base.coverage) or _modification_problem(base.modifications)
+            return base.fail(
+                "the signature value does not verify with the signer's certificate"
+            )
+        problem = _coverage_problem(base.coverage) or _modification_problem(
+            base.modifications
+        )
         if problem:
             return base.fail(problem)
         if stamp is not None and not base.timestamp.valid:  # type: ignore[union-attr]
-            return base.fail(f"the signature timestamp is not valid: {base.timestamp.reason}")  # type: ignore[union-attr]
+            return base.fail(
+                f"the signature timestamp is not valid: {base.timestamp.reason}"
+            )  # type: ignore[union-attr]
         if not outcome.chain.trusted:
             return base.fail(outcome.chain.reason)
         revocation_status = outcome.revocation.status
-        if revocation_status is RevocationStatus.REVOKED or revocation_status is RevocationStatus.UNKNOWN:
+        if (
+            revocation_status is RevocationStatus.REVOKED
+            or revocation_status is RevocationStatus.UNKNOWN
+        ):
             return base.fail(outcome.revocation.reason)
-        if revocation_status is RevocationStatus.NOT_CHECKED and self.require_revocation:
-            return base.fail("the revocation status of the certificate could not be checked")
+        if (
+            revocation_status is RevocationStatus.NOT_CHECKED
+            and self.require_revocation
+        ):
+            return base.fail(
+                "the revocation status of the certificate could not be checked"
+            )
         if seal_problem is not None:
             return base.fail(f"the seal data attribute is malformed: {seal_problem}")
         if seal is not None and not seal.valid:
             return base.fail(seal.reason)
-        return base.ok("the seal is valid" if seal is not None else "the signature is valid (it carries no seal data)")
+        return base.ok(
+            "the seal is valid"
+            if seal is not None
+            else "the signature is valid (it carries no seal data)"
+        )
 
     # -- certificates ---------------------------------------------------------------------
 
@@ -1019,7 +1192,9 @@ class _Verifier:
         extra_ocsps: Sequence[ocsp.OCSPResponse] = (),
     ) -> _ChainOutcome:
         """Trust and revocation status of `certificate` at `moment` (None: now)."""
-        have_embedded = bool(embedded.crls or embedded.ocsps or extra_crls or extra_ocsps)
+        have_embedded = bool(
+            embedded.crls or embedded.ocsps or extra_crls or extra_ocsps
+        )
         online = self._online() is not None
 
         # certvalidator counts an OCSP response for another certificate of the same
@@ -1027,14 +1202,27 @@ class _Verifier:
         # certificates.
         authorities = [c for c in (*intermediates, *embedded.certs) if c.ca]
         serials = {certificate.serial_number, *(c.serial_number for c in authorities)}
-        own = _Embedded(certs=embedded.certs, crls=embedded.crls, ocsps=_about(embedded.ocsps, serials))
+        own = _Embedded(
+            certs=embedded.certs,
+            crls=embedded.crls,
+            ocsps=_about(embedded.ocsps, serials),
+        )
         own_extra_ocsps = _about(extra_ocsps, serials)
 
         async def attempt(mode: str, use_online: bool) -> tuple[Any, Exception | None]:
             context = self._context(
-                moment, own, mode=mode, online=use_online, extra_crls=extra_crls, extra_ocsps=own_extra_ocsps
+                moment,
+                own,
+                mode=mode,
+                online=use_online,
+                extra_crls=extra_crls,
+                extra_ocsps=own_extra_ocsps,
             )
-            validator = CertificateValidator(certificate, intermediate_certs=intermediates, validation_context=context)
+            validator = CertificateValidator(
+                certificate,
+                intermediate_certs=intermediates,
+                validation_context=context,
+            )
             try:
                 return await validator.async_validate_usage(key_usage), None
             except (ValidationError, PathBuildingError, PathValidationError) as exc:
@@ -1046,22 +1234,40 @@ class _Verifier:
         path, failure = await attempt("soft-fail", online)
         if failure is not None and not isinstance(failure, RevokedError):
             chain = ChainDetails(
-                trusted=False, subjects=(_subject(certificate),), validated_at=validated_at, reason=_chain_reason(failure, validated_at)
+                trusted=False,
+                subjects=(_subject(certificate),),
+                validated_at=validated_at,
+                reason=_chain_reason(failure, validated_at),
             )
             return _ChainOutcome(
                 chain=chain,
-                revocation=RevocationDetails(RevocationStatus.NOT_CHECKED, None, validated_at, "no trusted chain to check"),
+                revocation=RevocationDetails(
+                    RevocationStatus.NOT_CHECKED,
+                    None,
+                    validated_at,
+                    "no trusted chain to check",
+                ),
                 path_certs=(),
             )
         if isinstance(failure, RevokedError):
-            embedded_path, embedded_failure = await attempt("soft-fail", False)
-            source = "embedded" if isinstance(embedded_failure, RevokedError) else "online"
+            _, embedded_failure = await attempt("soft-fail", False)
+            source = (
+                "embedded" if isinstance(embedded_failure, RevokedError) else "online"
+            )
             chain = ChainDetails(
-                trusted=True, subjects=(_subject(certificate),), validated_at=validated_at, reason="the chain is trusted"
+                trusted=True,
+                subjects=(_subject(certificate),),
+                validated_at=validated_at,
+                reason="the chain is trusted",
             )
             return _ChainOutcome(
                 chain=chain,
-                revocation=RevocationDetails(RevocationStatus.REVOKED, source, validated_at, _revoked_reason(failure, validated_at)),
+                revocation=RevocationDetails(
+                    RevocationStatus.REVOKED,
+                    source,
+                    validated_at,
+                    _revoked_reason(failure, validated_at),
+                ),
                 path_certs=(),
             )
         certs = tuple(path)  # root first
@@ -1075,20 +1281,46 @@ class _Verifier:
         if have_embedded:
             _, strict_failure = await attempt("require", False)
             if strict_failure is None:
-                status = RevocationDetails(RevocationStatus.GOOD, "embedded", validated_at, "not revoked (revocation data in the file)")
+                status = RevocationDetails(
+                    RevocationStatus.GOOD,
+                    "embedded",
+                    validated_at,
+                    "not revoked (revocation data in the file)",
+                )
                 return _ChainOutcome(chain, status, certs)
         if online:
             _, strict_failure = await attempt("require", True)
             if strict_failure is None:
-                status = RevocationDetails(RevocationStatus.GOOD, "online", validated_at, "not revoked (checked online)")
+                status = RevocationDetails(
+                    RevocationStatus.GOOD,
+                    "online",
+                    validated_at,
+                    "not revoked (checked online)",
+                )
                 return _ChainOutcome(chain, status, certs)
             reason = f"the revocation status could not be established: {_first_line(strict_failure)}"
-            return _ChainOutcome(chain, RevocationDetails(RevocationStatus.UNKNOWN, "online", validated_at, reason), certs)
+            return _ChainOutcome(
+                chain,
+                RevocationDetails(
+                    RevocationStatus.UNKNOWN, "online", validated_at, reason
+                ),
+                certs,
+            )
         if have_embedded:
             reason = "the revocation data in the file does not establish the certificate's status"
-            return _ChainOutcome(chain, RevocationDetails(RevocationStatus.UNKNOWN, "embedded", validated_at, reason), certs)
+            return _ChainOutcome(
+                chain,
+                RevocationDetails(
+                    RevocationStatus.UNKNOWN, "embedded", validated_at, reason
+                ),
+                certs,
+            )
         reason = "not checked: the file carries no revocation data and no online check was allowed"
-        return _ChainOutcome(chain, RevocationDetails(RevocationStatus.NOT_CHECKED, None, validated_at, reason), certs)
+        return _ChainOutcome(
+            chain,
+            RevocationDetails(RevocationStatus.NOT_CHECKED, None, validated_at, reason),
+            certs,
+        )
 
     # -- seal data ---------------------------------------------------------------------------
 
@@ -1110,17 +1342,43 @@ class _Verifier:
         signer_der = signer_cert.dump()
         cert_agency, cert_uscc = _agency_of(signer_der)
         listed = _signer_listed(seal, signer_der)
-        seal_agencies = {_agency_of(c) for c in info.certificates}
-        seal_agency, seal_uscc = next(iter(seal_agencies)) if len(seal_agencies) == 1 else (None, None)
-        if info.cert_list_type is CertListType.DIGESTS and listed:
-            seal_agency, seal_uscc = cert_agency, cert_uscc  # the digest binds the very certificate
-        agrees = listed and (
-            info.cert_list_type is CertListType.DIGESTS or (seal_uscc == cert_uscc and seal_agency == cert_agency)
+        if info.cert_list_type is CertListType.DIGESTS:
+            # A digest names no agency; when it matches, it binds the very certificate.
+            seal_agencies = {(cert_agency, cert_uscc)} if listed else set()
+        else:
+            seal_agencies = {_agency_of(c) for c in info.certificates}
+        seal_agency, seal_uscc = (
+            next(iter(seal_agencies)) if len(seal_agencies) == 1 else (None, None)
         )
+        agrees = listed and (seal_agency, seal_uscc) == (cert_agency, cert_uscc)
         within = info.valid_start <= validated_at <= info.valid_end
+        maker_trusted, maker_reason = await self._check_maker(
+            seal, intermediates, signing_moment, validated_at, embedded
+        )
 
-        maker_trusted, maker_reason = await self._check_maker(seal, intermediates, signing_moment, validated_at, embedded)
-        details = dict(
+        if not maker_check.maker_signature_ok:
+            problem = (
+                f"the seal maker's signature does not verify ({maker_check.reason})"
+            )
+        elif not maker_trusted:
+            problem = maker_reason
+        elif len(seal_agencies) > 1:
+            problem = "it lists certificates of several agencies"
+        elif not listed and seal_uscc is not None and not agrees:
+            problem = (
+                f"the seal belongs to {seal_agency} (USCC {seal_uscc}) but the seal"
+                f" certificate to {cert_agency} (USCC {cert_uscc})"
+            )
+        elif not listed:
+            problem = "the seal certificate is not among the certificates it lists"
+        elif not within:
+            problem = (
+                f"the seal was not valid at the signing time {_when(validated_at)}"
+                f" (valid {info.valid_start:%Y-%m-%d} to {info.valid_end:%Y-%m-%d})"
+            )
+        else:
+            problem = None
+        return SealDetails(
             name=info.name,
             seal_type=info.seal_type,
             seal_type_name=_SEAL_TYPE_NAMES.get(info.seal_type),
@@ -1136,28 +1394,11 @@ class _Verifier:
             within_validity=within,
             signer_listed=listed,
             agrees_with_certificate=agrees,
+            valid=problem is None,
+            reason=f"seal data: {problem}"
+            if problem
+            else "the seal data is genuine and names the seal certificate's agency",
         )
-        if not maker_check.maker_signature_ok:
-            reason = f"seal data: the seal maker's signature does not verify ({maker_check.reason})"
-        elif not maker_trusted:
-            reason = f"seal data: {maker_reason}"
-        elif len(seal_agencies) > 1:
-            reason = "seal data: it lists certificates of several agencies"
-        elif not agrees and seal_uscc is not None and (seal_uscc != cert_uscc or seal_agency != cert_agency):
-            reason = (
-                f"seal data: the seal belongs to {seal_agency} (USCC {seal_uscc}) but the seal certificate"
-                f" to {cert_agency} (USCC {cert_uscc})"
-            )
-        elif not listed:
-            reason = "seal data: the seal certificate is not among the certificates the seal data lists"
-        elif not within:
-            reason = (
-                f"seal data: the seal was not valid at the signing time {validated_at:%Y-%m-%d %H:%M:%S} UTC"
-                f" (valid {info.valid_start:%Y-%m-%d} to {info.valid_end:%Y-%m-%d})"
-            )
-        else:
-            reason = "the seal data is genuine and names the seal certificate's agency"
-        return SealDetails(valid=reason.startswith("the seal data is genuine"), reason=reason, **details)
 
     async def _check_maker(
         self,
@@ -1170,13 +1411,23 @@ class _Verifier:
         try:
             maker = asn1_x509.Certificate.load(seal.maker_certificate)
             policies = maker.certificate_policies_value
-            policy_oids = {p["policy_identifier"].dotted for p in policies} if policies else set()
+            policy_oids = (
+                {p["policy_identifier"].dotted for p in policies} if policies else set()
+            )
         except (ValueError, TypeError, KeyError):
             return False, "the seal maker's certificate cannot be read"
         if _MAKER_POLICY not in policy_oids:
-            return False, "the seal data was not made by a seal maker (its certificate lacks the seal-maker policy)"
+            return (
+                False,
+                "the seal data was not made by a seal maker (its certificate lacks the seal-maker policy)",
+            )
         outcome = await self._check_chain(
-            maker, intermediates, self._moment(signing_moment), validated_at, embedded, key_usage={"non_repudiation"}
+            maker,
+            intermediates,
+            self._moment(signing_moment),
+            validated_at,
+            embedded,
+            key_usage={"non_repudiation"},
         )
         if not outcome.chain.trusted:
             return False, f"the seal maker's certificate: {outcome.chain.reason}"
@@ -1241,15 +1492,22 @@ def _object_type(signature: EmbeddedPdfSignature) -> str:
         return "?"
 
 
-def _unreadable_signature(name: str, sig_object: Any, error: Exception) -> SignatureReport:
+def _unreadable_signature(
+    name: str, sig_object: Any, error: Exception
+) -> SignatureReport:
     try:
         resolved = sig_object.get_object() if sig_object is not None else None
         is_timestamp = resolved is not None and resolved.get("/Type") == "/DocTimeStamp"
     except Exception:  # noqa: BLE001 - hostile dictionary
         is_timestamp = False
-    builder = _ReportBuilder(name, SignatureKind.DOCUMENT_TIMESTAMP if is_timestamp else SignatureKind.APPROVAL)
+    builder = _ReportBuilder(
+        name,
+        SignatureKind.DOCUMENT_TIMESTAMP if is_timestamp else SignatureKind.APPROVAL,
+    )
     builder.seal_data_present = not is_timestamp and _looks_like_our_seal(sig_object)
-    return builder.fail(f"the signature cannot be read ({_failure(error)}); it cannot be verified")
+    return builder.fail(
+        f"the signature cannot be read ({_failure(error)}); it cannot be verified"
+    )
 
 
 def _looks_like_our_seal(sig_object: Any) -> bool:
@@ -1298,13 +1556,44 @@ def _signer_listed(seal: SealData, certificate: bytes) -> bool:
     return False
 
 
-def _about(responses: Iterable[ocsp.OCSPResponse], serials: set[int]) -> tuple[ocsp.OCSPResponse, ...]:
+def _still_current(next_update: dt.datetime | None, at: dt.datetime) -> bool:
+    """Whether revocation data can speak for `at`. certvalidator counts data that is
+    too old as a failed check even in soft-fail mode, so a file's embedded data from
+    years ago would invalidate what no data at all would leave "not checked"."""
+    return next_update is None or next_update >= at
+
+
+def _ocsp_next_update(response: ocsp.OCSPResponse) -> dt.datetime | None:
+    try:
+        basic = response["response_bytes"]["response"].parsed
+        updates = [
+            r["next_update"].native for r in basic["tbs_response_data"]["responses"]
+        ]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None  # let certvalidator judge (and reject) it
+    known = [u for u in updates if u is not None]
+    return max(known) if known else None
+
+
+def _crl_next_update(certificate_list: crl.CertificateList) -> dt.datetime | None:
+    try:
+        return certificate_list["tbs_cert_list"]["next_update"].native
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
+def _about(
+    responses: Iterable[ocsp.OCSPResponse], serials: set[int]
+) -> tuple[ocsp.OCSPResponse, ...]:
     """The OCSP responses that answer for one of `serials`."""
     kept = []
     for response in responses:
         try:
             basic = response["response_bytes"]["response"].parsed
-            answered = {r["cert_id"]["serial_number"].native for r in basic["tbs_response_data"]["responses"]}
+            answered = {
+                r["cert_id"]["serial_number"].native
+                for r in basic["tbs_response_data"]["responses"]
+            }
         except (ValueError, TypeError, KeyError, AttributeError):
             continue
         if answered & serials:
@@ -1312,7 +1601,9 @@ def _about(responses: Iterable[ocsp.OCSPResponse], serials: set[int]) -> tuple[o
     return tuple(kept)
 
 
-def _proof_time(proofs: list[tuple[int, dt.datetime]], revision: int) -> dt.datetime | None:
+def _proof_time(
+    proofs: list[tuple[int, dt.datetime]], revision: int
+) -> dt.datetime | None:
     """The earliest valid document timestamp over a later revision, if any."""
     times = [time for proof_revision, time in proofs if proof_revision > revision]
     return min(times) if times else None
@@ -1343,13 +1634,19 @@ def _modification_problem(modifications: Modifications | None) -> str | None:
     return modifications.explanation
 
 
-def _changes_in(reader: PdfFileReader, revision: int, signed_revisions: dict[int, EmbeddedPdfSignature]) -> set[Change]:
+def _changes_in(
+    reader: PdfFileReader,
+    revision: int,
+    signed_revisions: dict[int, EmbeddedPdfSignature],
+) -> set[Change]:
     """What one later revision did, for the report (the verdict is pyHanko's)."""
     changes: set[Change] = set()
     added = signed_revisions.get(revision)
     if added is not None:
         changes.add(
-            Change.DOCUMENT_TIMESTAMP_ADDED if _object_type(added) == "/DocTimeStamp" else Change.SIGNATURE_ADDED
+            Change.DOCUMENT_TIMESTAMP_ADDED
+            if _object_type(added) == "/DocTimeStamp"
+            else Change.SIGNATURE_ADDED
         )
     refs = reader.xrefs.explicit_refs_in_revision(revision)
     ids = {ref.idnum for ref in refs}
@@ -1360,7 +1657,10 @@ def _changes_in(reader: PdfFileReader, revision: int, signed_revisions: dict[int
             changes.add(Change.VALIDATION_DATA_ADDED)
         if _updated(_raw(root, "/Metadata"), _raw(before, "/Metadata"), ids):
             changes.add(Change.DOCUMENT_INFO_CHANGED)
-        trailer, trailer_before = reader.trailer.flatten(revision), reader.trailer.flatten(revision - 1)
+        trailer, trailer_before = (
+            reader.trailer.flatten(revision),
+            reader.trailer.flatten(revision - 1),
+        )
         if _updated(_raw(trailer, "/Info"), _raw(trailer_before, "/Info"), ids):
             changes.add(Change.DOCUMENT_INFO_CHANGED)
     except Exception:  # noqa: BLE001 - only the description suffers
@@ -1372,11 +1672,15 @@ def _raw(dictionary: generic.DictionaryObject, key: str) -> generic.PdfObject | 
     return dictionary.raw_get(key) if key in dictionary else None
 
 
-def _updated(value: generic.PdfObject | None, before: generic.PdfObject | None, ids: set[int]) -> bool:
+def _updated(
+    value: generic.PdfObject | None, before: generic.PdfObject | None, ids: set[int]
+) -> bool:
     """Whether an entry is new, points elsewhere, or its object was rewritten in the revision."""
     if value is None:
         return False
-    return value != before or (isinstance(value, generic.IndirectObject) and value.idnum in ids)
+    return value != before or (
+        isinstance(value, generic.IndirectObject) and value.idnum in ids
+    )
 
 
 _CHANGE_WORDS = {
@@ -1403,7 +1707,11 @@ def _modifications(
         changes |= _changes_in(reader, number, signed_revisions)
     count = len(later)
     if isinstance(diff, SuspiciousModification) or diff is None:
-        explanation = _first_line(diff) if diff is not None else "the changes could not be analysed"
+        explanation = (
+            _first_line(diff)
+            if diff is not None
+            else "the changes could not be analysed"
+        )
         return Modifications(
             level=ModificationLevel.OTHER.name.lower().replace("_", "-"),
             revisions_after=count,
@@ -1413,7 +1721,9 @@ def _modifications(
         )
     level = diff.modification_level
     later_signatures = {
-        s.field_name for number, s in signed_revisions.items() if number > revision and _object_type(s) == "/Sig"
+        s.field_name
+        for number, s in signed_revisions.items()
+        if number > revision and _object_type(s) == "/Sig"
     }
     filled = sorted(set(diff.changed_form_fields) - later_signatures)
     if filled:
@@ -1421,7 +1731,13 @@ def _modifications(
     level_name = level.name.lower().replace("_", "-")
     ordered = tuple(sorted(changes, key=lambda c: c.value))
     if level is ModificationLevel.OTHER:
-        return Modifications(level_name, count, ordered, False, "the document was changed after sealing in a way no seal allows")
+        return Modifications(
+            level_name,
+            count,
+            ordered,
+            False,
+            "the document was changed after sealing in a way no seal allows",
+        )
     if permission is not None and level.value > permission.value:
         return Modifications(
             level_name,
@@ -1437,12 +1753,16 @@ def _modifications(
             count,
             ordered,
             False,
-            "form fields were filled in after sealing (" + ", ".join(filled[:5]) + "); the seal does not cover them",
+            "form fields were filled in after sealing ("
+            + ", ".join(filled[:5])
+            + "); the seal does not cover them",
         )
     if not count:
         return Modifications(level_name, 0, (), True, "no changes after sealing")
     words = ", ".join(_CHANGE_WORDS[c] for c in ordered) or "no content changes"
-    return Modifications(level_name, count, ordered, True, f"allowed changes after sealing: {words}")
+    return Modifications(
+        level_name, count, ordered, True, f"allowed changes after sealing: {words}"
+    )
 
 
 _PERMISSION_WORDS = {
@@ -1478,7 +1798,9 @@ def _chain_reason(failure: Exception, at: dt.datetime) -> str:
     if isinstance(failure, InvalidCertificateError):
         return f"the certificate may not be used for seals: {_first_line(failure)}"
     if isinstance(failure, DisallowedAlgorithmError):
-        return f"the certificate chain uses a disallowed algorithm: {_first_line(failure)}"
+        return (
+            f"the certificate chain uses a disallowed algorithm: {_first_line(failure)}"
+        )
     if isinstance(failure, InsufficientRevinfoError):
         return f"the revocation status could not be established: {_first_line(failure)}"
     return f"the certificate chain is not valid: {_first_line(failure)}"

@@ -80,14 +80,23 @@ def _page_content_ref(pdf: bytes, page: int = 0) -> generic.Reference:
     reader = PdfFileReader(io.BytesIO(pdf), strict=False)
     page_ref, _ = reader.find_page_for_modification(page)
     contents = page_ref.get_object().raw_get("/Contents")
-    resolved = contents.get_object() if isinstance(contents, generic.IndirectObject) else contents
+    resolved = (
+        contents.get_object()
+        if isinstance(contents, generic.IndirectObject)
+        else contents
+    )
     if isinstance(resolved, generic.ArrayObject):
         return resolved.raw_get(0).reference
     return contents.reference
 
 
 def _stream(idnum: int, content: bytes, extra: bytes = b"") -> bytes:
-    return b"%d 0 obj\n<< /Length %d %s>>\nstream\n%s\nendstream\nendobj\n" % (idnum, len(content), extra, content)
+    return b"%d 0 obj\n<< /Length %d %s>>\nstream\n%s\nendstream\nendobj\n" % (
+        idnum,
+        len(content),
+        extra,
+        content,
+    )
 
 
 def append_revision(
@@ -97,10 +106,12 @@ def append_revision(
     trailer_changes: dict[str, bytes] | None = None,
     offset_error: int = 0,
     write_xref: bool = True,
+    freed: tuple[int, ...] = (),
 ) -> bytes:
     """Append an incremental update by hand: `objects` maps object numbers to their
     full "N 0 obj ... endobj" text. `offset_error` shifts every xref offset (the
-    wrong-offsets variant); `write_xref=False` leaves xref and trailer out."""
+    wrong-offsets variant); `write_xref=False` leaves xref and trailer out; `freed`
+    marks objects as deleted (next generation 0, as Acrobat writes it)."""
     trailer, prev, size = _last_trailer(pdf)
     out = bytearray(pdf)
     if not out.endswith(b"\n"):
@@ -115,6 +126,8 @@ def append_revision(
     out += b"xref\n0 1\n0000000000 65535 f \n"
     for idnum, offset in sorted(offsets.items()):
         out += b"%d 1\n%010d 00000 n \n" % (idnum, offset + offset_error)
+    for idnum in freed:
+        out += b"%d 1\n0000000000 00000 f \n" % idnum
     entries = {
         b"/Size": str(max(size, max(offsets, default=0) + 1)).encode(),
         b"/Root": b"%d 0 R" % trailer.raw_get("/Root").idnum,
@@ -123,7 +136,9 @@ def append_revision(
     if "/Info" in trailer:
         entries[b"/Info"] = b"%d 0 R" % trailer.raw_get("/Info").idnum
     entries.update(trailer_changes or {})
-    out += b"trailer\n<< " + b" ".join(k + b" " + v for k, v in entries.items()) + b" >>\n"
+    out += (
+        b"trailer\n<< " + b" ".join(k + b" " + v for k, v in entries.items()) + b" >>\n"
+    )
     out += b"startxref\n%d\n%%%%EOF\n" % xref_at
     return bytes(out)
 
@@ -180,7 +195,9 @@ def usf_contents_removed(pdf: bytes) -> bytes:
 def isa_page_content(pdf: bytes) -> bytes:
     """A proper incremental update that draws over page 1."""
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
-    writer.add_stream_to_page(0, writer.add_object(generic.StreamObject(stream_data=RED_BOX)))
+    writer.add_stream_to_page(
+        0, writer.add_object(generic.StreamObject(stream_data=RED_BOX))
+    )
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
@@ -190,13 +207,23 @@ def isa_without_xref(pdf: bytes) -> bytes:
     """Page 1's content stream redefined in appended bytes with no xref or trailer:
     only a viewer that repairs the file would use it."""
     ref = _page_content_ref(pdf)
-    return append_revision(pdf, {ref.idnum: _stream(ref.idnum, RED_BOX)}, write_xref=False)
+    return append_revision(
+        pdf, {ref.idnum: _stream(ref.idnum, RED_BOX)}, write_xref=False
+    )
 
 
 def isa_wrong_offsets(pdf: bytes) -> bytes:
     """An update whose xref points a few bytes off its objects."""
     ref = _page_content_ref(pdf)
-    return append_revision(pdf, {ref.idnum: _stream(ref.idnum, RED_BOX)}, offset_error=7)
+    return append_revision(
+        pdf, {ref.idnum: _stream(ref.idnum, RED_BOX)}, offset_error=7
+    )
+
+
+def isa_free_object(pdf: bytes) -> bytes:
+    """An update that only deletes page 1's content stream (the free-entry variant of
+    hiding content)."""
+    return append_revision(pdf, {}, freed=(_page_content_ref(pdf).idnum,))
 
 
 def isa_startxref_into_signed_range(pdf: bytes) -> bytes:
@@ -228,12 +255,18 @@ def swa_objects_in_gap(pdf: bytes) -> bytes:
     object_at = start + len(head)
     trailer, prev, size = _last_trailer(wrapped)
     xref_at = len(wrapped)
-    update = b"xref\n0 1\n0000000000 65535 f \n%d 1\n%010d 00000 n \n" % (ref.idnum, object_at)
-    update += b"trailer\n<< /Size %d /Root %d 0 R /Prev %d >>\nstartxref\n%d\n%%%%EOF\n" % (
-        size,
-        trailer.raw_get("/Root").idnum,
-        prev,
-        xref_at,
+    update = b"xref\n0 1\n0000000000 65535 f \n%d 1\n%010d 00000 n \n" % (
+        ref.idnum,
+        object_at,
+    )
+    update += (
+        b"trailer\n<< /Size %d /Root %d 0 R /Prev %d >>\nstartxref\n%d\n%%%%EOF\n"
+        % (
+            size,
+            trailer.raw_get("/Root").idnum,
+            prev,
+            xref_at,
+        )
     )
     return wrapped + update
 
@@ -250,8 +283,12 @@ def _write(writer: IncrementalPdfFileWriter) -> bytes:
 def shadow_hide_prepare(pdf: bytes) -> bytes:
     """Page 1 gets the attacker's red box and, drawn over it, a white overlay."""
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
-    writer.add_stream_to_page(0, writer.add_object(generic.StreamObject(stream_data=RED_BOX)))
-    writer.add_stream_to_page(0, writer.add_object(generic.StreamObject(stream_data=WHITE_BOX)))
+    writer.add_stream_to_page(
+        0, writer.add_object(generic.StreamObject(stream_data=RED_BOX))
+    )
+    writer.add_stream_to_page(
+        0, writer.add_object(generic.StreamObject(stream_data=WHITE_BOX))
+    )
     return _write(writer)
 
 
@@ -293,23 +330,36 @@ def shadow_hide_and_replace_prepare(pdf: bytes) -> bytes:
     """A complete second catalog and page tree, unused, sharing the form (so the seal
     still shows in it); the form is created now so the seal will reuse it."""
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
-    form = writer.add_object(generic.DictionaryObject({pdf_name("/Fields"): generic.ArrayObject()}))
+    form = writer.add_object(
+        generic.DictionaryObject({pdf_name("/Fields"): generic.ArrayObject()})
+    )
     writer.root[pdf_name("/AcroForm")] = form
     content = writer.add_object(generic.StreamObject(stream_data=RED_BOX))
-    pages = generic.DictionaryObject({pdf_name("/Type"): pdf_name("/Pages"), pdf_name("/Count"): generic.NumberObject(1)})
+    pages = generic.DictionaryObject(
+        {
+            pdf_name("/Type"): pdf_name("/Pages"),
+            pdf_name("/Count"): generic.NumberObject(1),
+        }
+    )
     pages_ref = writer.add_object(pages)
     page = generic.DictionaryObject(
         {
             pdf_name("/Type"): pdf_name("/Page"),
             pdf_name("/Parent"): pages_ref,
-            pdf_name("/MediaBox"): generic.ArrayObject(generic.NumberObject(v) for v in (0, 0, 595, 842)),
+            pdf_name("/MediaBox"): generic.ArrayObject(
+                generic.NumberObject(v) for v in (0, 0, 595, 842)
+            ),
             pdf_name("/Contents"): content,
         }
     )
     pages[pdf_name("/Kids")] = generic.ArrayObject([writer.add_object(page)])
     shadow_root = writer.add_object(
         generic.DictionaryObject(
-            {pdf_name("/Type"): pdf_name("/Catalog"), pdf_name("/Pages"): pages_ref, pdf_name("/AcroForm"): form}
+            {
+                pdf_name("/Type"): pdf_name("/Catalog"),
+                pdf_name("/Pages"): pages_ref,
+                pdf_name("/AcroForm"): form,
+            }
         )
     )
     writer.root[pdf_name("/YinxinTestShadowRoot")] = shadow_root
@@ -321,19 +371,25 @@ def shadow_hide_and_replace_attack(sealed: bytes) -> bytes:
     """After sealing: only the trailer's /Root changes, to the prepared catalog."""
     reader = PdfFileReader(io.BytesIO(sealed), strict=False)
     shadow = reader.root.raw_get("/YinxinTestShadowRoot")
-    return append_revision(sealed, {}, trailer_changes={b"/Root": b"%d 0 R" % shadow.idnum})
+    return append_revision(
+        sealed, {}, trailer_changes={b"/Root": b"%d 0 R" % shadow.idnum}
+    )
 
 
 # -- certification attacks --------------------------------------------------------------------
 
 
-def _appearance(writer: IncrementalPdfFileWriter, width: float, height: float) -> generic.IndirectObject:
+def _appearance(
+    writer: IncrementalPdfFileWriter, width: float, height: float
+) -> generic.IndirectObject:
     return writer.add_object(
         generic.StreamObject(
             {
                 pdf_name("/Type"): pdf_name("/XObject"),
                 pdf_name("/Subtype"): pdf_name("/Form"),
-                pdf_name("/BBox"): generic.ArrayObject(generic.NumberObject(v) for v in (0, 0, width, height)),
+                pdf_name("/BBox"): generic.ArrayObject(
+                    generic.NumberObject(v) for v in (0, 0, width, height)
+                ),
             },
             stream_data=b"q 1 0 0 rg 0 0 %d %d re f Q" % (width, height),
         )
@@ -349,16 +405,22 @@ def eaa_annotation(pdf: bytes, subtype: str = "/FreeText") -> bytes:
         {
             pdf_name("/Type"): pdf_name("/Annot"),
             pdf_name("/Subtype"): pdf_name(subtype),
-            pdf_name("/Rect"): generic.ArrayObject(generic.NumberObject(v) for v in (50, 300, 550, 700)),
+            pdf_name("/Rect"): generic.ArrayObject(
+                generic.NumberObject(v) for v in (50, 300, 550, 700)
+            ),
             pdf_name("/Contents"): generic.TextStringObject("Amount: 1,000,000"),
             pdf_name("/DA"): generic.TextStringObject("/Helv 12 Tf 0 g"),
             pdf_name("/P"): page_ref,
-            pdf_name("/AP"): generic.DictionaryObject({pdf_name("/N"): _appearance(writer, 500, 400)}),
+            pdf_name("/AP"): generic.DictionaryObject(
+                {pdf_name("/N"): _appearance(writer, 500, 400)}
+            ),
         }
     )
     annots = page.get("/Annots")
     existing = list(annots) if annots is not None else []
-    page[pdf_name("/Annots")] = generic.ArrayObject([*existing, writer.add_object(annotation)])
+    page[pdf_name("/Annots")] = generic.ArrayObject(
+        [*existing, writer.add_object(annotation)]
+    )
     writer.update_container(page)
     return _write(writer)
 
@@ -366,10 +428,14 @@ def eaa_annotation(pdf: bytes, subtype: str = "/FreeText") -> bytes:
 def ssa_unsigned_field(pdf: bytes) -> bytes:
     """Sneaky signature: a new, unsigned signature field whose widget draws over page 1."""
     writer = IncrementalPdfFileWriter(io.BytesIO(pdf), strict=False)
-    fields.append_signature_field(writer, fields.SigFieldSpec("Sneaky", on_page=0, box=(50, 300, 550, 700)))
+    fields.append_signature_field(
+        writer, fields.SigFieldSpec("Sneaky", on_page=0, box=(50, 300, 550, 700))
+    )
     for _, _, field_ref in fields.enumerate_sig_fields(writer, with_name="Sneaky"):
         field = field_ref.get_object()
-        field[pdf_name("/AP")] = generic.DictionaryObject({pdf_name("/N"): _appearance(writer, 500, 400)})
+        field[pdf_name("/AP")] = generic.DictionaryObject(
+            {pdf_name("/N"): _appearance(writer, 500, 400)}
+        )
         writer.update_container(field)
     return _write(writer)
 
@@ -387,8 +453,13 @@ def flip_signed_byte(pdf: bytes) -> bytes:
 def info_only_update(pdf: bytes) -> bytes:
     """An update that changes only /Info (the title): no page, form or annotation."""
     _, _, size = _last_trailer(pdf)
-    info = b"%d 0 obj\n<< /Title (Changed after sealing) /Producer (someone else) >>\nendobj\n" % size
-    return append_revision(pdf, {size: info}, trailer_changes={b"/Info": b"%d 0 R" % size})
+    info = (
+        b"%d 0 obj\n<< /Title (Changed after sealing) /Producer (someone else) >>\nendobj\n"
+        % size
+    )
+    return append_revision(
+        pdf, {size: info}, trailer_changes={b"/Info": b"%d 0 R" % size}
+    )
 
 
 # -- classic hostile files ------------------------------------------------------------------------
@@ -405,7 +476,12 @@ def _classic(objects: list[bytes], root: int = 1, *, prev_loop: bool = False) ->
     for offset in offsets:
         out += b"%010d 00000 n \n" % offset
     prev = b" /Prev %d" % xref_at if prev_loop else b""
-    out += b"trailer\n<< /Size %d /Root %d 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, root, prev, xref_at)
+    out += b"trailer\n<< /Size %d /Root %d 0 R%s >>\nstartxref\n%d\n%%%%EOF\n" % (
+        len(objects) + 1,
+        root,
+        prev,
+        xref_at,
+    )
     return bytes(out)
 
 
@@ -419,74 +495,132 @@ def deep_nesting(depth: int = 50_000) -> bytes:
 
 
 def huge_length() -> bytes:
-    return _classic([_CATALOG, _PAGES, _PAGE, b"<< /Length 99999999999 >>\nstream\nq Q\nendstream"])
+    return _classic(
+        [_CATALOG, _PAGES, _PAGE, b"<< /Length 99999999999 >>\nstream\nq Q\nendstream"]
+    )
 
 
 def xref_loop() -> bytes:
     """A trailer whose /Prev points at its own xref section."""
-    return _classic([_CATALOG, _PAGES, _PAGE, b"<< /Length 3 >>\nstream\nq Q\nendstream"], prev_loop=True)
+    return _classic(
+        [_CATALOG, _PAGES, _PAGE, b"<< /Length 3 >>\nstream\nq Q\nendstream"],
+        prev_loop=True,
+    )
 
 
 def self_referencing_object_stream() -> bytes:
-    """Object 4 lives in object stream 5, which /Extends itself; object 5 in turn is
-    claimed by an xref stream to live inside object stream 5."""
-    body = b"4 0 "
-    objstm = b"<< /Type /ObjStm /N 1 /First %d /Extends 5 0 R /Length %d >>\nstream\n%s<< >>\nendstream" % (
-        len(body),
-        len(body) + 5,
-        body,
+    """The catalog lives in object stream 5, and the xref stream says object 5 itself
+    lives in object stream 5 (which also /Extends itself)."""
+    body = b"1 0 "
+    stream_data = body + _CATALOG
+    objstm = (
+        b"<< /Type /ObjStm /N 1 /First %d /Extends 5 0 R /Length %d >>\nstream\n%s\nendstream"
+        % (
+            len(body),
+            len(stream_data),
+            stream_data,
+        )
     )
-    catalog = b"<< /Type /Catalog /Pages 2 0 R >>"
     out = bytearray(b"%PDF-1.7\n")
-    offsets = []
-    for number, obj in enumerate([catalog, _PAGES, _PAGE], start=1):
-        offsets.append(len(out))
+    offsets = {}
+    for number, obj in (
+        (2, _PAGES),
+        (3, _PAGE),
+        (4, b"<< /Length 3 >>\nstream\nq Q\nendstream"),
+        (5, objstm),
+    ):
+        offsets[number] = len(out)
         out += b"%d 0 obj\n%s\nendobj\n" % (number, obj)
-    offsets.append(len(out))
-    out += b"5 0 obj\n" + objstm + b"\nendobj\n"
-    rows = [b"\x00\x00\x00\xff\xff"]
-    rows += [b"\x01" + offset.to_bytes(3, "big") + b"\x00" for offset in offsets[:3]]
-    rows += [b"\x02\x00\x00\x05\x00", b"\x02\x00\x00\x05\x00", b"\x01\x00\x00\x00\x00"]
     xref_at = len(out)
+    rows = [b"\x00\x00\x00\x00\xff", b"\x02\x00\x00\x05\x00"]
+    rows += [b"\x01" + offsets[n].to_bytes(3, "big") + b"\x00" for n in (2, 3, 4)]
+    rows += [b"\x02\x00\x00\x05\x00", b"\x01" + xref_at.to_bytes(3, "big") + b"\x00"]
     data = b"".join(rows)
     out += (
-        b"7 0 obj\n<< /Type /XRef /Size 8 /W [1 3 1] /Root 1 0 R /Length %d >>\nstream\n" % len(data)
+        b"6 0 obj\n<< /Type /XRef /Size 7 /W [1 3 1] /Root 1 0 R /Length %d >>\nstream\n"
+        % len(data)
         + data
         + b"\nendstream\nendobj\nstartxref\n%d\n%%%%EOF\n" % xref_at
     )
     return bytes(out)
 
 
-def zlib_bomb_content(size: int = 512 * 1024 * 1024) -> bytes:
-    """A page content stream that inflates to `size` bytes (half a GiB by default)."""
+def huge_xref_subsection() -> bytes:
+    """An xref subsection claiming a hundred million entries."""
+    document = _classic(
+        [_CATALOG, _PAGES, _PAGE, b"<< /Length 3 >>\nstream\nq Q\nendstream"]
+    )
+    return document.replace(b"xref\n0 5\n", b"xref\n0 100000000\n")
+
+
+def many_revisions(sealed: bytes, count: int) -> bytes:
+    """`count` empty incremental updates after the seal."""
+    trailer, prev, size = _last_trailer(sealed)
+    root = trailer.raw_get("/Root").idnum
+    out = bytearray(sealed)
+    for _ in range(count):
+        xref_at = len(out)
+        out += (
+            b"xref\n0 1\n0000000000 65535 f \ntrailer\n<< /Size %d /Root %d 0 R /Prev %d >>\n"
+            % (size, root, prev)
+        )
+        out += b"startxref\n%d\n%%%%EOF\n" % xref_at
+        prev = xref_at
+    return bytes(out)
+
+
+def zlib_bomb_content(size: int = 256 * 1024 * 1024) -> bytes:
+    """A page content stream that inflates to `size` bytes."""
     compressor = zlib.compressobj(9)
     chunk = b"\x00" * (1024 * 1024)
     parts = [compressor.compress(chunk) for _ in range(size // len(chunk))]
     bomb = b"".join(parts) + compressor.flush()
-    stream = b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(bomb) + bomb + b"\nendstream"
+    stream = (
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(bomb)
+        + bomb
+        + b"\nendstream"
+    )
     return _classic([_CATALOG, _PAGES, _PAGE, stream])
 
 
-def zlib_bomb_object_stream(size: int = 512 * 1024 * 1024) -> bytes:
-    """An object stream (decoded whenever an object in it is read) that inflates hugely."""
+def zlib_bomb_object_stream(size: int = 256 * 1024 * 1024) -> bytes:
+    """The catalog itself inside an object stream that inflates to `size` bytes, so
+    opening the document has to decode it."""
     compressor = zlib.compressobj(9)
+    body = b"1 0 "
+    first = compressor.compress(body + _CATALOG + b" ")
     chunk = b" " * (1024 * 1024)
-    bomb = b"".join(compressor.compress(chunk) for _ in range(size // len(chunk))) + compressor.flush()
-    objstm = b"<< /Type /ObjStm /N 1 /First 4 /Length %d /Filter /FlateDecode >>\nstream\n" % len(bomb) + bomb + b"\nendstream"
+    bomb = (
+        first
+        + b"".join(compressor.compress(chunk) for _ in range(size // len(chunk)))
+        + compressor.flush()
+    )
+    objstm = (
+        b"<< /Type /ObjStm /N 1 /First %d /Length %d /Filter /FlateDecode >>\nstream\n"
+        % (len(body), len(bomb))
+        + bomb
+        + b"\nendstream"
+    )
     out = bytearray(b"%PDF-1.7\n")
-    offsets = []
-    for number, obj in enumerate([_CATALOG, _PAGES, _PAGE], start=1):
-        offsets.append(len(out))
+    offsets = {}
+    for number, obj in (
+        (2, _PAGES),
+        (3, _PAGE),
+        (4, b"<< /Length 3 >>\nstream\nq Q\nendstream"),
+        (5, objstm),
+    ):
+        offsets[number] = len(out)
         out += b"%d 0 obj\n%s\nendobj\n" % (number, obj)
-    offsets.append(len(out))
-    out += b"5 0 obj\n" + objstm + b"\nendobj\n"
-    rows = [b"\x00\x00\x00\xff\xff"]
-    rows += [b"\x01" + offset.to_bytes(3, "big") + b"\x00" for offset in offsets[:3]]
-    rows += [b"\x02\x00\x00\x05\x00", b"\x01" + offsets[3].to_bytes(3, "big") + b"\x00"]
     xref_at = len(out)
-    data = b"".join(rows) + b"\x01" + xref_at.to_bytes(3, "big") + b"\x00"
+    rows = [b"\x00\x00\x00\xff\xff", b"\x02\x00\x00\x05\x00"]
+    rows += [
+        b"\x01" + offsets[n].to_bytes(4, "big")[1:] + b"\x00" for n in (2, 3, 4, 5)
+    ]
+    rows.append(b"\x01" + xref_at.to_bytes(4, "big")[1:] + b"\x00")
+    data = b"".join(rows)
     out += (
-        b"6 0 obj\n<< /Type /XRef /Size 7 /W [1 3 1] /Root 1 0 R /Length %d >>\nstream\n" % len(data)
+        b"6 0 obj\n<< /Type /XRef /Size 7 /W [1 3 1] /Root 1 0 R /Length %d >>\nstream\n"
+        % len(data)
         + data
         + b"\nendstream\nendobj\nstartxref\n%d\n%%%%EOF\n" % xref_at
     )
@@ -497,4 +631,6 @@ def hostile_update(sealed: bytes, body: bytes) -> bytes:
     """A sealed document with an appended revision redefining page 1's content as `body`
     (a whole "<< ... >> stream ... endstream" or any object text)."""
     ref = _page_content_ref(sealed)
-    return append_revision(sealed, {ref.idnum: b"%d 0 obj\n" % ref.idnum + body + b"\nendobj\n"})
+    return append_revision(
+        sealed, {ref.idnum: b"%d 0 obj\n" % ref.idnum + body + b"\nendobj\n"}
+    )
