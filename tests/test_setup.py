@@ -35,9 +35,26 @@ def test_tools_that_are_present_need_nothing() -> None:
     assert result.stdout == result.stderr == ""
 
 
-def test_the_default_tool_list_is_satisfied_here() -> None:
-    result = run_make("debian-tools")
-    assert result.returncode == 0, result.stderr
+def test_the_default_tool_lists_are_satisfied_here() -> None:
+    for target in ("debian-tools", "debian-runtime"):
+        result = run_make(target)
+        assert result.returncode == 0, result.stderr
+
+
+def test_the_tool_lists_name_every_package_the_project_uses() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    for package in (
+        "fonts-arphic-uming:/usr/share/fonts/truetype/arphic/uming.ttc",
+        "fonts-wqy-zenhei:/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+        "openssl:openssl",
+        "poppler-utils:pdfsig",
+        "poppler-utils:pdftoppm",
+        "qpdf:qpdf",
+        "zbar-tools:zbarimg",
+        "softhsm2:softhsm2-util",
+        "opensc:pkcs11-tool",
+    ):
+        assert package in makefile, package
 
 
 def test_a_missing_package_is_named_for_a_user_who_is_not_root() -> None:
@@ -58,3 +75,18 @@ def test_a_missing_package_is_named_for_a_user_who_is_not_root() -> None:
         "sudo apt-get install -y yinxin-absent-tool yinxin-absent-file" in result.stderr
     )
     assert "softhsm2 " not in result.stderr
+
+
+def test_make_run_names_the_runtime_packages_once_each() -> None:
+    require_tool("softhsm2-util")
+    runtime = (
+        "DEBIAN_RUNTIME=yinxin-absent-font:/nonexistent/font.ttc "
+        "yinxin-absent-font:/nonexistent/other.ttc softhsm2:softhsm2-util"
+    )
+
+    result = run_make("debian-runtime", runtime, as_nobody=True)
+
+    assert result.returncode != 0
+    assert "missing Debian packages: yinxin-absent-font\n" in result.stderr
+    assert "then run make run again" in result.stderr
+    assert "sudo apt-get install -y yinxin-absent-font\n" in result.stderr
