@@ -128,3 +128,62 @@ class LicenceFontUnavailableError(LicenseError):
     """No CJK TrueType font to set licences in: the operator must install one."""
 
     category = ErrorCategory.UNAVAILABLE
+
+
+# SD-JWT VC and compact JWS (certs.sdjwt), Token Status List (certs.status).
+
+__all__ += [
+    "SdJwtError",
+    "DisclosureNotFoundError",
+    "JoseError",
+    "MalformedJoseError",
+    "JoseSignatureError",
+    "UntrustedJoseSignerError",
+    "StatusListError",
+    "InvalidStatusListError",
+    "StatusListFullError",
+]
+
+
+class SdJwtError(LicenseError, ValueError):
+    """An SD-JWT cannot be issued or presented as asked (claims, holder key, nonce...)."""
+
+    category = ErrorCategory.BAD_REQUEST
+
+
+class DisclosureNotFoundError(SdJwtError):
+    """A presentation asked for a field the credential cannot disclose."""
+
+
+class JoseError(LicenseError, ValueError):
+    """A compact JWS failed verification; the subclass says how, the message why."""
+
+    category = ErrorCategory.BAD_REQUEST
+
+
+class MalformedJoseError(JoseError):
+    """Not a well-formed JWS of the expected kind (encoding, JSON, alg, typ, crit)."""
+
+
+class JoseSignatureError(JoseError):
+    """The signature does not verify with any candidate key."""
+
+
+class UntrustedJoseSignerError(JoseError):
+    """No trusted document signer fits the JWS (unknown kid, or not valid at signing)."""
+
+
+class StatusListError(LicenseError, ValueError):
+    """A Token Status List cannot be built, read or changed as asked."""
+
+    category = ErrorCategory.BAD_REQUEST
+
+
+class InvalidStatusListError(StatusListError):
+    """A status list token failed verification (signature, subject, time, compression)."""
+
+
+class StatusListFullError(StatusListError):
+    """Every index of the status list is taken."""
+
+    category = ErrorCategory.CONFLICT
