@@ -17,7 +17,9 @@ Figures, one line each, then one JSON object with all of them on the last line:
 - OCSP responses per second in process: pre-signed (no nonce, SHA-1 CertID) through
   RevocationService.respond_ocsp, and live signing with build_ocsp_response alone
   (`ocsp_presigned_vs_build_ratio`); with `--ocsp-url`, also over HTTP with concurrent
-  clients against a running server (`ocsp_http_vs_build_ratio`; target >= 1,500/s).
+  clients against a running server (`ocsp_http_vs_build_ratio`; target >= 1,500/s);
+  without it, bench/ocsp_http.py starts `yinxin serve` (gunicorn, 2 workers) on a
+  node of its own and loads it (`ocsp_http_per_s`, `ocsp_http_ratio`).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
 from sqlalchemy import LargeBinary, case, func, insert, literal, select, update
 
+from bench.ocsp_http import measure_ocsp_over_served_http
 from hsm_sim.audit import SqlAuditLog
 from hsm_sim.soft_token import MIN_SCRYPT_LOG2_N, init_soft_token
 from hsm_sim.spec import open_keystore
@@ -493,6 +496,21 @@ def main(argv: list[str] | None = None) -> None:
                 )
         finally:
             node.close()
+
+        if not arguments.ocsp_url:
+            served = measure_ocsp_over_served_http(
+                workdir / "served", clients=arguments.ocsp_clients
+            )
+            report(
+                "ocsp_http_per_s",
+                served.http_per_s,
+                "OCSP responses/s over HTTP, yinxin serve, 2 workers (target >= 1,500)",
+            )
+            report(
+                "ocsp_http_ratio",
+                served.http_per_s / built,
+                "ocsp_http_ratio (HTTP / build_ocsp_response in process)",
+            )
 
         latency = measure_revocation_latency(workdir, arguments.latency_revoked)
         report(
