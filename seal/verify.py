@@ -25,6 +25,8 @@ What makes a seal valid, in the order the reasons are reported:
   time, and the seal certificate is one the seal data lists (certificate list or
   digest list). The agency and USCC the seal data's certificates name must be the seal
   certificate's (O and organizationIdentifier NTRCN-<USCC>).
+A signature without seal data is judged the same way but is not a seal; a document is
+valid only when every signature is and at least one of them is a seal.
 
 Choices a reviewer should know:
 - pdfsig says "Signature is Valid." for every incremental-update attack; pyHanko's
@@ -38,7 +40,18 @@ Choices a reviewer should know:
   document" (INVALID) from "not a PDF" (unusable); nothing is validated leniently.
 - Signed-at-time semantics use revocation data issued after the signing time
   (retroactive revocation info, as PAdES B-LT requires): a certificate released from
-  hold after a seal was made on hold is not caught.
+  hold after a seal was made on hold is not caught. Embedded revocation data too old
+  to speak for the validation time is set aside (certvalidator would count it as a
+  failed check even in soft-fail mode).
+- Timestamps themselves (signature timestamps, document timestamps) are judged at the
+  verification time, or at the time of a later valid document timestamp: once the
+  TSA's certificate expires, only a B-LTA chain of document timestamps keeps a seal
+  valid, as PAdES intends. pyHanko 0.38 no longer has validate_pdf_ltv_signature;
+  this module does the LT part itself (validation at the timestamp's time with the
+  DSS's revocation data) and leaves pyHanko's incubating AdES validator alone.
+- An /Info-only update (pyHanko: LTA_UPDATES) does not invalidate a seal: title,
+  author and producer are not part of what a seal vouches for, and nothing shown on
+  the page changes. It is reported as `Change.DOCUMENT_INFO_CHANGED`.
 - Every step runs under a wall-clock budget in a worker thread. When the budget is
   spent the caller gets INVALID "verification took too long" and the worker is
   interrupted with an asynchronous exception: no signals, so it works in any thread of
@@ -56,8 +69,9 @@ import enum
 import hashlib
 import io
 import json
+import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from asn1crypto import cms, core, crl, ocsp
@@ -127,6 +141,7 @@ __all__ = [
     "verify_pdf",
 ]
 
+_LOG = logging.getLogger(__name__)
 MiB = 1024 * 1024
 DEFAULT_MAX_INPUT_BYTES = 100 * MiB
 _WHITESPACE = b"\x00\t\n\x0c\r "
@@ -429,7 +444,7 @@ def verify_pdf(
     if len(document) > limits.max_input_bytes:
         return finish(
             False,
-            f"the file is larger than {limits.max_input_bytes // MiB} MiB; it was not read",
+            f"the file is larger than the {_size(limits.max_input_bytes)} limit; it was not read",
             False,
         )
     verifier = _Verifier(
@@ -451,6 +466,10 @@ def verify_pdf(
             True,
         )
     return result
+
+
+def _size(count: int) -> str:
+    return f"{count / MiB:g} MiB" if count >= MiB else f"{count} bytes"
 
 
 def _asn1_roots(trust_roots: object) -> list[asn1_x509.Certificate]:
@@ -720,7 +739,7 @@ class _Verifier:
         started: dt.datetime,
         require_revocation: bool,
         limits: VerifyLimits,
-        finish: Any,
+        finish: Callable[..., PdfVerification],
     ) -> None:
         self.data = data
         self.roots = roots
@@ -958,8 +977,12 @@ class _Verifier:
             if _object_type(signature) != "/DocTimeStamp":
                 continue
             proof_time = _proof_time(proofs, signature.signed_revision)
-            report = await self._document_timestamp(
-                name, signature, reader, embedded, proof_time, signed_revisions
+            report = await self._guarded(
+                self._document_timestamp(
+                    name, signature, reader, embedded, proof_time, signed_revisions
+                ),
+                name,
+                SignatureKind.DOCUMENT_TIMESTAMP,
             )
             reports[index] = report
             if report.valid and report.timestamp and report.timestamp.time:
@@ -970,8 +993,12 @@ class _Verifier:
             name, signature, _, _ = opened[index]
             assert signature is not None
             proof_time = _proof_time(proofs, signature.signed_revision)
-            reports[index] = await self._signature(
-                name, signature, reader, embedded, proof_time, signed_revisions
+            reports[index] = await self._guarded(
+                self._signature(
+                    name, signature, reader, embedded, proof_time, signed_revisions
+                ),
+                name,
+                SignatureKind.APPROVAL,
             )
         for index, (name, signature, error, sig_object) in enumerate(opened):
             if signature is None:
@@ -985,6 +1012,24 @@ class _Verifier:
             ),
         )
         return tuple(reports[i] for i in ordered)
+
+    async def _guarded(
+        self, examination: Awaitable[SignatureReport], name: str, kind: SignatureKind
+    ) -> SignatureReport:
+        """The examination's report; INVALID if it fails on something unforeseen.
+
+        The steps that read hostile data catch their failures themselves; this is the
+        backstop that keeps one odd signature from failing the whole verification. It
+        is logged, since it may also be a bug here."""
+        try:
+            return await examination
+        except Exception as exc:  # noqa: BLE001 - see above
+            _LOG.warning(
+                "examining signature %r failed unexpectedly", name, exc_info=True
+            )
+            return _ReportBuilder(name, kind).fail(
+                f"the signature cannot be validated: {_failure(exc)}"
+            )
 
     async def _document_timestamp(
         self,
@@ -1024,10 +1069,16 @@ class _Verifier:
             time=status.timestamp,
             valid=bool(status.intact and status.valid and status.trusted),
             tsa=_subject(status.signing_cert),
-            reason="the document timestamp verifies"
-            if status.trusted
-            else "the TSA is not trusted",
+            reason=_timestamp_reason(status),
         )
+        outcome = await self._check_chain(
+            status.signing_cert,
+            list(signature.other_embedded_certs),
+            proof_time,
+            embedded,
+            key_usage=set(),
+        )
+        base.chain, base.revocation = outcome.chain, outcome.revocation
         if not status.intact:
             return base.fail("the timestamped bytes were altered (digest mismatch)")
         if not status.valid:
@@ -1037,10 +1088,15 @@ class _Verifier:
         )
         if problem:
             return base.fail(problem)
-        if not status.trusted:
+        if not status.trusted or not outcome.chain.trusted:
             return base.fail(
                 "the document timestamp's authority does not chain to a trusted root"
             )
+        if outcome.revocation.status in (
+            RevocationStatus.REVOKED,
+            RevocationStatus.UNKNOWN,
+        ):
+            return base.fail(f"the timestamp authority: {outcome.revocation.reason}")
         return base.ok("the document timestamp is valid")
 
     async def _signature(
@@ -1113,8 +1169,7 @@ class _Verifier:
         outcome = await self._check_chain(
             signer_cert,
             list(signature.other_embedded_certs),
-            self._moment(signing_moment),
-            validated_at,
+            signing_moment,
             embedded,
             key_usage={"non_repudiation"},
             extra_crls=cms_crls,
@@ -1148,10 +1203,10 @@ class _Verifier:
         )
         if problem:
             return base.fail(problem)
-        if stamp is not None and not base.timestamp.valid:  # type: ignore[union-attr]
+        if base.timestamp is not None and not base.timestamp.valid:
             return base.fail(
                 f"the signature timestamp is not valid: {base.timestamp.reason}"
-            )  # type: ignore[union-attr]
+            )
         if not outcome.chain.trusted:
             return base.fail(outcome.chain.reason)
         revocation_status = outcome.revocation.status
@@ -1183,15 +1238,17 @@ class _Verifier:
         self,
         certificate: asn1_x509.Certificate,
         intermediates: list[asn1_x509.Certificate],
-        moment: dt.datetime | None,
-        validated_at: dt.datetime,
+        proven_time: dt.datetime | None,
         embedded: _Embedded,
         *,
         key_usage: set[str],
         extra_crls: Sequence[crl.CertificateList] = (),
         extra_ocsps: Sequence[ocsp.OCSPResponse] = (),
     ) -> _ChainOutcome:
-        """Trust and revocation status of `certificate` at `moment` (None: now)."""
+        """Trust and revocation status of `certificate` at the time a timestamp proves
+        (`proven_time`), or at the verification time when nothing proves a time."""
+        moment = self._moment(proven_time)
+        validated_at = proven_time or self.now
         have_embedded = bool(
             embedded.crls or embedded.ocsps or extra_crls or extra_ocsps
         )
@@ -1266,7 +1323,7 @@ class _Verifier:
                     RevocationStatus.REVOKED,
                     source,
                     validated_at,
-                    _revoked_reason(failure, validated_at),
+                    _revoked_reason(failure, proven_time),
                 ),
                 path_certs=(),
             )
@@ -1353,7 +1410,7 @@ class _Verifier:
         agrees = listed and (seal_agency, seal_uscc) == (cert_agency, cert_uscc)
         within = info.valid_start <= validated_at <= info.valid_end
         maker_trusted, maker_reason = await self._check_maker(
-            seal, intermediates, signing_moment, validated_at, embedded
+            seal, intermediates, signing_moment, embedded
         )
 
         if not maker_check.maker_signature_ok:
@@ -1405,7 +1462,6 @@ class _Verifier:
         seal: SealData,
         intermediates: list[asn1_x509.Certificate],
         signing_moment: dt.datetime | None,
-        validated_at: dt.datetime,
         embedded: _Embedded,
     ) -> tuple[bool, str]:
         try:
@@ -1424,8 +1480,7 @@ class _Verifier:
         outcome = await self._check_chain(
             maker,
             intermediates,
-            self._moment(signing_moment),
-            validated_at,
+            signing_moment,
             embedded,
             key_usage={"non_repudiation"},
         )
@@ -1648,9 +1703,8 @@ def _changes_in(
             if _object_type(added) == "/DocTimeStamp"
             else Change.SIGNATURE_ADDED
         )
-    refs = reader.xrefs.explicit_refs_in_revision(revision)
-    ids = {ref.idnum for ref in refs}
     try:
+        ids = {ref.idnum for ref in reader.xrefs.explicit_refs_in_revision(revision)}
         root = reader.get_historical_root(revision)
         before = reader.get_historical_root(revision - 1)
         if _updated(_raw(root, "/DSS"), _raw(before, "/DSS"), ids):
@@ -1806,6 +1860,8 @@ def _chain_reason(failure: Exception, at: dt.datetime) -> str:
     return f"the certificate chain is not valid: {_first_line(failure)}"
 
 
-def _revoked_reason(failure: RevokedError, at: dt.datetime) -> str:
+def _revoked_reason(failure: RevokedError, proven_time: dt.datetime | None) -> str:
     text = _first_line(failure)
-    return f"the certificate was revoked before the signing time {_when(at)} ({text})"
+    if proven_time is None:
+        return f"the certificate is revoked, and no timestamp proves the seal was made before that ({text})"
+    return f"the certificate was revoked before the signing time {_when(proven_time)} ({text})"

@@ -236,6 +236,31 @@ def isa_startxref_into_signed_range(pdf: bytes) -> bytes:
     return attacked[:end] + b"startxref\n%d\n%%%%EOF\n" % sealed_startxref
 
 
+def hybrid_xref_update(pdf: bytes) -> bytes:
+    """An update with both an xref table and, via /XRefStm, an xref stream: PDF 1.4
+    readers see one, later readers both, so the two can disagree about objects."""
+    trailer, prev, size = _last_trailer(pdf)
+    out = bytearray(pdf)
+    stream_at = len(out)
+    row = b"\x01" + stream_at.to_bytes(4, "big") + b"\x00"
+    out += (
+        b"%d 0 obj\n<< /Type /XRef /Size %d /W [1 4 1] /Index [%d 1] /Length %d >>\nstream\n"
+        % (size, size + 1, size, len(row))
+        + row
+        + b"\nendstream\nendobj\n"
+    )
+    xref_at = len(out)
+    out += b"xref\n0 1\n0000000000 65535 f \ntrailer\n"
+    out += b"<< /Size %d /Root %d 0 R /Prev %d /XRefStm %d >>\n" % (
+        size + 1,
+        trailer.raw_get("/Root").idnum,
+        prev,
+        stream_at,
+    )
+    out += b"startxref\n%d\n%%%%EOF\n" % xref_at
+    return bytes(out)
+
+
 # -- signature wrapping -------------------------------------------------------------------------
 
 

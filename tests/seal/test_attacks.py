@@ -128,6 +128,9 @@ BYTE_ATTACKS = {
         "appended after the end of the document",
         True,
     ),
+    "hybrid-xref-update": Attack(
+        attacks.hybrid_xref_update, "hybrid cross-reference", True
+    ),
     "swa-objects-in-gap": Attack(
         attacks.swa_objects_in_gap, "does not cover its whole revision", True
     ),

@@ -126,6 +126,11 @@ def test_a_genuine_seal_verifies_at_every_level(
             stamp_report.kind is SignatureKind.DOCUMENT_TIMESTAMP and stamp_report.valid
         )
         assert not stamp_report.is_seal and stamp_report.timestamp.valid
+        assert (
+            stamp_report.chain.trusted
+            and "Timestamp Authority" in stamp_report.chain.subjects[0]
+        )
+        assert stamp_report.revocation.status is RevocationStatus.GOOD
         assert Change.DOCUMENT_TIMESTAMP_ADDED in seal_report.modifications.changes
     else:
         assert len(report.signatures) == 1
@@ -313,7 +318,10 @@ def test_an_untimestamped_seal_fails_once_revoked(
     report = _verify(
         pdf, root_certificate, revocation=NodeRevocationSource(node.revocation)
     )
-    assert not report.valid and "revoked before the signing time" in report.reason
+    assert (
+        not report.valid
+        and "no timestamp proves the seal was made before" in report.reason
+    )
 
 
 def test_a_b_lt_seal_verifies_offline_after_revocation(
