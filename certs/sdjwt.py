@@ -45,7 +45,7 @@ import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -66,6 +66,14 @@ from certs.errors import (
     TokenSignerError,
     UntrustedJoseSignerError,
 )
+from certs.token import (
+    SignerTrust,
+    StatusReference,
+    TokenClaims,
+    TrustedSigner,
+    check_validity,
+    signer_kid,
+)
 from certs.verdict import Verdict
 from hsm_sim.api import signing_context
 
@@ -74,13 +82,10 @@ __all__ = [
     "MAX_PRESENTATION_LENGTH",
     "SD_JWT_VC_TYP",
     "PresentationVerification",
-    "SignerTrust",
     "StatusLookup",
-    "StatusReference",
     "VerifiedJws",
     "b64url_decode",
     "b64url_encode",
-    "certificate_kid",
     "issue_sd_jwt",
     "present",
     "public_jwk",
@@ -123,28 +128,8 @@ _B64URL_ALPHABET = re.compile(r"[A-Za-z0-9_-]*")
 _P256_ORDER_BYTES = 32
 
 
-class SignerTrust(Protocol):
-    """Trusted document-signer certificates, looked up by their 8-byte kid."""
-
-    def signers_for_kid(self, kid: bytes) -> Sequence[x509.Certificate]: ...
-
-
-@dataclasses.dataclass(frozen=True)
-class StatusReference:
-    """Where a credential's status lives: entry `idx` of the status list at `uri`."""
-
-    idx: int
-    uri: str
-
-    def __post_init__(self) -> None:
-        if isinstance(self.idx, bool) or not isinstance(self.idx, int) or self.idx < 0:
-            raise ValueError("status list index must be a non-negative integer")
-        if not isinstance(self.uri, str) or not self.uri:
-            raise ValueError("status list URI must be a non-empty string")
-
-
-# Returns the status type at a reference (0 valid, 1 invalid, 2 suspended, as in the
-# Token Status List draft) from a status list the caller fetched and verified.
+# The status type at a reference (0 valid, 1 invalid, 2 suspended, as in the Token
+# Status List draft), from a status list the caller fetched and verified.
 StatusLookup = Callable[[StatusReference], int]
 
 
@@ -162,7 +147,7 @@ class PresentationVerification:
     expires_at: dt.datetime | None = None
     status: StatusReference | None = None
     key_bound: bool = False
-    signer: x509.Certificate | None = None
+    signer: TrustedSigner | None = None
 
     @property
     def valid(self) -> bool:
@@ -201,6 +186,16 @@ def issue_sd_jwt(
     _check_issue_request(
         claims, disclosable, always, vct, issuer, iat, exp, decoy_digests
     )
+    # Verifiers refuse credentials their signer was not valid for (certs.token rules).
+    if not (
+        signer_certificate.not_valid_before_utc
+        <= iat
+        <= exp
+        <= signer_certificate.not_valid_after_utc
+    ):
+        raise SdJwtError(
+            "the credential's iat..exp must lie within the document signer's validity"
+        )
     payload: dict[str, Any] = {name: claims[name] for name in claims if name in always}
     disclosures: list[str] = []
     digests: list[str] = []
@@ -229,7 +224,7 @@ def issue_sd_jwt(
             else _status_from_mapping(status)
         )
         payload["status"] = {
-            "status_list": {"idx": reference.idx, "uri": reference.uri}
+            "status_list": {"idx": reference.index, "uri": reference.uri}
         }
     if cnf_jwk is not None:
         try:
@@ -370,7 +365,7 @@ def _status_from_mapping(status: Mapping[str, Any]) -> StatusReference:
     if set(status) != {"idx", "uri"}:
         raise SdJwtError("status is {idx, uri}")
     try:
-        return StatusReference(idx=status["idx"], uri=status["uri"])
+        return StatusReference(index=status["idx"], uri=status["uri"])
     except ValueError as exc:
         raise SdJwtError(str(exc)) from None
 
@@ -504,27 +499,32 @@ def _verify(
 
     try:
         verified = verify_compact_jws(
-            issuer_jwt,
-            typ=_ACCEPTED_SD_JWT_TYPS,
-            trust=trust,
-            at=_signing_time_getter(now),
+            issuer_jwt, typ=_ACCEPTED_SD_JWT_TYPS, trust=trust
         )
     except JoseError as exc:
         raise _Rejected(_verdict_for(exc), str(exc)) from None
     payload = verified.payload
+    issuer = _optional(payload, "iss", str)
+    claims = TokenClaims(
+        issuer=issuer,
+        issued_at=_optional_time(payload, "iat"),
+        expires_at=_optional_time(payload, "exp"),
+        not_before=_optional_time(payload, "nbf"),
+        raw=payload,
+    )
+    # The same rules as the LC1 token: the signer is trusted for this issuer, was valid
+    # at iat and until exp. Expiry is reported only once the rest has been checked.
+    validity = check_validity(claims, verified.signer, now, leeway=_CLOCK_SKEW)
+    if validity.verdict in (Verdict.MALFORMED, Verdict.UNTRUSTED_ISSUER):
+        raise _Rejected(validity.verdict, validity.reason)
 
     decoded = _decode_disclosures(disclosures)
     disclosed_claims, disclosed_names = _unpack_payload(payload, decoded)
-
-    issuer = _optional(payload, "iss", str)
     vct = _optional(payload, "vct", str)
     if vct is None:
         raise _Rejected(
             Verdict.MALFORMED, "the credential has no vct (credential type)"
         )
-    issued_at = _optional_time(payload, "iat")
-    expires_at = _optional_time(payload, "exp")
-    not_before = _optional_time(payload, "nbf")
     status = _status_reference(payload)
     holder_key = _holder_key(payload)
 
@@ -554,23 +554,16 @@ def _verify(
         disclosed=frozenset(disclosed_names),
         issuer=issuer,
         vct=vct,
-        issued_at=issued_at,
-        expires_at=expires_at,
+        issued_at=claims.issued_at,
+        expires_at=claims.expires_at,
         status=status,
         key_bound=key_bound,
         signer=verified.signer,
     )
-    if expires_at is not None and now >= expires_at + _CLOCK_SKEW:
+    if validity.verdict is not Verdict.VALID:
         return dataclasses.replace(
-            result, verdict=Verdict.EXPIRED, reason="the credential has expired"
+            result, verdict=validity.verdict, reason=validity.reason
         )
-    for start, what in ((not_before, "valid"), (issued_at, "issued")):
-        if start is not None and start > now + _CLOCK_SKEW:
-            return dataclasses.replace(
-                result,
-                verdict=Verdict.NOT_YET_VALID,
-                reason=f"the credential is not {what} yet",
-            )
     if status is not None and status_lookup is not None:
         value = status_lookup(status)
         if value == _STATUS_INVALID:
@@ -588,21 +581,6 @@ def _verify(
                 reason=f"the status list gives an unknown status ({value})",
             )
     return result
-
-
-def _signing_time_getter(
-    now: dt.datetime,
-) -> Callable[[Mapping[str, Any]], dt.datetime]:
-    """The signer certificate must be valid when the credential was issued (else now)."""
-
-    def signing_time(payload: Mapping[str, Any]) -> dt.datetime:
-        try:
-            issued = _optional_time(payload, "iat")
-        except _Rejected as rejected:
-            raise MalformedJoseError(rejected.reason) from None
-        return issued if issued is not None else now
-
-    return signing_time
 
 
 def _verdict_for(exc: JoseError) -> Verdict:
@@ -781,7 +759,7 @@ def _status_reference(payload: Mapping[str, Any]) -> StatusReference | None:
         raise _Rejected(Verdict.MALFORMED, "the status claim has no status_list object")
     entry = status["status_list"]
     try:
-        return StatusReference(idx=entry.get("idx"), uri=entry.get("uri"))
+        return StatusReference(index=entry.get("idx"), uri=entry.get("uri"))
     except ValueError as exc:
         raise _Rejected(Verdict.MALFORMED, str(exc)) from None
 
@@ -861,12 +839,7 @@ class VerifiedJws:
 
     header: Mapping[str, Any]
     payload: dict[str, Any]
-    signer: x509.Certificate
-
-
-def certificate_kid(certificate: x509.Certificate) -> bytes:
-    """The signer's key identifier: the first 8 bytes of SHA-256 over its DER (the DCC rule)."""
-    return hashlib.sha256(certificate.public_bytes(Encoding.DER)).digest()[:8]
+    signer: TrustedSigner
 
 
 def sign_compact_jws(
@@ -882,7 +855,7 @@ def sign_compact_jws(
     header = {
         "alg": "ES256",
         "typ": typ,
-        "kid": b64url_encode(certificate_kid(signer_certificate)),
+        "kid": b64url_encode(signer_kid(signer_certificate)),
         "x5c": [
             base64.b64encode(signer_certificate.public_bytes(Encoding.DER)).decode(
                 "ascii"
@@ -893,39 +866,25 @@ def sign_compact_jws(
 
 
 def verify_compact_jws(
-    token: str,
-    *,
-    typ: AbstractSet[str],
-    trust: SignerTrust,
-    at: Callable[[Mapping[str, Any]], dt.datetime],
+    token: str, *, typ: AbstractSet[str], trust: SignerTrust
 ) -> VerifiedJws:
-    """Verify an ES256 compact JWS against the trusted signers for its kid.
+    """Verify an ES256 compact JWS against every trusted signer with its kid.
 
-    `at(payload)` gives the time the signer certificate must have been valid. Raises
+    Only the signature: whether the signer was trusted for the token's issuer and
+    dates is the caller's check (`certs.token.check_validity`). Raises
     MalformedJoseError, JoseSignatureError or UntrustedJoseSignerError.
     """
     parsed = _parse_jws(token, typ=frozenset(typ))
     kid = _header_kid(parsed.header)
-    candidates = [c for c in trust.signers_for_kid(kid) if _is_p256(c)]
+    candidates = [s for s in trust.signers_for_kid(kid) if _is_p256(s.public_key)]
     if not candidates:
         raise UntrustedJoseSignerError("the signer is not a trusted document signer")
-    moment = at(parsed.payload)
-    for certificate in candidates:
+    for signer in candidates:
         try:
-            _verify_signature(parsed, certificate.public_key())
+            _verify_signature(parsed, signer.public_key)
         except JoseSignatureError:
             continue
-        if (
-            not certificate.not_valid_before_utc
-            <= moment
-            <= certificate.not_valid_after_utc
-        ):
-            raise UntrustedJoseSignerError(
-                "the document signer certificate was not valid when this was signed"
-            )
-        return VerifiedJws(
-            header=parsed.header, payload=parsed.payload, signer=certificate
-        )
+        return VerifiedJws(header=parsed.header, payload=parsed.payload, signer=signer)
     raise JoseSignatureError("the signature does not verify")
 
 
@@ -1030,8 +989,7 @@ def _verify_signature(parsed: _ParsedJws, public_key: Any) -> None:
         raise JoseSignatureError("the signature does not verify") from None
 
 
-def _is_p256(certificate: x509.Certificate) -> bool:
-    key = certificate.public_key()
+def _is_p256(key: Any) -> bool:
     return isinstance(key, ec.EllipticCurvePublicKey) and isinstance(
         key.curve, ec.SECP256R1
     )

@@ -34,7 +34,7 @@ import datetime as dt
 import enum
 import secrets
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from collections.abc import Set as AbstractSet
 from typing import Any
 
@@ -47,7 +47,8 @@ from certs.errors import (
     StatusListError,
     StatusListFullError,
 )
-from certs.sdjwt import SignerTrust, b64url_decode, sign_compact_jws, verify_compact_jws
+from certs.sdjwt import b64url_decode, sign_compact_jws, verify_compact_jws
+from certs.token import SignerTrust, TrustedSigner
 
 __all__ = [
     "DEFAULT_LIST_SIZE",
@@ -147,7 +148,7 @@ class VerifiedStatusList:
     issued_at: dt.datetime
     expires_at: dt.datetime | None
     ttl: int | None
-    signer: x509.Certificate
+    signer: TrustedSigner
 
     @property
     def refresh_at(self) -> dt.datetime | None:
@@ -254,9 +255,7 @@ def decode_and_verify_status_list(
             "the status list token is too long or not base64url"
         )
     try:
-        verified = verify_compact_jws(
-            token, typ={STATUS_LIST_JWT_TYP}, trust=trust, at=_issued_at_or(now)
-        )
+        verified = verify_compact_jws(token, typ={STATUS_LIST_JWT_TYP}, trust=trust)
     except JoseError as exc:
         raise InvalidStatusListError(f"status list token: {exc}") from None
     claims = verified.payload
@@ -272,6 +271,15 @@ def decode_and_verify_status_list(
     issued_at = _time_claim(claims, "iat")
     if issued_at is None:
         raise InvalidStatusListError("the status list token has no iat")
+    signer = verified.signer
+    if signer.issuer is not None and issuer != signer.issuer:
+        raise InvalidStatusListError(
+            "the status list's signer is not trusted for its issuer"
+        )
+    if not signer.valid_from <= issued_at <= signer.valid_until:
+        raise InvalidStatusListError(
+            "the status list's signer was not valid when it was issued"
+        )
     if issued_at > now + _CLOCK_SKEW:
         raise InvalidStatusListError("the status list token is issued in the future")
     expires_at = _time_claim(claims, "exp")
@@ -328,16 +336,6 @@ def _inflate(compressed: bytes, max_bytes: int) -> bytes:
     if not data:
         raise InvalidStatusListError("the status list is empty")
     return data
-
-
-def _issued_at_or(now: dt.datetime) -> Callable[[Mapping[str, Any]], dt.datetime]:
-    """The signer certificate must be valid when the list was issued."""
-
-    def signing_time(claims: Mapping[str, Any]) -> dt.datetime:
-        issued = _time_claim(claims, "iat")
-        return issued if issued is not None else now
-
-    return signing_time
 
 
 def _time_claim(claims: Mapping[str, Any], name: str) -> dt.datetime | None:

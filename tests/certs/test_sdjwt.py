@@ -16,7 +16,7 @@ import hmac
 import json
 import secrets
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +41,14 @@ from certs.sdjwt import (
     MAX_DISCLOSURES,
     MAX_PRESENTATION_LENGTH,
     PresentationVerification,
-    StatusReference,
     b64url_encode,
-    certificate_kid,
     issue_sd_jwt,
     present,
     public_jwk,
     sign_compact_jws,
     verify_presentation,
 )
+from certs.token import SignerList, StatusReference, TrustedSigner, signer_kid
 from certs.verdict import Verdict
 from hsm_sim.api import KeyUsage
 from hsm_sim.audit import AuditEntry
@@ -73,20 +72,6 @@ ALWAYS = frozenset({"identifier", "name", "uscc"})
 DISCLOSABLE = frozenset(set(CLAIMS) - ALWAYS)
 
 
-class SignerList:
-    """A trust store over a fixed set of document-signer certificates."""
-
-    def __init__(self, *certificates: x509.Certificate) -> None:
-        self._by_kid: dict[bytes, list[x509.Certificate]] = {}
-        for certificate in certificates:
-            self._by_kid.setdefault(certificate_kid(certificate), []).append(
-                certificate
-            )
-
-    def signers_for_kid(self, kid: bytes) -> Sequence[x509.Certificate]:
-        return self._by_kid.get(kid, [])
-
-
 class DocumentSigner:
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -94,7 +79,7 @@ class DocumentSigner:
             node.ca, ServicePurpose.DOCUMENT_SIGNER
         )
         self.key = node.keystore.private_key(self.label, usage=KeyUsage.TOKEN)
-        self.trust = SignerList(self.certificate)
+        self.trust = SignerList([self.certificate])
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +90,11 @@ def signer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocumentSigner]
 
 
 @pytest.fixture(scope="module")
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+def now(signer: DocumentSigner) -> dt.datetime:
+    """A little after the document signer's certificate was made."""
+    return max(
+        dt.datetime.now(dt.UTC), signer.certificate.not_valid_before_utc
+    ).replace(microsecond=0) + dt.timedelta(seconds=1)
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +116,7 @@ def issue(
         "vct": VCT,
         "issuer": ISSUER,
         "iat": now,
-        "exp": now + dt.timedelta(days=365),
+        "exp": now + dt.timedelta(days=30),
         "status": {"idx": 42, "uri": STATUS_URI},
         "cnf_jwk": public_jwk(holder.public_key()) if holder is not None else None,
         "signer_key": signer.key,
@@ -219,7 +207,7 @@ def test_issued_credential_has_the_sd_jwt_vc_shape(signer, now, holder) -> None:
     header = jwt_header(jwt)
     assert header["alg"] == "ES256"
     assert header["typ"] == "dc+sd-jwt"
-    assert header["kid"] == b64url_encode(certificate_kid(signer.certificate))
+    assert header["kid"] == b64url_encode(signer_kid(signer.certificate))
     assert base64.b64decode(header["x5c"][0]) == signer.certificate.public_bytes(
         Encoding.DER
     )
@@ -228,7 +216,7 @@ def test_issued_credential_has_the_sd_jwt_vc_shape(signer, now, holder) -> None:
     assert payload["_sd_alg"] == "sha-256"
     assert payload["status"] == {"status_list": {"idx": 42, "uri": STATUS_URI}}
     assert payload["cnf"] == {"jwk": public_jwk(holder.public_key())}
-    assert payload["exp"] - payload["iat"] == 365 * 86400
+    assert payload["exp"] - payload["iat"] == 30 * 86400
     # Always-shown fields are in clear, disclosable ones only as digests.
     assert {name: payload[name] for name in ALWAYS} == {n: CLAIMS[n] for n in ALWAYS}
     assert not DISCLOSABLE & set(payload)
@@ -325,9 +313,9 @@ def test_presentation_shows_only_the_chosen_fields(signer, now) -> None:
     }
     assert result.disclosed == {"address", "business_scope"}
     assert (result.issuer, result.vct) == (ISSUER, VCT)
-    assert result.status == StatusReference(idx=42, uri=STATUS_URI)
-    assert result.issued_at == now and result.expires_at == now + dt.timedelta(days=365)
-    assert result.signer == signer.certificate
+    assert result.status == StatusReference(index=42, uri=STATUS_URI)
+    assert result.issued_at == now and result.expires_at == now + dt.timedelta(days=30)
+    assert result.signer is not None and result.signer.certificate == signer.certificate
     assert not result.key_bound
 
 
@@ -535,13 +523,13 @@ def test_expired_and_not_yet_valid_credentials(signer, now) -> None:
     # Authentic but expired: the verifier still shows what it was.
     assert expired.fields["address"] == CLAIMS["address"]
     early = verify(signer, shown, now - dt.timedelta(hours=1))
-    assert_rejected(early, Verdict.NOT_YET_VALID, "not issued yet")
+    assert_rejected(early, Verdict.NOT_YET_VALID, "valid only from")
 
 
 def test_untrusted_signers_are_refused(signer, now) -> None:
     shown = present(issue(signer, now), disclose=[])
     assert_rejected(
-        verify_presentation(shown, trust=SignerList(), now=now),
+        verify_presentation(shown, trust=SignerList([]), now=now),
         Verdict.UNTRUSTED_ISSUER,
         "not a trusted document signer",
     )
@@ -576,12 +564,34 @@ def test_a_credential_issued_outside_the_signer_certificate_s_validity_is_refuse
     signer, now
 ) -> None:
     before = signer.certificate.not_valid_before_utc - dt.timedelta(days=1)
-    shown = present(
-        issue(signer, now, iat=before, exp=now + dt.timedelta(days=1)), disclose=[]
-    )
+    early = envelope(now, iat=int(before.timestamp()))
     assert_rejected(
-        verify(signer, shown, now), Verdict.UNTRUSTED_ISSUER, "not valid when"
+        verify(signer, signed(signer, early) + "~", now),
+        Verdict.UNTRUSTED_ISSUER,
+        "not valid at iat",
     )
+    after = signer.certificate.not_valid_after_utc + dt.timedelta(days=1)
+    outliving = envelope(now, exp=int(after.timestamp()))
+    assert_rejected(
+        verify(signer, signed(signer, outliving) + "~", now),
+        Verdict.UNTRUSTED_ISSUER,
+        "after its document signer",
+    )
+    # The issuer refuses to make such credentials in the first place.
+    with pytest.raises(SdJwtError, match="within the document signer's validity"):
+        issue(signer, now, exp=after)
+    with pytest.raises(SdJwtError, match="within the document signer's validity"):
+        issue(signer, now, iat=before)
+
+
+def test_a_signer_trusted_for_another_issuer_is_refused(signer, now) -> None:
+    shown = present(issue(signer, now), disclose=["address"])
+    other_region = SignerList(
+        [TrustedSigner(signer.certificate, issuer="https://other.example")]
+    )
+    result = verify_presentation(shown, trust=other_region, now=now)
+    assert_rejected(result, Verdict.UNTRUSTED_ISSUER, "trusted for issuer")
+    assert result.fields == {}
 
 
 def test_status_lookup_gives_revoked_and_suspended(signer, now) -> None:
@@ -604,7 +614,7 @@ def test_status_lookup_gives_revoked_and_suspended(signer, now) -> None:
         Verdict.SUSPENDED,
         "suspended",
     )
-    assert asked == [StatusReference(idx=42, uri=STATUS_URI)] * 3
+    assert asked == [StatusReference(index=42, uri=STATUS_URI)] * 3
 
 
 # --- hostile issuer JWTs ---------------------------------------------------------------
@@ -757,7 +767,10 @@ def test_a_disclosure_overwriting_a_claim_in_clear_is_refused(signer, now) -> No
 def test_envelope_claims_cannot_be_disclosed(signer, now, name) -> None:
     hidden = disclosure(name, "x")
     payload = envelope(now, _sd=[digest(hidden)])
-    payload.pop(name, None)
+    if (
+        name != "exp"
+    ):  # iat and exp are required: exp stays in clear, the disclosure collides
+        payload.pop(name, None)
     assert_rejected(
         verify(signer, f"{signed(signer, payload)}~{hidden}~", now),
         Verdict.MALFORMED,
@@ -1013,7 +1026,7 @@ def test_arbitrary_text_is_malformed_not_a_crash(signer, now, text) -> None:
 def _issuer_key_callback(signer: DocumentSigner):
     def issuer_key(issuer: str, header: Mapping[str, Any]) -> JWK:
         assert issuer == ISSUER
-        assert header["kid"] == b64url_encode(certificate_kid(signer.certificate))
+        assert header["kid"] == b64url_encode(signer_kid(signer.certificate))
         return JWK.from_pyca(signer.certificate.public_key())
 
     return issuer_key
@@ -1077,7 +1090,7 @@ def test_our_verifier_accepts_the_reference_implementation_s_credential(
         add_decoy_claims=True,
         extra_header_parameters={
             "typ": "dc+sd-jwt",
-            "kid": b64url_encode(certificate_kid(certificate)),
+            "kid": b64url_encode(signer_kid(certificate)),
         },
     ).sd_jwt_issuance
     holder = SDJWTHolder(issued)
@@ -1089,7 +1102,7 @@ def test_our_verifier_accepts_the_reference_implementation_s_credential(
     )
     result = verify_presentation(
         holder.sd_jwt_presentation,
-        trust=SignerList(certificate),
+        trust=SignerList([certificate]),
         now=dt.datetime.now(dt.UTC),
         expected_nonce="n-1",
         expected_aud="bank",
@@ -1104,7 +1117,7 @@ def test_our_verifier_accepts_the_reference_implementation_s_credential(
     }
     wrong_nonce = verify_presentation(
         holder.sd_jwt_presentation,
-        trust=SignerList(certificate),
+        trust=SignerList([certificate]),
         now=dt.datetime.now(dt.UTC),
         expected_nonce="n-2",
         expected_aud="bank",

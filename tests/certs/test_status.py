@@ -11,12 +11,11 @@ import datetime as dt
 import itertools
 import json
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
@@ -26,7 +25,6 @@ from hypothesis import strategies as st
 from certs.errors import InvalidStatusListError, StatusListError, StatusListFullError
 from certs.sdjwt import (
     b64url_encode,
-    certificate_kid,
     issue_sd_jwt,
     present,
     sign_compact_jws,
@@ -41,6 +39,7 @@ from certs.status import (
     encode_status_list_jwt,
     status_of,
 )
+from certs.token import SignerList, TrustedSigner, signer_kid
 from certs.verdict import Verdict
 from hsm_sim.api import KeyUsage
 from pki.ca_models import ServicePurpose
@@ -51,14 +50,6 @@ URI = "https://zwfw.fj.example.gov.cn/status/1"
 ISSUER = "https://zwfw.fj.example.gov.cn"
 
 
-class SignerList:
-    def __init__(self, *certificates: x509.Certificate) -> None:
-        self._by_kid = {certificate_kid(c): [c] for c in certificates}
-
-    def signers_for_kid(self, kid: bytes) -> Sequence[x509.Certificate]:
-        return self._by_kid.get(kid, [])
-
-
 class DocumentSigner:
     def __init__(self, node: Node) -> None:
         self.node = node
@@ -66,7 +57,7 @@ class DocumentSigner:
             node.ca, ServicePurpose.DOCUMENT_SIGNER
         )
         self.key = node.keystore.private_key(self.label, usage=KeyUsage.TOKEN)
-        self.trust = SignerList(self.certificate)
+        self.trust = SignerList([self.certificate])
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +68,11 @@ def signer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocumentSigner]
 
 
 @pytest.fixture(scope="module")
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
+def now(signer: DocumentSigner) -> dt.datetime:
+    """A little after the document signer's certificate was made."""
+    return max(
+        dt.datetime.now(dt.UTC), signer.certificate.not_valid_before_utc
+    ).replace(microsecond=0) + dt.timedelta(seconds=1)
 
 
 def encode(
@@ -265,7 +259,7 @@ def test_status_list_jwt_round_trip(signer, now) -> None:
         days=1
     )
     assert verified.refresh_at == now + dt.timedelta(hours=1)
-    assert verified.signer == signer.certificate and verified.uri == URI
+    assert verified.signer.certificate == signer.certificate and verified.uri == URI
 
 
 def test_a_list_for_another_uri_or_issuer_is_refused(signer, now) -> None:
@@ -290,7 +284,7 @@ def test_tampered_untrusted_and_unsigned_lists_are_refused(signer, now) -> None:
         )
     with pytest.raises(InvalidStatusListError, match="not a trusted document signer"):
         decode_and_verify_status_list(
-            token, trust=SignerList(), now=now, expected_uri=URI
+            token, trust=SignerList([]), now=now, expected_uri=URI
         )
     unsigned = f"{b64url_encode(json.dumps({'alg': 'none', 'typ': 'statuslist+jwt'}).encode())}.{payload}."
     with pytest.raises(InvalidStatusListError, match="not ES256"):
@@ -416,7 +410,7 @@ def test_revoking_suspending_and_reinstating_a_presented_licence(signer, now) ->
 
         def lookup(reference) -> int:
             return decode(signer, token, now, expected_uri=reference.uri).status_of(
-                reference.idx
+                reference.index
             )
 
         return verify_presentation(
@@ -439,7 +433,7 @@ def test_hand_signed_list_by_a_foreign_key_with_the_signer_s_kid_is_refused(
     header = {
         "alg": "ES256",
         "typ": "statuslist+jwt",
-        "kid": b64url_encode(certificate_kid(signer.certificate)),
+        "kid": b64url_encode(signer_kid(signer.certificate)),
     }
     signing_input = (
         f"{b64url_encode(json.dumps(header).encode())}."
@@ -451,3 +445,19 @@ def test_hand_signed_list_by_a_foreign_key_with_the_signer_s_kid_is_refused(
     token = f"{signing_input}.{b64url_encode(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
     with pytest.raises(InvalidStatusListError, match="does not verify"):
         decode(signer, token, now)
+
+
+def test_a_list_signed_outside_the_signer_s_trust_is_refused(signer, now) -> None:
+    token = encode(signer, StatusList(size=64), now)
+    other_region = SignerList(
+        [TrustedSigner(signer.certificate, issuer="https://other.example")]
+    )
+    with pytest.raises(InvalidStatusListError, match="not trusted for its issuer"):
+        decode_and_verify_status_list(
+            token, trust=other_region, now=now, expected_uri=URI
+        )
+    withdrawn = SignerList(
+        [TrustedSigner(signer.certificate, not_after=now - dt.timedelta(seconds=1))]
+    )
+    with pytest.raises(InvalidStatusListError, match="not valid when it was issued"):
+        decode_and_verify_status_list(token, trust=withdrawn, now=now, expected_uri=URI)
