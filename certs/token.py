@@ -119,6 +119,9 @@ _STATUS_LIST = "status_list"
 
 KID_BYTES = 8
 ZLIB_LEVEL = 9
+# Payloads up to this size make tokens of at most 4,222 characters even when nothing
+# compresses (COSE adds under 100 bytes, zlib at most 11 to incompressible data).
+_ALWAYS_FITS_PAYLOAD_BYTES = 2700
 # The most a NumericDate may say: the end of year 9999, so every one is a datetime.
 _MAX_NUMERIC_DATE = 253402300799
 _MIN_INT = -(2**63)
@@ -485,6 +488,17 @@ def _claims_payload(
             f"claims take {len(payload)} bytes, more than a token carries "
             f"({DEFAULT_LIMITS.max_payload_bytes})"
         )
+    # Refuse before signing what cannot fit; smaller payloads always fit, and the
+    # exact check after signing (in _assemble_token) catches the rare near miss.
+    if len(payload) > _ALWAYS_FITS_PAYLOAD_BYTES:
+        least_chars = (
+            len(profile.prefix) + (3 * len(zlib.compress(payload, ZLIB_LEVEL))) // 2
+        )
+        if least_chars > DEFAULT_LIMITS.max_token_chars:
+            raise TokenClaimsError(
+                f"the token would be at least {least_chars} characters, more than a QR "
+                f"code holds ({DEFAULT_LIMITS.max_token_chars})"
+            )
     return payload
 
 
