@@ -90,6 +90,20 @@ def test_init_makes_config_database_token_pins_and_audit_key(
                 assert value.encode() not in path.read_bytes(), path
 
 
+def test_init_with_a_broken_ceremony_file_makes_nothing(tmp_path: Path) -> None:
+    broken = tmp_path / "region.toml"
+    broken.write_text('[node]\norganization = "x"\n', encoding="utf-8")
+    home = tmp_path / "instance"
+
+    result = CliRunner().invoke(
+        cli, ["init", "--home", str(home), "--ceremony-config", str(broken)]
+    )
+
+    assert result.exit_code == EXIT_CODE_BY_CATEGORY[ErrorCategory.BAD_REQUEST]
+    assert result.stderr == "yinxin: error: ceremony: missing root, issuing\n"
+    assert not home.exists()
+
+
 def test_init_human_output_says_where_the_pins_are_not_what_they_are(
     tmp_path: Path,
 ) -> None:
