@@ -86,6 +86,7 @@ __all__ = [
     "VerifiedJws",
     "b64url_decode",
     "b64url_encode",
+    "check_signer_key",
     "issue_sd_jwt",
     "present",
     "public_jwk",
@@ -125,6 +126,12 @@ _STATUS_INVALID = 0x01
 _STATUS_SUSPENDED = 0x02
 
 _B64URL_ALPHABET = re.compile(r"[A-Za-z0-9_-]*")
+_B64URL_VALUES = {
+    character: value
+    for value, character in enumerate(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    )
+}
 _P256_ORDER_BYTES = 32
 
 
@@ -643,7 +650,9 @@ def _unpack_payload(
     used: set[str] = set()
     disclosed_names: set[str] = set()
 
-    def unpack(value: Any, top_level: bool) -> Any:
+    def unpack(value: Any, top_level: bool, depth: int = 1) -> Any:
+        if depth > _MAX_JSON_DEPTH:
+            raise _Rejected(Verdict.MALFORMED, "the credential is nested too deeply")
         if isinstance(value, list):
             out = []
             for element in value:
@@ -662,15 +671,15 @@ def _unpack_payload(
                                 "an array element's disclosure has a claim name",
                             )
                         used.add(digest)
-                        out.append(unpack(disclosure[1], False))
+                        out.append(unpack(disclosure[1], False, depth + 1))
                 else:
-                    out.append(unpack(element, False))
+                    out.append(unpack(element, False, depth + 1))
             return out
         if isinstance(value, dict):
             if "..." in value:
                 raise _Rejected(Verdict.MALFORMED, "'...' outside an array")
             out_obj = {
-                key: unpack(item, False)
+                key: unpack(item, False, depth + 1)
                 for key, item in value.items()
                 if key not in ("_sd", "_sd_alg")
             }
@@ -701,7 +710,7 @@ def _unpack_payload(
                         f"a disclosure would overwrite the claim {name!r}",
                     )
                 used.add(digest)
-                out_obj[name] = unpack(disclosure[2], False)
+                out_obj[name] = unpack(disclosure[2], False, depth + 1)
                 if top_level:
                     disclosed_names.add(name)
             return out_obj
@@ -851,7 +860,7 @@ def sign_compact_jws(
     operation: str,
 ) -> str:
     """An ES256 compact JWS by the document signer, with `kid` and `x5c` in the header."""
-    _check_signer(signer_key, signer_certificate)
+    check_signer_key(signer_key, signer_certificate)
     header = {
         "alg": "ES256",
         "typ": typ,
@@ -962,7 +971,13 @@ def _header_kid(header: Mapping[str, Any]) -> bytes:
     if kid is not None:
         if not isinstance(kid, str):
             raise MalformedJoseError("the JWS kid is not a string")
-        return b64url_decode(kid, "the JWS kid")
+        try:
+            return b64url_decode(kid, "the JWS kid")
+        except MalformedJoseError:
+            # Any string is a valid kid; ours are base64url, so this one is not ours.
+            raise UntrustedJoseSignerError(
+                "the JWS kid names no trusted document signer"
+            ) from None
     chain = header.get("x5c")
     if isinstance(chain, list) and chain and isinstance(chain[0], str):
         # Only to find the trusted certificate: the certificate in x5c is never trusted.
@@ -995,7 +1010,8 @@ def _is_p256(key: Any) -> bool:
     )
 
 
-def _check_signer(signer_key: Any, signer_certificate: x509.Certificate) -> None:
+def check_signer_key(signer_key: Any, signer_certificate: x509.Certificate) -> None:
+    """TokenSignerError unless the key is EC P-256 and the certificate is its own."""
     if not isinstance(signer_key, ec.EllipticCurvePrivateKey) or not isinstance(
         signer_key.curve, ec.SECP256R1
     ):
@@ -1054,12 +1070,14 @@ def b64url_decode(text: str, what: str) -> bytes:
 
 def _b64url_decode(text: str, what: str) -> bytes:
     """Strict base64url without padding; non-canonical encodings (stray low bits) are refused."""
-    if not _B64URL_ALPHABET.fullmatch(text) or len(text) % 4 == 1:
+    remainder = len(text) % 4
+    if not _B64URL_ALPHABET.fullmatch(text) or remainder == 1:
         raise _Rejected(Verdict.MALFORMED, f"{what} is not base64url")
-    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    if b64url_encode(data) != text:
+    # The last character of a 2- or 3-character group carries 4 or 2 unused bits;
+    # set, they would let one value have several encodings.
+    if remainder and _B64URL_VALUES[text[-1]] & (0x0F if remainder == 2 else 0x03):
         raise _Rejected(Verdict.MALFORMED, f"{what} is not canonical base64url")
-    return data
+    return base64.urlsafe_b64decode(text + "=" * (-remainder % 4))
 
 
 def _digest(text: str) -> str:
@@ -1097,20 +1115,7 @@ def _parse_json(data: bytes, what: str) -> Any:
         raise _Rejected(Verdict.MALFORMED, f"{what} repeats a member name") from None
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise _Rejected(Verdict.MALFORMED, f"{what} is not JSON") from None
-    _check_depth(value, what)
     return value
-
-
-def _check_depth(value: Any, what: str) -> None:
-    pending = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if depth > _MAX_JSON_DEPTH:
-            raise _Rejected(Verdict.MALFORMED, f"{what} is nested too deeply")
-        if isinstance(item, dict):
-            pending.extend((child, depth + 1) for child in item.values())
-        elif isinstance(item, list):
-            pending.extend((child, depth + 1) for child in item)
 
 
 def _numeric_date(moment: dt.datetime) -> int:

@@ -16,9 +16,12 @@ here use 2 bits per licence; lists of any allowed width are read.
 
 The signed form is a JWT with typ `statuslist+jwt`, `sub` = the list's URI (the `uri`
 a credential's `status.status_list` names), `iat`, `exp`, `ttl` and
-`status_list: {bits, lst}`, signed ES256 by the document signer like the SD-JWT VC.
-Verification checks the signature against the trusted signers first and only then
-inflates `lst`, into at most `max_bytes` (a zlib bomb is refused, not expanded).
+`status_list: {bits, lst}`, signed ES256 by the document signer like the SD-JWT VC; or
+the same claims as a CWT (COSE_Sign1, typ `application/statuslist+cwt`, claim keys 2,
+6, 4, 65534, 65533) for offline verifiers that read CBOR anyway. Verification checks
+the signature against the trusted signers (the signer valid at `iat`, bound to the
+list's `iss` when the trust store says so) and only then inflates `lst`, into at most
+`max_bytes`: a zlib bomb is refused, not expanded.
 
 Indexes: the draft's privacy considerations advise against sequential allocation (a
 verifier could learn the issuance order, and neighbouring indexes correlate); use
@@ -28,7 +31,6 @@ verifier could learn the issuance order, and neighbouring indexes correlate); us
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import datetime as dt
 import enum
@@ -39,37 +41,66 @@ from collections.abc import Set as AbstractSet
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from certs._cbor import CborError, CborLimits, decode_cbor, encode_cbor
+from certs._cose import (
+    ALG_ES256,
+    HEADER_ALG,
+    HEADER_KID,
+    CoseError,
+    assemble_sign1,
+    der_to_raw_ecdsa,
+    parse_sign1,
+    sig_structure,
+    verify_sign1,
+)
 from certs.errors import (
     InvalidStatusListError,
     JoseError,
     StatusListError,
     StatusListFullError,
 )
-from certs.sdjwt import b64url_decode, sign_compact_jws, verify_compact_jws
-from certs.token import SignerTrust, TrustedSigner
+from certs.sdjwt import (
+    b64url_decode,
+    b64url_encode,
+    check_signer_key,
+    sign_compact_jws,
+    verify_compact_jws,
+)
+from certs.token import SignerTrust, TrustedSigner, signer_kid
+from hsm_sim.api import signing_context
 
 __all__ = [
     "DEFAULT_LIST_SIZE",
     "MAX_STATUS_LIST_BYTES",
+    "STATUS_LIST_CWT_TYP",
     "STATUS_LIST_JWT_TYP",
     "StatusList",
     "StatusType",
     "VerifiedStatusList",
     "allocate_index",
     "decode_and_verify_status_list",
+    "decode_and_verify_status_list_cwt",
+    "encode_status_list_cwt",
     "encode_status_list_jwt",
     "status_of",
 ]
 
 STATUS_LIST_JWT_TYP = "statuslist+jwt"
+STATUS_LIST_CWT_TYP = "statuslist+cwt"
 DEFAULT_LIST_SIZE = 1 << 17
 MAX_STATUS_LIST_BYTES = 4 * 1024 * 1024  # 16 M licences at 2 bits
 _MAX_TOKEN_LENGTH = 8 * 1024 * 1024
 _ALLOWED_BITS = (1, 2, 4, 8)
 _CLOCK_SKEW = dt.timedelta(seconds=60)
 _RANDOM_TRIES = 64
+_MAX_CBOR_DEPTH = 8
+# CWT claim keys (RFC 8392; draft-ietf-oauth-status-list §5.2) and the COSE typ header (RFC 9596).
+_CWT_ISS, _CWT_SUB, _CWT_EXP, _CWT_IAT = 1, 2, 4, 6
+_CWT_TTL, _CWT_STATUS_LIST = 65534, 65533
+_COSE_HEADER_TYP = 16
 
 
 class StatusType(enum.IntEnum):
@@ -207,6 +238,33 @@ def encode_status_list_jwt(
     `issuer` must be given when the credentials referring to the list carry `iss`
     (the draft requires the two to be equal).
     """
+    payload = _token_claims(
+        status_list, uri=uri, iat=iat, exp=exp, ttl=ttl, issuer=issuer
+    )
+    payload["status_list"] = {
+        "bits": status_list.bits,
+        "lst": b64url_encode(status_list.compressed()),
+    }
+    return sign_compact_jws(
+        payload,
+        typ=STATUS_LIST_JWT_TYP,
+        signer_key=signer_key,
+        signer_certificate=signer_certificate,
+        operation="sign-status-list",
+    )
+
+
+def _token_claims(
+    status_list: StatusList,
+    *,
+    uri: str,
+    iat: dt.datetime,
+    exp: dt.datetime | None,
+    ttl: int | None,
+    issuer: str | None,
+) -> dict[str, Any]:
+    if not isinstance(status_list, StatusList):
+        raise TypeError("status_list must be a StatusList")
     if not isinstance(uri, str) or not uri:
         raise StatusListError("the status list URI must be a non-empty string")
     _require_aware(iat, "iat")
@@ -222,19 +280,7 @@ def encode_status_list_jwt(
         if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
             raise StatusListError("ttl is a positive number of seconds")
         payload["ttl"] = ttl
-    payload["status_list"] = {
-        "bits": status_list.bits,
-        "lst": base64.urlsafe_b64encode(status_list.compressed())
-        .rstrip(b"=")
-        .decode("ascii"),
-    }
-    return sign_compact_jws(
-        payload,
-        typ=STATUS_LIST_JWT_TYP,
-        signer_key=signer_key,
-        signer_certificate=signer_certificate,
-        operation="sign-status-list",
-    )
+    return payload
 
 
 def decode_and_verify_status_list(
@@ -246,7 +292,11 @@ def decode_and_verify_status_list(
     expected_issuer: str | None = None,
     max_bytes: int = MAX_STATUS_LIST_BYTES,
 ) -> VerifiedStatusList:
-    """Verify a status list token and return its list; InvalidStatusListError says what failed."""
+    """Verify a status list token (JWT form) and return its list.
+
+    InvalidStatusListError says what failed: signature, signer trust, `sub`, `iss`,
+    times, or the list itself.
+    """
     if not isinstance(token, str):
         raise TypeError("a status list token is a string")
     _require_aware(now, "now")
@@ -259,19 +309,173 @@ def decode_and_verify_status_list(
     except JoseError as exc:
         raise InvalidStatusListError(f"status list token: {exc}") from None
     claims = verified.payload
-    if claims.get("sub") != expected_uri:
+    status_list = claims.get("status_list")
+    if not isinstance(status_list, Mapping):
+        raise InvalidStatusListError("the status list token has no status_list object")
+    lst = status_list.get("lst")
+    if not isinstance(lst, str):
+        raise InvalidStatusListError("status_list.lst is not a string")
+    try:
+        compressed = b64url_decode(lst, "status_list.lst")
+    except ValueError:
+        raise InvalidStatusListError("status_list.lst is not base64url") from None
+    return _checked_list(
+        _ListClaims(
+            subject=claims.get("sub"),
+            issuer=claims.get("iss"),
+            issued_at=claims.get("iat"),
+            expires_at=claims.get("exp"),
+            ttl=claims.get("ttl"),
+            bits=status_list.get("bits"),
+            compressed=compressed,
+        ),
+        verified.signer,
+        now=now,
+        expected_uri=expected_uri,
+        expected_issuer=expected_issuer,
+        max_bytes=max_bytes,
+    )
+
+
+def encode_status_list_cwt(
+    status_list: StatusList,
+    *,
+    uri: str,
+    iat: dt.datetime,
+    exp: dt.datetime | None,
+    ttl: int | None,
+    signer_key: ec.EllipticCurvePrivateKey,
+    signer_certificate: x509.Certificate,
+    issuer: str | None = None,
+) -> bytes:
+    """The status list token in CWT form (COSE_Sign1, ES256, typ statuslist+cwt).
+
+    For offline verifiers that already read CBOR (the LC1 token); same claims as the
+    JWT form under their CWT keys.
+    """
+    payload = _token_claims(
+        status_list, uri=uri, iat=iat, exp=exp, ttl=ttl, issuer=issuer
+    )
+    claims: dict[int, Any] = {_CWT_SUB: payload["sub"], _CWT_IAT: payload["iat"]}
+    for name, key in (("iss", _CWT_ISS), ("exp", _CWT_EXP), ("ttl", _CWT_TTL)):
+        if name in payload:
+            claims[key] = payload[name]
+    claims[_CWT_STATUS_LIST] = {
+        "bits": status_list.bits,
+        "lst": status_list.compressed(),
+    }
+    check_signer_key(signer_key, signer_certificate)
+    protected = encode_cbor(
+        {
+            HEADER_ALG: ALG_ES256,
+            HEADER_KID: signer_kid(signer_certificate),
+            _COSE_HEADER_TYP: "application/" + STATUS_LIST_CWT_TYP,
+        }
+    )
+    body = encode_cbor(claims)
+    with signing_context(operation="sign-status-list"):
+        der = signer_key.sign(sig_structure(protected, body), ec.ECDSA(hashes.SHA256()))
+    return assemble_sign1(protected, body, der_to_raw_ecdsa(der))
+
+
+def decode_and_verify_status_list_cwt(
+    token: bytes,
+    *,
+    trust: SignerTrust,
+    now: dt.datetime,
+    expected_uri: str,
+    expected_issuer: str | None = None,
+    max_bytes: int = MAX_STATUS_LIST_BYTES,
+) -> VerifiedStatusList:
+    """Verify a status list token in CWT form; the same checks as the JWT form."""
+    if not isinstance(token, bytes):
+        raise TypeError("a status list CWT is bytes")
+    _require_aware(now, "now")
+    limits = CborLimits(max_bytes=_MAX_TOKEN_LENGTH, max_depth=_MAX_CBOR_DEPTH)
+    try:
+        message = parse_sign1(token, limits=limits)
+    except CoseError as exc:
+        raise InvalidStatusListError(f"status list CWT: {exc}") from None
+    if message.algorithm != ALG_ES256:
+        raise InvalidStatusListError("status list CWT: the algorithm is not ES256")
+    typ = message.protected.get(_COSE_HEADER_TYP)
+    if (
+        not isinstance(typ, str)
+        or typ.removeprefix("application/") != STATUS_LIST_CWT_TYP
+    ):
+        raise InvalidStatusListError("status list CWT: the type is not statuslist+cwt")
+    if message.kid is None:
+        raise InvalidStatusListError("status list CWT: names no signer (no kid)")
+    trusted = trust.signers_for_kid(message.kid)
+    if not trusted:
+        raise InvalidStatusListError("status list CWT: not a trusted document signer")
+    signer = next((t for t in trusted if verify_sign1(message, t.public_key)), None)
+    if signer is None:
+        raise InvalidStatusListError("status list CWT: the signature does not verify")
+    try:
+        claims = decode_cbor(message.payload, limits=limits)
+    except CborError as exc:
+        raise InvalidStatusListError(f"status list CWT claims: {exc}") from None
+    if type(claims) is not dict:
+        raise InvalidStatusListError("status list CWT claims are not a map")
+    status_list = claims.get(_CWT_STATUS_LIST)
+    if type(status_list) is not dict:
+        raise InvalidStatusListError("the status list token has no status_list object")
+    compressed = status_list.get("lst")
+    if not isinstance(compressed, bytes):
+        raise InvalidStatusListError("status_list.lst is not a byte string")
+    return _checked_list(
+        _ListClaims(
+            subject=claims.get(_CWT_SUB),
+            issuer=claims.get(_CWT_ISS),
+            issued_at=claims.get(_CWT_IAT),
+            expires_at=claims.get(_CWT_EXP),
+            ttl=claims.get(_CWT_TTL),
+            bits=status_list.get("bits"),
+            compressed=compressed,
+        ),
+        signer,
+        now=now,
+        expected_uri=expected_uri,
+        expected_issuer=expected_issuer,
+        max_bytes=max_bytes,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class _ListClaims:
+    """The claims of either token form, as received (unchecked)."""
+
+    subject: Any
+    issuer: Any
+    issued_at: Any
+    expires_at: Any
+    ttl: Any
+    bits: Any
+    compressed: bytes
+
+
+def _checked_list(
+    claims: _ListClaims,
+    signer: TrustedSigner,
+    *,
+    now: dt.datetime,
+    expected_uri: str,
+    expected_issuer: str | None,
+    max_bytes: int,
+) -> VerifiedStatusList:
+    if claims.subject != expected_uri:
         raise InvalidStatusListError("the status list token is for another list (sub)")
-    issuer = claims.get("iss")
+    issuer = claims.issuer
     if issuer is not None and not isinstance(issuer, str):
         raise InvalidStatusListError("the status list token's iss is not a string")
     if expected_issuer is not None and issuer != expected_issuer:
         raise InvalidStatusListError(
             "the status list token has another issuer than the credential"
         )
-    issued_at = _time_claim(claims, "iat")
+    issued_at = _time_claim(claims.issued_at, "iat")
     if issued_at is None:
         raise InvalidStatusListError("the status list token has no iat")
-    signer = verified.signer
     if signer.issuer is not None and issuer != signer.issuer:
         raise InvalidStatusListError(
             "the status list's signer is not trusted for its issuer"
@@ -282,42 +486,29 @@ def decode_and_verify_status_list(
         )
     if issued_at > now + _CLOCK_SKEW:
         raise InvalidStatusListError("the status list token is issued in the future")
-    expires_at = _time_claim(claims, "exp")
+    expires_at = _time_claim(claims.expires_at, "exp")
     if expires_at is not None and now >= expires_at:
         raise InvalidStatusListError("the status list token has expired")
-    ttl = claims.get("ttl")
+    ttl = claims.ttl
     if ttl is not None and (
         isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0
     ):
         raise InvalidStatusListError(
             "the status list token's ttl is not a positive integer"
         )
-    status_list = _read_status_list(claims.get("status_list"), max_bytes)
+    bits = claims.bits
+    if isinstance(bits, bool) or bits not in _ALLOWED_BITS:
+        raise InvalidStatusListError("status_list.bits is not 1, 2, 4 or 8")
+    data = _inflate(claims.compressed, max_bytes)
     return VerifiedStatusList(
-        status_list=status_list,
+        status_list=StatusList.from_bytes(data, bits),
         uri=expected_uri,
         issuer=issuer,
         issued_at=issued_at,
         expires_at=expires_at,
         ttl=ttl,
-        signer=verified.signer,
+        signer=signer,
     )
-
-
-def _read_status_list(value: Any, max_bytes: int) -> StatusList:
-    if not isinstance(value, Mapping):
-        raise InvalidStatusListError("the status list token has no status_list object")
-    bits, lst = value.get("bits"), value.get("lst")
-    if isinstance(bits, bool) or bits not in _ALLOWED_BITS:
-        raise InvalidStatusListError("status_list.bits is not 1, 2, 4 or 8")
-    if not isinstance(lst, str):
-        raise InvalidStatusListError("status_list.lst is not a string")
-    try:
-        compressed = b64url_decode(lst, "status_list.lst")
-    except ValueError:
-        raise InvalidStatusListError("status_list.lst is not base64url") from None
-    data = _inflate(compressed, max_bytes)
-    return StatusList.from_bytes(data, bits)
 
 
 def _inflate(compressed: bytes, max_bytes: int) -> bytes:
@@ -338,8 +529,7 @@ def _inflate(compressed: bytes, max_bytes: int) -> bytes:
     return data
 
 
-def _time_claim(claims: Mapping[str, Any], name: str) -> dt.datetime | None:
-    value = claims.get(name)
+def _time_claim(value: Any, name: str) -> dt.datetime | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):

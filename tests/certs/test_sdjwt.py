@@ -552,6 +552,10 @@ def test_untrusted_signers_are_refused(signer, now) -> None:
         Verdict.UNTRUSTED_ISSUER,
         "not a trusted",
     )
+    foreign_kid = raw_jws({**header, "kid": "12"}, jwt_payload(shown), forger) + "~"
+    assert_rejected(
+        verify(signer, foreign_kid, now), Verdict.UNTRUSTED_ISSUER, "kid names no"
+    )
     no_signer = (
         raw_jws({"alg": "ES256", "typ": "dc+sd-jwt"}, jwt_payload(shown), forger) + "~"
     )
@@ -917,9 +921,18 @@ def test_oversized_inputs_are_refused_quickly(signer, now) -> None:
     assert_rejected(
         verify(signer, f"{jwt}~{deep}~", now), Verdict.MALFORMED, "not JSON"
     )
-    nested = b64url_encode(("[" * 40 + "]" * 40).encode())
+    nested = disclosure("office", json.loads("[" * 40 + "]" * 40))
+    payload = envelope(now, _sd=[digest(nested)])
     assert_rejected(
-        verify(signer, f"{jwt}~{nested}~", now), Verdict.MALFORMED, "nested too deeply"
+        verify(signer, f"{signed(signer, payload)}~{nested}~", now),
+        Verdict.MALFORMED,
+        "nested too deeply",
+    )
+    in_clear = envelope(now, office=json.loads("[" * 40 + "]" * 40))
+    assert_rejected(
+        verify(signer, f"{signed(signer, in_clear)}~", now),
+        Verdict.MALFORMED,
+        "nested too deeply",
     )
     assert_rejected(
         verify(signer, "東京~", now), Verdict.MALFORMED, "outside base64url"

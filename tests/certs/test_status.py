@@ -22,6 +22,14 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from certs._cbor import CborLimits, decode_cbor, encode_cbor
+from certs._cose import (
+    ALG_ES256,
+    assemble_sign1,
+    der_to_raw_ecdsa,
+    parse_sign1,
+    sig_structure,
+)
 from certs.errors import InvalidStatusListError, StatusListError, StatusListFullError
 from certs.sdjwt import (
     b64url_encode,
@@ -36,6 +44,8 @@ from certs.status import (
     StatusType,
     allocate_index,
     decode_and_verify_status_list,
+    decode_and_verify_status_list_cwt,
+    encode_status_list_cwt,
     encode_status_list_jwt,
     status_of,
 )
@@ -461,3 +471,106 @@ def test_a_list_signed_outside_the_signer_s_trust_is_refused(signer, now) -> Non
     )
     with pytest.raises(InvalidStatusListError, match="not valid when it was issued"):
         decode_and_verify_status_list(token, trust=withdrawn, now=now, expected_uri=URI)
+
+
+# --- the CWT form ------------------------------------------------------------------------
+
+
+def encode_cwt(signer: DocumentSigner, statuses: StatusList, now: dt.datetime) -> bytes:
+    return encode_status_list_cwt(
+        statuses,
+        uri=URI,
+        iat=now,
+        exp=now + dt.timedelta(days=1),
+        ttl=3600,
+        signer_key=signer.key,
+        signer_certificate=signer.certificate,
+        issuer=ISSUER,
+    )
+
+
+def raw_cwt(
+    key: Any,
+    claims: Mapping[int, Any],
+    *,
+    kid: bytes,
+    typ: str = "application/statuslist+cwt",
+    alg: int = ALG_ES256,
+) -> bytes:
+    protected = encode_cbor({1: alg, 4: kid, 16: typ})
+    body = encode_cbor(dict(claims))
+    der = key.sign(sig_structure(protected, body), ec.ECDSA(hashes.SHA256()))
+    return assemble_sign1(protected, body, der_to_raw_ecdsa(der))
+
+
+def cwt_claims(now: dt.datetime, lst: bytes, **overrides: Any) -> dict[int, Any]:
+    claims = {
+        2: URI,
+        6: int(now.timestamp()),
+        4: int((now + dt.timedelta(hours=1)).timestamp()),
+        65533: {"bits": 2, "lst": lst},
+    }
+    claims.update({int(k.removeprefix("k")): v for k, v in overrides.items()})
+    return claims
+
+
+def test_status_list_cwt_round_trip(signer, now) -> None:
+    statuses = StatusList(size=1 << 17)
+    statuses.set(9, StatusType.SUSPENDED)
+    token = encode_cwt(signer, statuses, now)
+    message = parse_sign1(token, limits=CborLimits(max_bytes=1 << 20))
+    assert message.protected[16] == "application/statuslist+cwt"
+    assert message.kid == signer_kid(signer.certificate)
+    claims = decode_cbor(message.payload)
+    assert (claims[2], claims[1], claims[65534]) == (URI, ISSUER, 3600)
+    assert claims[65533]["bits"] == 2 and isinstance(claims[65533]["lst"], bytes)
+    # The CBOR form carries no base64 and no certificate: a few hundred bytes here.
+    assert len(token) < 400
+    verified = decode_and_verify_status_list_cwt(
+        token, trust=signer.trust, now=now, expected_uri=URI, expected_issuer=ISSUER
+    )
+    assert verified.status_of(9) is StatusType.SUSPENDED
+    assert verified.status_of(10) is StatusType.VALID
+    assert verified.refresh_at == now + dt.timedelta(hours=1)
+
+
+def test_hostile_status_list_cwts_are_refused(signer, now) -> None:
+    kid = signer_kid(signer.certificate)
+    good_lst = zlib.compress(bytes(16))
+
+    def refused(token: bytes, words: str, **options: Any) -> None:
+        options.setdefault("expected_uri", URI)
+        with pytest.raises(InvalidStatusListError, match=words):
+            decode_and_verify_status_list_cwt(
+                token, trust=signer.trust, now=now, **options
+            )
+
+    token = encode_cwt(signer, StatusList(size=64), now)
+    refused(token, "another list", expected_uri=URI + "0")
+    refused(token[:-1] + bytes([token[-1] ^ 1]), "does not verify")
+    refused(b"\x00garbage", "status list CWT")
+    forger = ec.generate_private_key(ec.SECP256R1())
+    refused(raw_cwt(forger, cwt_claims(now, good_lst), kid=kid), "does not verify")
+    refused(
+        raw_cwt(forger, cwt_claims(now, good_lst), kid=b"12345678"), "not a trusted"
+    )
+    refused(
+        raw_cwt(signer.key, cwt_claims(now, good_lst), kid=kid, typ="application/cwt"),
+        "type",
+    )
+    compressor = zlib.compressobj(9)
+    bomb = (
+        b"".join(compressor.compress(bytes(1 << 20)) for _ in range(16))
+        + compressor.flush()
+    )
+    refused(raw_cwt(signer.key, cwt_claims(now, bomb), kid=kid), "more than allowed")
+    refused(raw_cwt(signer.key, cwt_claims(now, "text"), kid=kid), "not a byte string")
+    refused(raw_cwt(signer.key, cwt_claims(now, good_lst, k6=None), kid=kid), "no iat")
+    expired = cwt_claims(
+        now, good_lst, k4=int((now - dt.timedelta(hours=1)).timestamp())
+    )
+    refused(raw_cwt(signer.key, expired, kid=kid), "expired")
+    with pytest.raises(TypeError):
+        decode_and_verify_status_list_cwt(
+            "text", trust=signer.trust, now=now, expected_uri=URI
+        )  # type: ignore[arg-type]
