@@ -24,11 +24,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from certs.errors import LicenceIdentifierError
 from pki.errors import InvalidRegionCodeError, InvalidUsccError
 from pki.regions import validate_region_code
 from pki.uscc import USCC_LENGTH, validate_uscc
-
-from certs.errors import LicenceIdentifierError
 
 __all__ = [
     "IDENTIFIER_ROOT",
@@ -47,9 +46,17 @@ MAX_VERSION = 999
 _MODULUS = len(CHECK_ALPHABET)  # 36; the hybrid system works modulo 36 and 37
 _VALUES = {character: value for value, character in enumerate(CHECK_ALPHABET)}
 _PREFIX = IDENTIFIER_ROOT + "."
-_FIELD_NAMES = ("type code", "agency code", "licence number", "version", "check character")
+_FIELD_NAMES = (
+    "type code",
+    "agency code",
+    "licence number",
+    "version",
+    "check character",
+)
 # Longest possible identifier, with room to spare; longer input is refused unread.
-_MAX_TEXT_LENGTH = len(_PREFIX) + TYPE_CODE_LENGTH + USCC_LENGTH + MAX_NUMBER_LENGTH + 3 + 1 + 4
+_MAX_TEXT_LENGTH = (
+    len(_PREFIX) + TYPE_CODE_LENGTH + USCC_LENGTH + MAX_NUMBER_LENGTH + 3 + 1 + 4
+)
 _VERSION = re.compile(r"[0-9]{3}")
 
 
@@ -161,7 +168,9 @@ class LicenceIdentifier:
                 f"the version is a number from 1 to {MAX_VERSION}, got {version}"
             )
         data = type_code + agency_code + number + f"{version:03d}"
-        return cls(type_code, agency_code, number, version, compute_check_character(data))
+        return cls(
+            type_code, agency_code, number, version, compute_check_character(data)
+        )
 
     def next_version(self) -> LicenceIdentifier:
         """The identifier of the licence's next version (after a change or renewal)."""

@@ -25,10 +25,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from pki.errors import InvalidUsccError
-from pki.regions import PROVINCE_CODES
-from pki.uscc import validate_uscc
-
 from certs.errors import (
     LicenceDataError,
     LicenceIdentifierError,
@@ -36,6 +32,9 @@ from certs.errors import (
     UnknownLicenceTypeError,
 )
 from certs.identifiers import validate_type_code
+from pki.errors import InvalidUsccError
+from pki.regions import PROVINCE_CODES
+from pki.uscc import validate_uscc
 
 __all__ = [
     "LONG_TERM",
@@ -159,7 +158,8 @@ class FieldSpec:
             described["pattern_hint"] = self.pattern_hint
         if self.values:
             described["values"] = [
-                {"code": v.code, "zh": v.label.zh, "en": v.label.en} for v in self.values
+                {"code": v.code, "zh": v.label.zh, "en": v.label.en}
+                for v in self.values
             ]
         if self.kind is FieldKind.DATE:
             described["allow_long_term"] = self.allow_long_term
@@ -217,8 +217,10 @@ class ValidityRules:
                     raise LicenceDataError(
                         type_code,
                         [
-                            f"licences of this type are valid at most {self.max_years} "
-                            f"years, until {latest.isoformat()}"
+                            (
+                                "licences of this type are valid at most "
+                                f"{self.max_years} years, until {latest.isoformat()}"
+                            )
                         ],
                     )
             return requested
@@ -295,7 +297,9 @@ class LicenceType:
         for spec in self.qr_fields:
             if spec.name in data:
                 value = data[spec.name]
-                values[spec.name] = mask_id_number(value) if spec.masked_on_qr else value
+                values[spec.name] = (
+                    mask_id_number(value) if spec.masked_on_qr else value
+                )
         return values
 
     def describe(self) -> dict[str, Any]:
@@ -347,9 +351,13 @@ def load_licence_type(path: str | Path) -> LicenceType:
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
-        raise LicenceTypeDefinitionError(path.name, [f"cannot be read: {exc}"]) from None
+        raise LicenceTypeDefinitionError(
+            path.name, [f"cannot be read: {exc}"]
+        ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise LicenceTypeDefinitionError(path.name, [f"is not valid TOML: {exc}"]) from None
+        raise LicenceTypeDefinitionError(
+            path.name, [f"is not valid TOML: {exc}"]
+        ) from None
     return parse_licence_type(document, source=path.name)
 
 
@@ -377,8 +385,10 @@ def load_licence_types(directory: str | Path | None = None) -> LicenceTypes:
             raise LicenceTypeDefinitionError(
                 path.name,
                 [
-                    f"code {licence_type.code} is already declared by "
-                    f"{types[licence_type.code].source}"
+                    (
+                        f"code {licence_type.code} is already declared by "
+                        f"{types[licence_type.code].source}"
+                    )
                 ],
             )
         types[licence_type.code] = licence_type
@@ -400,7 +410,9 @@ def describe_types(types: LicenceTypes | None = None) -> list[dict[str, Any]]:
     """Every licence type as JSON-safe data, for `yinxin license types --json`."""
     return [
         licence_type.describe()
-        for licence_type in (default_licence_types() if types is None else types).values()
+        for licence_type in (
+            default_licence_types() if types is None else types
+        ).values()
     ]
 
 
@@ -461,7 +473,11 @@ class _Reader:
         return value
 
     def whole_number(self, value: object, path: str, low: int, high: int) -> int | None:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not low <= value <= high
+        ):
             self.problem(path, f"must be a whole number from {low} to {high}")
             return None
         return value
@@ -470,8 +486,16 @@ class _Reader:
         table = self.table(value, path, frozenset({"zh", "en"}))
         if table is None:
             return None
-        zh = self.text(table.get("zh"), _join(path, "zh"), 100) if "zh" in table else None
-        en = self.text(table.get("en"), _join(path, "en"), 200) if "en" in table else None
+        zh = (
+            self.text(table.get("zh"), _join(path, "zh"), 100)
+            if "zh" in table
+            else None
+        )
+        en = (
+            self.text(table.get("en"), _join(path, "en"), 200)
+            if "en" in table
+            else None
+        )
         return LocalisedText(zh, en) if zh and en else None
 
     def licence_type(self, document: Mapping[str, Any]) -> LicenceType | None:
@@ -479,7 +503,15 @@ class _Reader:
             dict(document),
             "",
             frozenset(
-                {"code", "name", "holder", "number_field", "validity", "fields", "layout"}
+                {
+                    "code",
+                    "name",
+                    "holder",
+                    "number_field",
+                    "validity",
+                    "fields",
+                    "layout",
+                }
             ),
         )
         if table is None:
@@ -530,7 +562,9 @@ class _Reader:
             if spec is None:
                 continue
             if spec.name in seen:
-                self.problem(f"fields[{index}].name", f"{spec.name!r} is declared twice")
+                self.problem(
+                    f"fields[{index}].name", f"{spec.name!r} is declared twice"
+                )
                 continue
             seen.add(spec.name)
             specs.append(spec)
@@ -574,11 +608,19 @@ class _Reader:
                     _join(path, "type"),
                     f"unknown type {str(table['type'])[:30]!r} (choose from {choices})",
                 )
-        label = self.localised(table["label"], _join(path, "label")) if "label" in table else None
+        label = (
+            self.localised(table["label"], _join(path, "label"))
+            if "label" in table
+            else None
+        )
         required = self.flag(table.get("required", True), _join(path, "required"))
         on_qr = self.flag(table.get("on_qr", False), _join(path, "on_qr"))
-        masked = self.flag(table.get("masked_on_qr", False), _join(path, "masked_on_qr"))
-        disclosable = self.flag(table.get("disclosable", False), _join(path, "disclosable"))
+        masked = self.flag(
+            table.get("masked_on_qr", False), _join(path, "masked_on_qr")
+        )
+        disclosable = self.flag(
+            table.get("disclosable", False), _join(path, "disclosable")
+        )
         allow_long_term = self.flag(
             table.get("allow_long_term", False), _join(path, "allow_long_term")
         )
@@ -589,7 +631,9 @@ class _Reader:
         if kind is not None:
             self.kind_rules(table, path, kind)
             if kind in (FieldKind.STRING, FieldKind.TEXT) and "max_length" in table:
-                ceiling = _MAX_TEXT_LENGTH if kind is FieldKind.TEXT else _MAX_STRING_LENGTH
+                ceiling = (
+                    _MAX_TEXT_LENGTH if kind is FieldKind.TEXT else _MAX_STRING_LENGTH
+                )
                 max_length = self.whole_number(
                     table["max_length"], _join(path, "max_length"), 1, ceiling
                 )
@@ -642,17 +686,29 @@ class _Reader:
             FieldKind.ENUM: {"values"},
             FieldKind.ID_NUMBER: {"masked_on_qr"},
         }.get(kind, set())
-        for key in ("max_length", "pattern", "pattern_hint", "values", "allow_long_term"):
+        for key in (
+            "max_length",
+            "pattern",
+            "pattern_hint",
+            "values",
+            "allow_long_term",
+        ):
             if key in table and key not in allowed:
-                self.problem(_join(path, key), f"does not apply to a {kind.value} field")
+                self.problem(
+                    _join(path, key), f"does not apply to a {kind.value} field"
+                )
         if "masked_on_qr" in table and "masked_on_qr" not in allowed:
             self.problem(
                 _join(path, "masked_on_qr"), f"does not apply to a {kind.value} field"
             )
         if kind in (FieldKind.STRING, FieldKind.TEXT) and "max_length" not in table:
-            self.problem(_join(path, "max_length"), f"is missing: a {kind.value} field needs one")
+            self.problem(
+                _join(path, "max_length"), f"is missing: a {kind.value} field needs one"
+            )
         if kind is FieldKind.ENUM and "values" not in table:
-            self.problem(_join(path, "values"), "is missing: an enum field needs its values")
+            self.problem(
+                _join(path, "values"), "is missing: an enum field needs its values"
+            )
 
     def pattern(self, value: object, path: str) -> str | None:
         if not isinstance(value, str) or not value:
@@ -680,7 +736,8 @@ class _Reader:
             code = table["code"]
             if not isinstance(code, str) or not _ENUM_CODE.fullmatch(code):
                 self.problem(
-                    _join(item_path, "code"), "must be 1 to 40 characters of a-z, 0-9 and -"
+                    _join(item_path, "code"),
+                    "must be 1 to 40 characters of a-z, 0-9 and -",
                 )
                 continue
             zh = self.text(table["zh"], _join(item_path, "zh"), 60)
@@ -704,7 +761,9 @@ class _Reader:
             return None
         return value
 
-    def holder(self, value: object, by_name: Mapping[str, FieldSpec]) -> HolderSpec | None:
+    def holder(
+        self, value: object, by_name: Mapping[str, FieldSpec]
+    ) -> HolderSpec | None:
         keys = frozenset({"kind", "name_field", "code_field"})
         table = self.table(value, "holder", keys)
         if table is None or not keys <= set(table):
@@ -715,11 +774,17 @@ class _Reader:
             choices = ", ".join(k.value for k in HolderKind)
             self.problem("holder.kind", f"must be one of {choices}")
             return None
-        name_field = self.field_reference(table["name_field"], "holder.name_field", by_name)
-        code_field = self.field_reference(table["code_field"], "holder.code_field", by_name)
+        name_field = self.field_reference(
+            table["name_field"], "holder.name_field", by_name
+        )
+        code_field = self.field_reference(
+            table["code_field"], "holder.code_field", by_name
+        )
         if name_field is None or code_field is None:
             return None
-        expected_code = FieldKind.ID_NUMBER if kind is HolderKind.PERSON else FieldKind.USC_CODE
+        expected_code = (
+            FieldKind.ID_NUMBER if kind is HolderKind.PERSON else FieldKind.USC_CODE
+        )
         problems_before = len(self.problems)
         if by_name[code_field].kind is not expected_code:
             self.problem(
@@ -749,7 +814,9 @@ class _Reader:
             table.get("long_term_allowed", False), "validity.long_term_allowed"
         )
         default_years = (
-            self.whole_number(table["default_years"], "validity.default_years", 1, _MAX_YEARS)
+            self.whole_number(
+                table["default_years"], "validity.default_years", 1, _MAX_YEARS
+            )
             if "default_years" in table
             else None
         )
@@ -769,7 +836,9 @@ class _Reader:
             return None
         return ValidityRules(long_term, default_years, max_years)
 
-    def layout(self, value: object, by_name: Mapping[str, FieldSpec]) -> LayoutSpec | None:
+    def layout(
+        self, value: object, by_name: Mapping[str, FieldSpec]
+    ) -> LayoutSpec | None:
         table = self.table(
             value,
             "layout",
@@ -788,11 +857,15 @@ class _Reader:
                 self.problem("layout.style", f"must be one of {choices}")
         title = self.text(table.get("title"), "layout.title", 20)
         subtitle = (
-            self.text(table["subtitle"], "layout.subtitle", 40) if "subtitle" in table else None
+            self.text(table["subtitle"], "layout.subtitle", 40)
+            if "subtitle" in table
+            else None
         )
         issuer_label = self.text(table.get("issuer_label"), "layout.issuer_label", 10)
         placed: list[str] = []
-        header = self.field_list(table.get("header", []), "layout.header", by_name, placed)
+        header = self.field_list(
+            table.get("header", []), "layout.header", by_name, placed
+        )
         columns: list[tuple[str, ...]] = []
         raw_columns = table.get("columns")
         wanted_columns = 2 if style is LayoutStyle.BUSINESS_LICENCE else 1
@@ -815,7 +888,8 @@ class _Reader:
             footnotes = tuple(
                 note
                 for index, item in enumerate(raw_footnotes)
-                if (note := self.text(item, f"layout.footnotes[{index}]", 80)) is not None
+                if (note := self.text(item, f"layout.footnotes[{index}]", 80))
+                is not None
             )
         templates = self.templates(table.get("templates", {}), by_name, placed)
         if len(self.problems) > problems_before or style is None:
@@ -832,7 +906,11 @@ class _Reader:
         )
 
     def field_list(
-        self, value: object, path: str, by_name: Mapping[str, FieldSpec], placed: list[str]
+        self,
+        value: object,
+        path: str,
+        by_name: Mapping[str, FieldSpec],
+        placed: list[str],
     ) -> tuple[str, ...]:
         if not isinstance(value, list):
             self.problem(path, "must be an array of field names")
@@ -866,7 +944,9 @@ class _Reader:
                 continue
             try:
                 references = [
-                    ref for _, ref, spec, conv in string.Formatter().parse(text) if ref is not None
+                    ref
+                    for _, ref, spec, conv in string.Formatter().parse(text)
+                    if ref is not None
                 ]
             except ValueError as exc:
                 self.problem(path, f"is not a valid template: {exc}")
@@ -1064,7 +1144,9 @@ def _normalise_id_number(text: str, today: dt.date) -> str:
         raise _ValueProblem("characters 7-14 are not a real date of birth") from None
     if birth.year < 1900 or birth > today + dt.timedelta(days=1):
         raise _ValueProblem("characters 7-14 are not a plausible date of birth")
-    total = sum(int(digit) * weight for digit, weight in zip(number, _ID_NUMBER_WEIGHTS))
+    total = sum(
+        int(digit) * weight for digit, weight in zip(number, _ID_NUMBER_WEIGHTS)
+    )
     if number[17] != _ID_NUMBER_CHECK[total % 11]:
         raise _ValueProblem("the check character does not match (a mistyped digit?)")
     return number
