@@ -58,7 +58,8 @@ def _build(token: str, ecc: str, max_version: int | None) -> qrcode.QRCode:
     code.add_data(qrcode.util.QRData(data, mode=qrcode.util.MODE_ALPHA_NUM))
     try:
         code.make(fit=True)
-    except qrcode.exceptions.DataOverflowError:
+    # qrcode signals "too long" either way, depending on where its search overflows.
+    except (qrcode.exceptions.DataOverflowError, ValueError):
         raise QrCapacityError(
             f"the token ({len(token)} characters) does not fit a QR code at ECC {ecc}"
         ) from None
