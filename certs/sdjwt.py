@@ -18,11 +18,12 @@ than by a JOSE library (none takes a foreign signer without wrapping the private
 The header carries `kid` (base64url of the first 8 bytes of SHA-256 over the signer
 certificate, the LC1 rule) and `x5c` (the signer certificate, for outside verifiers).
 
-Verification trusts only certificates the trust store returns for the `kid`, never the
+Verification trusts only the signers the trust store returns for the `kid`, never the
 `x5c` in the header, and answers with a frozen result; hostile input never raises.
-Rejected: a JWT that is not ES256 (none, HS256, anything else), a wrong `typ`, a `crit`
-header, a bad signature or non-canonical signature encoding, a signer certificate not
-valid at issuance; a disclosure whose digest is not in an `_sd` (or `...`) of the
+Signer and dates follow the LC1 token's rules (`certs.token.check_validity`): `iat` and
+`exp` are required, the signer must be trusted for `iss`, valid at `iat` and until
+`exp`. Rejected: a JWT that is not ES256 (none, HS256, anything else), a wrong `typ`, a
+`crit` header, a bad signature or non-canonical signature encoding; a disclosure whose digest is not in an `_sd` (or `...`) of the
 payload, a digest or disclosure that appears twice, a disclosure overwriting a claim in
 clear or naming a claim SD-JWT VC forbids to disclose (iss, exp, cnf, status, ...), bad
 salt or shape, `_sd_alg` other than sha-256; a key-binding JWT with the wrong typ,
@@ -190,6 +191,7 @@ def issue_sd_jwt(
     decoy_digests: int = 0,
 ) -> str:
     """The SD-JWT VC in issuance form: `<issuer JWT>~<disclosure>~...~`."""
+    check_signer_key(signer_key, signer_certificate)
     _check_issue_request(
         claims, disclosable, always, vct, issuer, iat, exp, decoy_digests
     )
