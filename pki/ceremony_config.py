@@ -17,7 +17,7 @@ from cryptography import x509
 
 from hsm_sim.api import KeyAlgorithm
 from pki.errors import CeremonyConfigError
-from pki.profiles import PROFILES, IssuerRole
+from pki.profiles import PROFILES, CertificateProfile, IssuerRole
 
 __all__ = [
     "CaSpec",
@@ -61,6 +61,13 @@ class CeremonyConfig:
     profile_lifetimes: Mapping[str, ProfileLifetime]
     crl_next_update_hours: int
     ocsp_next_update_hours: int
+
+    def profiles(self) -> dict[str, CertificateProfile]:
+        """The certificate profiles with the lifetimes this ceremony sets."""
+        profiles = dict(PROFILES)
+        for name, lifetime in self.profile_lifetimes.items():
+            profiles[name] = profiles[name].with_validity(lifetime.default_days, lifetime.max_days)
+        return profiles
 
     def issuing_ca(self, role: IssuerRole) -> CaSpec:
         for spec in self.issuing:
@@ -107,6 +114,9 @@ def _ca_spec(table: Mapping[str, Any], where: str, *, root: bool) -> CaSpec:
     name = values["name"]
     if not name.replace("-", "").isalnum() or not name.isascii() or name != name.lower():
         raise CeremonyConfigError(f"{where}.name: use lowercase letters, digits and hyphens")
+    if name.endswith("-delta"):
+        # /pki/crl/<name>-delta.crl is where every CA's delta CRL is published.
+        raise CeremonyConfigError(f"{where}.name: a CA name cannot end in -delta")
     try:
         algorithm = KeyAlgorithm.parse(values["algorithm"])
     except ValueError as exc:

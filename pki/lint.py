@@ -20,12 +20,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtensionOID
-from pkilint import etsi, finding_filter, loader
-from pkilint.etsi import etsi_constants
-from pkilint.pkix import certificate as pkix_certificate
-from pkilint.pkix import extension as pkix_extension
-from pkilint.pkix import name as pkix_name
-from pkilint.validation import ValidationFindingSeverity
 
 from hsm_sim.api import KeyAlgorithm
 from pki.profiles import PROFILES, CertificateProfile, KeyUsageFlag
@@ -95,6 +89,12 @@ _validator_lock = threading.Lock()
 
 @functools.cache
 def _pkix_validator() -> Any:
+    # pkilint is imported here, not at the top: loading it takes about a second, and
+    # every `yinxin` command imports pki while few of them issue certificates.
+    from pkilint.pkix import certificate as pkix_certificate
+    from pkilint.pkix import extension as pkix_extension
+    from pkilint.pkix import name as pkix_name
+
     return pkix_certificate.create_pkix_certificate_validator_container(
         pkix_certificate.create_decoding_validators(
             pkix_name.ATTRIBUTE_TYPE_MAPPINGS, pkix_extension.EXTENSION_MAPPINGS
@@ -109,19 +109,23 @@ def _pkix_validator() -> Any:
     )
 
 
-_ETSI_LEGAL_PERSON = etsi_constants.CertificateType.NCP_LEGAL_PERSON_CERTIFICATE
-
-
 @functools.cache
 def _etsi_validator() -> tuple[Any, Any]:
+    from pkilint import etsi
+    from pkilint.etsi import etsi_constants
+    from pkilint.pkix import certificate as pkix_certificate
+
+    legal_person = etsi_constants.CertificateType.NCP_LEGAL_PERSON_CERTIFICATE
     validator = pkix_certificate.create_pkix_certificate_validator_container(
-        etsi.create_decoding_validators(_ETSI_LEGAL_PERSON),
-        etsi.create_validators(_ETSI_LEGAL_PERSON),
+        etsi.create_decoding_validators(legal_person),
+        etsi.create_validators(legal_person),
     )
-    return validator, etsi.create_etsi_finding_filters(_ETSI_LEGAL_PERSON)
+    return validator, etsi.create_etsi_finding_filters(legal_person)
 
 
 def _run_pkilint(der: bytes, *, etsi_legal_person: bool) -> list[LintFinding]:
+    from pkilint import finding_filter, loader
+
     findings: list[LintFinding] = []
     # pkilint's validator containers are built once and are not documented as
     # thread-safe, so one certificate is linted at a time per process.

@@ -62,6 +62,7 @@ __all__ = [
     "OcspResponder",
     "parse_ocsp_request",
     "matches_issuer",
+    "issuer_cert_id_hashes",
     "build_ocsp_response",
     "malformed_request_response",
     "unauthorized_response",
@@ -164,7 +165,7 @@ class OcspResponder:
             self, "_signing_hash", signature_hash_for(self.responder_key)
         )
         object.__setattr__(
-            self, "_issuer_hashes", _issuer_hashes(self.issuer_certificate)
+            self, "_issuer_hashes", issuer_cert_id_hashes(self.issuer_certificate)
         )
         object.__setattr__(self, "_base_builder", base)
         object.__setattr__(
@@ -243,7 +244,7 @@ def matches_issuer(
 ) -> bool:
     """True when the request's issuerNameHash and issuerKeyHash name this issuer."""
     cert_id = request.cert_id if isinstance(request, OcspRequestInfo) else request
-    name_hash, key_hash = _issuer_hashes(issuer_certificate, (cert_id.hash_name,))[
+    name_hash, key_hash = issuer_cert_id_hashes(issuer_certificate, (cert_id.hash_name,))[
         cert_id.hash_name
     ]
     return (cert_id.issuer_name_hash, cert_id.issuer_key_hash) == (name_hash, key_hash)
@@ -341,9 +342,10 @@ def _subject_public_key_bits(certificate: x509.Certificate) -> bytes:
     return keys.PublicKeyInfo.load(spki)["public_key"].contents[1:]
 
 
-def _issuer_hashes(
+def issuer_cert_id_hashes(
     issuer_certificate: x509.Certificate, names: tuple[str, ...] = tuple(CERT_ID_HASHES)
 ) -> dict[str, tuple[bytes, bytes]]:
+    """(issuerNameHash, issuerKeyHash) per CertID hash: what requests for this CA carry."""
     subject = issuer_certificate.subject.public_bytes()
     key_bits = _subject_public_key_bits(issuer_certificate)
     return {

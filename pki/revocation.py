@@ -18,7 +18,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -53,6 +53,7 @@ from pki.ocsp import (
     CertificateStatus,
     OcspResponder,
     build_ocsp_response,
+    issuer_cert_id_hashes,
     malformed_request_response,
     parse_ocsp_request,
     unauthorized_response,
@@ -165,10 +166,12 @@ class RevocationService:
         self.ocsp_lifetime = ocsp_lifetime
         self._responders: dict[int, OcspResponder] = {}
         self._responders_lock = threading.Lock()
-        # The CAs that answer OCSP, with their responders: read from the database once,
-        # and again only when a request names an issuer not among them (at most every
-        # _ISSUER_RELOAD_SECONDS, so requests for foreign issuers cannot hammer it).
-        self._serving: list[tuple[Issuer, OcspResponder]] | None = None
+        # The CAs that answer OCSP, with the CertID hashes requests for them carry:
+        # read from the database once, and again only when a request names an issuer
+        # not among them (at most every _ISSUER_RELOAD_SECONDS, so requests for
+        # foreign issuers cannot hammer it). Matching needs no key, so pre-signed
+        # responses are served even while the HSM token is locked.
+        self._serving: list[tuple[Issuer, Mapping[str, tuple[bytes, bytes]]]] | None = None
         self._serving_loaded_at = 0.0
         # Pre-signed responses are read on a plain connection: an ORM session per
         # request costs more than the query itself.
@@ -307,7 +310,18 @@ class RevocationService:
     # -- CRLs ------------------------------------------------------------------
 
     def publish_crl(self, issuer_name: str, *, delta: bool = False) -> CrlInfo:
-        """Sign and store the next full CRL (or the delta since the latest full one)."""
+        """Sign and store the next full CRL (or the delta since the latest full one).
+
+        A full CRL is followed at once by an (empty) delta based on it: a delta only
+        combines with a full CRL of a lower number (RFC 5280 §5.2.4), and relying
+        parties that follow the Freshest CRL pointer need one that matches.
+        """
+        info = self._publish_crl(issuer_name, delta=delta)
+        if not info.delta:
+            self._publish_crl(issuer_name, delta=True)
+        return info
+
+    def _publish_crl(self, issuer_name: str, *, delta: bool) -> CrlInfo:
         issuer = self.ca.issuer(issuer_name)
         now = self.ca.clock().replace(microsecond=0)
         with write_transaction(self.sessions) as session:
@@ -639,23 +653,25 @@ class RevocationService:
 
     def _issuer_serving(self, cert_id: CertId) -> Issuer | None:
         for reload in (False, True):
-            for issuer, responder in self._serving_issuers(reload=reload):
-                if responder.serves(cert_id):
+            for issuer, hashes in self._serving_issuers(reload=reload):
+                if hashes.get(cert_id.hash_name) == (
+                    cert_id.issuer_name_hash,
+                    cert_id.issuer_key_hash,
+                ):
                     return issuer
         return None
 
-    def _serving_issuers(self, *, reload: bool) -> list[tuple[Issuer, OcspResponder]]:
+    def _serving_issuers(
+        self, *, reload: bool
+    ) -> list[tuple[Issuer, Mapping[str, tuple[bytes, bytes]]]]:
         with self._responders_lock:
             serving = self._serving
             stale = time.monotonic() - self._serving_loaded_at >= _ISSUER_RELOAD_SECONDS
         if serving is not None and not (reload and stale):
             return serving
-        serving = []
-        for issuer in self.ca.issuers():
-            try:
-                serving.append((issuer, self.responder(issuer)))
-            except UnknownCaError:
-                continue
+        serving = [
+            (issuer, issuer_cert_id_hashes(issuer.certificate)) for issuer in self.ca.issuers()
+        ]
         with self._responders_lock:
             self._serving = serving
             self._serving_loaded_at = time.monotonic()
