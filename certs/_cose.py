@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import cbor2
@@ -58,6 +59,15 @@ _CWT_TAG_PREFIX = b"\xd8\x3d"
 _SIGN1_TAG_PREFIX = b"\xd2"
 _P256_COORDINATE_BYTES = 32
 _MIN_RSA_BITS = 2048
+_SHA256 = hashes.SHA256()
+_ECDSA_SHA256 = ec.ECDSA(_SHA256)
+_PSS_SHA256 = padding.PSS(
+    mgf=padding.MGF1(_SHA256), salt_length=padding.PSS.DIGEST_LENGTH
+)
+# Every token of one document signer carries the same protected header: decode each
+# distinct one once. Bounded, so hostile headers cannot grow it.
+_PROTECTED_CACHE: dict[tuple[CborLimits, bytes], Mapping[Any, Any]] = {}
+_PROTECTED_CACHE_SIZE = 256
 
 
 class CoseError(ValueError):
@@ -168,15 +178,21 @@ def parse_sign1(data: bytes, *, limits: CborLimits) -> CoseSign1:
 
 
 def _decode_protected(protected_bytes: bytes, limits: CborLimits) -> Mapping[Any, Any]:
+    cached = _PROTECTED_CACHE.get((limits, protected_bytes))
+    if cached is not None:
+        return cached
     if not protected_bytes:
-        return {}
+        return MappingProxyType({})
     try:
         protected = decode_cbor(protected_bytes, limits=limits)
     except CborError as exc:
         raise CoseError(f"protected header: {exc}") from None
     if type(protected) is not dict:
         raise CoseError("protected header must encode a map")
-    return protected
+    if len(_PROTECTED_CACHE) >= _PROTECTED_CACHE_SIZE:
+        _PROTECTED_CACHE.clear()
+    frozen = _PROTECTED_CACHE[limits, protected_bytes] = MappingProxyType(protected)
+    return frozen
 
 
 def verify_sign1(message: CoseSign1, public_key: object) -> bool:
@@ -192,9 +208,7 @@ def verify_sign1(message: CoseSign1, public_key: object) -> bool:
                 return False
             r = int.from_bytes(message.signature[:_P256_COORDINATE_BYTES], "big")
             s = int.from_bytes(message.signature[_P256_COORDINATE_BYTES:], "big")
-            public_key.verify(
-                encode_dss_signature(r, s), to_be_signed, ec.ECDSA(hashes.SHA256())
-            )
+            public_key.verify(encode_dss_signature(r, s), to_be_signed, _ECDSA_SHA256)
             return True
         if message.algorithm == ALG_PS256:
             if not (
@@ -205,11 +219,8 @@ def verify_sign1(message: CoseSign1, public_key: object) -> bool:
             public_key.verify(
                 message.signature,
                 to_be_signed,
-                padding.PSS(
-                    mgf=padding.MGF1(hashes.SHA256()),
-                    salt_length=padding.PSS.DIGEST_LENGTH,
-                ),
-                hashes.SHA256(),
+                _PSS_SHA256,
+                _SHA256,
             )
             return True
     except InvalidSignature:

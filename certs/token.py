@@ -196,10 +196,10 @@ class StatusReference:
 
     @classmethod
     def from_cbor_value(cls, value: object) -> StatusReference:
-        entry = value.get(_STATUS_LIST) if isinstance(value, Mapping) else None
-        if not isinstance(entry, Mapping):
+        entry = value.get(_STATUS_LIST) if type(value) is dict else None
+        if type(entry) is not dict:
             raise TokenClaimsError("status claim has no status_list reference")
-        return cls(index=entry.get("idx"), uri=entry.get("uri"))  # type: ignore[arg-type]
+        return cls(index=entry.get("idx"), uri=entry.get("uri"))
 
 
 @dataclasses.dataclass(frozen=True)
