@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hashlib
 import io
 import math
 import threading
@@ -173,7 +174,8 @@ def format_date_zh(day: dt.date) -> str:
 
 _DIGITS = "零壹贰叁肆伍陆柒捌玖"
 _SMALL_UNITS = ("", "拾", "佰", "仟")
-_LARGE_UNITS = ("", "万", "亿", "万亿")
+# The fourth group is 万亿, written 万 when the 亿 group follows it: 壹万零壹亿.
+_LARGE_UNITS = ("", "万", "亿", "万")
 
 
 def format_amount_zh(amount: str | Decimal) -> str:
@@ -212,6 +214,8 @@ def _integer_zh(number: int) -> str:
         if parts and (need_zero or group < 1000):
             parts.append("零")
         parts.append(_group_zh(group) + _LARGE_UNITS[index])
+        if index == 3 and groups[2] == 0:
+            parts.append("亿")
         need_zero = False
     return "".join(parts)
 
@@ -292,11 +296,11 @@ class _MissingGlyph(Exception):
 @functools.cache
 def _fonts_for(body_path: Path) -> _Fonts:
     glyphs: dict[str, frozenset[int]] = {}
-    body = _register("YinxinLicenceSong", body_path)
+    body = _register(body_path)
     glyphs[body.fontName] = frozenset(body.face.charToGlyph)
     fallback_name: str | None = None
     if ZENHEI_PATH.is_file() and ZENHEI_PATH != body_path:
-        hei = _register("YinxinLicenceHei", ZENHEI_PATH)
+        hei = _register(ZENHEI_PATH)
         glyphs[hei.fontName] = frozenset(hei.face.charToGlyph)
         fallback_name = hei.fontName
     return _Fonts(
@@ -307,7 +311,9 @@ def _fonts_for(body_path: Path) -> _Fonts:
     )
 
 
-def _register(name: str, path: Path) -> TTFont:
+def _register(path: Path) -> TTFont:
+    # One reportlab name per file, apart from the seal package's own registration.
+    name = "YinxinLicence-" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
     try:
         font = TTFont(name, str(path), subfontIndex=0)
     except TTFError as exc:
@@ -451,7 +457,11 @@ class _Page:
         self.width, self.height = self.style.page_size
         self.buffer = io.BytesIO()
         self.canvas = Canvas(
-            self.buffer, pagesize=self.style.page_size, pageCompression=1
+            self.buffer,
+            pagesize=self.style.page_size,
+            pageCompression=1,
+            # Otherwise reportlab names Helvetica, a font the PDF would not embed.
+            initialFontName=fonts.body,
         )
 
     # Coordinates are given in mm from the top-left corner, as people measure a page.
@@ -466,6 +476,7 @@ class _Page:
         c.setTitle(self.type.name.zh)
         c.setSubject(f"{self.type.name.en} ({self.type.code})")
         c.setCreator("Yinxin")
+        c.setAuthor(self.issuer_name)
         draw = {
             LayoutStyle.BUSINESS_LICENCE: self.draw_business_licence,
             LayoutStyle.PERMIT: self.draw_permit,
