@@ -407,12 +407,13 @@ def _read_qr_png(qr_png: bytes) -> ImageReader:
         raise LicenceLayoutError("the QR code image is larger than 2 MiB")
     try:
         with Image.open(io.BytesIO(qr_png)) as image:
-            if image.format != "PNG":
-                raise LicenceLayoutError("the QR code image must be a PNG")
+            kind = image.format
             width, height = image.size
             image.verify()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise LicenceLayoutError(f"the QR code image cannot be read: {exc}") from None
+    if kind != "PNG":
+        raise LicenceLayoutError("the QR code image must be a PNG")
     if width != height or width < 21:
         raise LicenceLayoutError(
             "the QR code image must be square, at least 21 pixels wide"
@@ -420,7 +421,7 @@ def _read_qr_png(qr_png: bytes) -> ImageReader:
     return ImageReader(io.BytesIO(bytes(qr_png)))
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Item:
     """One labelled value in a column."""
 
