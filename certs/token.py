@@ -78,6 +78,7 @@ __all__ = [
     "CLAIM_LICENCE_TYPE",
     "CLAIM_NOT_BEFORE",
     "CLAIM_STATUS",
+    "DEFAULT_LIMITS",
     "DecodeLimits",
     "FieldValue",
     "LicenceClaims",
