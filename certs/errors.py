@@ -15,18 +15,18 @@ from __future__ import annotations
 from hsm_sim.errors import ErrorCategory
 
 __all__ = [
+    "LicenceDataError",
+    "LicenceFontUnavailableError",
+    "LicenceIdentifierError",
+    "LicenceLayoutError",
+    "LicenceTypeDefinitionError",
     "LicenseError",
-    "TokenClaimsError",
-    "TokenSignerError",
-    "TokenFormatError",
     "QrCapacityError",
     "QrDecodeError",
-    "LicenceIdentifierError",
-    "LicenceTypeDefinitionError",
+    "TokenClaimsError",
+    "TokenFormatError",
+    "TokenSignerError",
     "UnknownLicenceTypeError",
-    "LicenceDataError",
-    "LicenceLayoutError",
-    "LicenceFontUnavailableError",
 ]
 
 
@@ -133,15 +133,15 @@ class LicenceFontUnavailableError(LicenseError):
 # SD-JWT VC and compact JWS (certs.sdjwt), Token Status List (certs.status).
 
 __all__ += [
-    "SdJwtError",
     "DisclosureNotFoundError",
-    "JoseError",
-    "MalformedJoseError",
-    "JoseSignatureError",
-    "UntrustedJoseSignerError",
-    "StatusListError",
     "InvalidStatusListError",
+    "JoseError",
+    "JoseSignatureError",
+    "MalformedJoseError",
+    "SdJwtError",
+    "StatusListError",
     "StatusListFullError",
+    "UntrustedJoseSignerError",
 ]
 
 
