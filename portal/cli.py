@@ -24,6 +24,7 @@ import click
 from hsm_sim.api import KeyAlgorithm, KeyUsage, signing_context
 from hsm_sim.errors import PinMissingError
 from portal.cli_ca import ca, ceremony_file_setting
+from portal.cli_seal import seal
 from portal.cli_support import (
     CliState,
     cli_actor,
@@ -37,6 +38,7 @@ from portal.cli_support import (
     table,
     warn,
 )
+from portal.cli_verify import verify
 from portal.config import (
     DEFAULT_PUBLIC_BASE_URL,
     DEFAULT_REFRESH_INTERVAL,
@@ -683,6 +685,8 @@ def audit_checkpoint(
 
 
 cli.add_command(ca)
+cli.add_command(seal)
+cli.add_command(verify)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from portal.services import Services
 
 __all__ = [
     "CliState",
+    "InputFileError",
     "OutputFileError",
     "check_output_path",
     "cli_actor",
@@ -36,6 +37,8 @@ __all__ = [
     "json_option",
     "load_settings",
     "open_services",
+    "operator_name",
+    "read_input_file",
     "require_instance",
     "table",
     "warn",
@@ -170,16 +173,41 @@ def open_services(settings: Settings) -> Iterator[Services]:
         services.close()
 
 
+def operator_name() -> str:
+    """The operating-system user running this command."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid-{os.getuid()}"
+
+
 def cli_actor() -> str:
     """Who the audit log names for signatures made by this command."""
+    return f"cli:{operator_name()}"
+
+
+# -- files the commands read and write ------------------------------------------------
+
+
+class InputFileError(ValueError):
+    """An input file that cannot be read, or is larger than the command accepts."""
+
+    category = ErrorCategory.BAD_REQUEST
+
+
+def read_input_file(path: Path, limit: int) -> bytes:
+    """The file's bytes; InputFileError if it cannot be read or holds more than `limit`."""
     try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = f"uid-{os.getuid()}"
-    return f"cli:{user}"
-
-
-# -- files the commands write --------------------------------------------------------
+        with path.open("rb") as stream:
+            data = stream.read(limit + 1)
+    except OSError as exc:
+        reason = (exc.strerror or type(exc).__name__).lower()
+        raise InputFileError(f"cannot read {path}: {reason}") from None
+    if len(data) > limit:
+        raise InputFileError(
+            f"{path} is larger than {limit // (1024 * 1024)} MiB, the most accepted"
+        )
+    return data
 
 
 class OutputFileError(ValueError):

@@ -4,6 +4,13 @@ The web app builds one `Services` per worker process; each CLI command builds it
 The key store is opened on first use, so a process that never signs never needs the PIN:
 the certificate authority holds a key store that opens the real one when it first
 signs, so CA certificates and CRLs are served even while the token is locked.
+
+Seals: one `SealRegistry` per process, this node's TSA and revocation data called in
+process for stamping (no HTTP to ourselves), and a small cache of `Stamper`s. A cached
+stamper holds only what is expensive to rebuild (the parsed seal image, the encoded
+chain, the reserved signature size); whether it may be used is decided again for every
+stamp by `SealRegistry.authorize_stamp` and, in the stamp log's own transaction, by
+`stamp_document`. So a suspended or revoked seal stops at once, cache or not.
 """
 
 from __future__ import annotations
@@ -11,10 +18,12 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,16 +39,27 @@ from hsm_sim.errors import ErrorCategory, HsmError, KeyNotFoundError
 from hsm_sim.spec import open_keystore
 from pki.ca import CertificateAuthority
 from pki.ceremony_config import CeremonyConfig, load_ceremony_config
-from pki.profiles import PROFILES, CertificateProfile
+from pki.profiles import PROFILES, CertificateProfile, IssuerRole
 from pki.ra import RegistrationAuthority
 from pki.revocation import RevocationService
 from pki.timestamping import TimestampService
 from portal.config import Settings
 from portal.db import check_database, make_engine, session_factory
 from portal.errors import NoHierarchyError
+from seal.errors import TrustServiceError
+from seal.lifecycle import SealRegistry, StampAuthorization
+from seal.stamping import DEFAULT_MAX_INPUT_BYTES, Stamper
+from seal.trust_services import (
+    NodeRevocationSource,
+    RevocationSource,
+    TrustServices,
+    node_trust_services,
+)
 
 __all__ = [
+    "STAMPER_CACHE_SIZE",
     "KeyStoreOnFirstUse",
+    "QuietRevocationSource",
     "Services",
     "build_certificate_authority",
     "build_revocation_service",
@@ -48,6 +68,9 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+# Stampers kept per process: one per seal in use (a stamper is ~100 KB: image, chain).
+STAMPER_CACHE_SIZE = 64
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +92,8 @@ class Services:
         self._lock = threading.Lock()
         self._parts: dict[str, Any] = {}
         self._parts_lock = threading.RLock()
+        self._stampers: OrderedDict[tuple[str, str, int], Stamper] = OrderedDict()
+        self._stampers_lock = threading.Lock()
 
     def check_database(self) -> None:
         """Raise DatabaseUnavailableError unless the database answers."""
@@ -173,6 +198,69 @@ class Services:
             "timestamps", lambda: TimestampService(ca=self.certificate_authority())
         )
 
+    def trust_roots(self) -> list[x509.Certificate]:
+        """The node's root CA certificates: the trust anchors for verifying its seals."""
+        return [
+            issuer.certificate
+            for issuer in self.certificate_authority().issuers()
+            if issuer.role is IssuerRole.ROOT
+        ]
+
+    # -- seals -----------------------------------------------------------------------
+
+    def seal_registry(self) -> SealRegistry:
+        return self._part(
+            "seals",
+            lambda: SealRegistry(
+                ra=self.registration_authority(), revocation=self.revocation()
+            ),
+        )
+
+    def trust_services(self) -> TrustServices:
+        """This node's TSA and OCSP/CRLs, called in process, for stamping B-T and above."""
+        return self._part(
+            "trust_services",
+            lambda: node_trust_services(self.timestamps(), self.revocation()),
+        )
+
+    def verification_revocation(self) -> RevocationSource:
+        """This node's OCSP responses and CRLs for verifying, answering "no data" rather
+        than failing when they cannot be had now (see QuietRevocationSource)."""
+        return self._part(
+            "verification_revocation",
+            lambda: QuietRevocationSource(NodeRevocationSource(self.revocation())),
+        )
+
+    def stamper(
+        self,
+        authorization: StampAuthorization,
+        *,
+        max_input_bytes: int = DEFAULT_MAX_INPUT_BYTES,
+    ) -> Stamper:
+        """A stamper for the authorized seal, reused while the seal keeps its certificate.
+
+        The authorization is not cached: the caller passes a fresh one for every stamp.
+        """
+        seal = authorization.seal
+        key = (seal.id, seal.certificate_serial, max_input_bytes)
+        with self._stampers_lock:
+            cached = self._stampers.get(key)
+            if cached is not None:
+                self._stampers.move_to_end(key)
+                return cached
+        # Built outside the lock: reading the credential touches the database and HSM.
+        stamper = Stamper(
+            self.seal_registry().credential(authorization),
+            services=self.trust_services(),
+            max_input_bytes=max_input_bytes,
+        )
+        with self._stampers_lock:
+            stamper = self._stampers.setdefault(key, stamper)
+            self._stampers.move_to_end(key)
+            while len(self._stampers) > STAMPER_CACHE_SIZE:
+                self._stampers.popitem(last=False)
+        return stamper
+
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A session committed when the block succeeds, rolled back when it raises."""
@@ -250,6 +338,39 @@ def publish_current_deltas(revocation: RevocationService) -> int:
             revocation.publish_crl(issuer.name, delta=True)
             published += 1
     return published
+
+
+class QuietRevocationSource:
+    """A revocation source whose failures are "no answer" (TrustServiceError).
+
+    The node's responder signs an OCSP response, or publishes a CRL, when no fresh one
+    is stored; without the PIN (`yinxin verify` needs none) or with the token locked
+    that fails with a key-store error. For a verifier that is only missing revocation
+    data — reported as not settled — and never a reason to fail the verification.
+    """
+
+    def __init__(self, source: RevocationSource) -> None:
+        self._source = source
+
+    def ocsp(self, url: str, request_der: bytes) -> bytes:
+        return self._quietly(lambda: self._source.ocsp(url, request_der))
+
+    def crl(self, url: str) -> bytes:
+        return self._quietly(lambda: self._source.crl(url))
+
+    @staticmethod
+    def _quietly(fetch: Callable[[], bytes]) -> bytes:
+        try:
+            return fetch()
+        except TrustServiceError:
+            raise
+        except Exception as exc:
+            if not isinstance(getattr(exc, "category", None), ErrorCategory):
+                raise
+            logger.info("revocation data not available for verifying: %s", exc)
+            raise TrustServiceError(
+                "this node cannot answer for revocation now"
+            ) from exc
 
 
 class KeyStoreOnFirstUse:

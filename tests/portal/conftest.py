@@ -7,17 +7,28 @@ no absolute paths, so a copied instance works where it is copied to.
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from reportlab.lib.pagesizes import A4
+from reportlab.pdfgen import canvas
 
+from pki.registry import add_api_client, register_agency
 from portal.config import SettingOverrides, Settings, resolve_settings
 from portal.instance import InitResult, init_instance
+from portal.services import Services
+from seal.fonts import SealFont, SealFontUnavailableError, load_seal_font
+from seal.image import SealKind
+from seal.lifecycle import SealRecord, SealRequest
+from tests.conftest import require
 from tests.portal.live_server import (
     YINXIN_SCRIPT,
     YINXIN_VARIABLES,
@@ -148,3 +159,135 @@ def softhsm_token_env(softhsm_module: str, tmp_path: Path) -> Iterator[dict[str,
         "YINXIN_HSM_PIN": user_pin,
         "YINXIN_HSM_SO_PIN": so_pin,
     }
+
+
+# -- seals: a demo instance with a second agency and seals, made once and copied --------
+
+OTHER_AGENCY_NAME = "荥阳市司法局"
+OTHER_AGENCY_USCC = "11410182005291054B"
+OTHER_AGENCY_REGION = "410182"
+KEYWORD = "盖章处"
+
+
+@dataclasses.dataclass(frozen=True)
+class SealWorld:
+    """Who and what the seal template holds (the same in every copy of it)."""
+
+    demo_uscc: str
+    demo_client_id: str
+    demo_secret: str
+    staff_username: str
+    other_client_id: str
+    other_secret: str
+    official: SealRecord  # the demo agency's, granted to the demo client
+    suspended: SealRecord  # the demo agency's contract seal, granted, suspended
+    ungranted: SealRecord  # the demo agency's finance seal, no grant
+    foreign: SealRecord  # the other agency's, granted to the other client
+
+
+@pytest.fixture(scope="session")
+def seal_template(
+    demo_template: tuple[Path, InitResult], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, SealWorld]:
+    """The demo instance plus another agency with its own client, and four seals."""
+    source, result = demo_template
+    assert result.demo is not None
+    home = tmp_path_factory.mktemp("seal-template") / "instance"
+    shutil.copytree(source, home)
+    services = Services(resolve_settings(SettingOverrides(home=home), environ={}))
+    try:
+        with services.session() as session:
+            register_agency(
+                session,
+                name=OTHER_AGENCY_NAME,
+                uscc=OTHER_AGENCY_USCC,
+                region=OTHER_AGENCY_REGION,
+            )
+            other_client, other_secret = add_api_client(
+                session, agency_uscc=OTHER_AGENCY_USCC, name="司法局办公系统"
+            )
+        seals = services.seal_registry()
+        demo = result.demo
+
+        def make(uscc: str, kind: SealKind, client_id: str | None) -> SealRecord:
+            record = seals.make_seal(SealRequest(agency_uscc=uscc, kind=kind))
+            if client_id is not None:
+                seals.grant(record.id, client_id=client_id)
+            return record
+
+        official = make(demo.agency_uscc, SealKind.OFFICIAL, demo.client_id)
+        contract = make(demo.agency_uscc, SealKind.CONTRACT, demo.client_id)
+        suspended = seals.suspend_seal(contract.id, note="under review")
+        ungranted = make(demo.agency_uscc, SealKind.FINANCE, None)
+        foreign = make(OTHER_AGENCY_USCC, SealKind.OFFICIAL, other_client.client_id)
+    finally:
+        services.close()
+    world = SealWorld(
+        demo_uscc=demo.agency_uscc,
+        demo_client_id=demo.client_id,
+        demo_secret=demo.client_secret_file.read_text(encoding="utf-8").strip(),
+        staff_username=demo.staff_username,
+        other_client_id=other_client.client_id,
+        other_secret=other_secret,
+        official=official,
+        suspended=suspended,
+        ungranted=ungranted,
+        foreign=foreign,
+    )
+    return home, world
+
+
+@pytest.fixture
+def seal_world(seal_template: tuple[Path, SealWorld]) -> SealWorld:
+    return seal_template[1]
+
+
+@pytest.fixture
+def seal_home(seal_template: tuple[Path, SealWorld], tmp_path: Path) -> Path:
+    """A fresh copy of the seal template for one test."""
+    home = tmp_path / "instance"
+    shutil.copytree(seal_template[0], home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def document_font() -> SealFont:
+    try:
+        return load_seal_font()
+    except SealFontUnavailableError as exc:
+        require(False, f"no CJK TrueType font for the sample documents: {exc}")
+        raise
+
+
+def make_document(
+    font: SealFont, pages: int = 3, *, keyword_pages: tuple[int, ...] = (2, 3)
+) -> bytes:
+    """An A4 notice of `pages` pages with 盖章处 near the bottom of `keyword_pages`
+    (1-based), at (380 pt, 150 pt) from the bottom-left corner."""
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, pagesize=A4)
+    for page in range(1, pages + 1):
+        pdf.setFont(font.reportlab_name, 14)
+        pdf.drawString(72, A4[1] - 90, f"关于印发示范文件的通知（第{page}页）")
+        if page in keyword_pages:
+            pdf.drawString(380, 150, KEYWORD)
+        pdf.showPage()
+    pdf.save()
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def sample_pdf(document_font: SealFont) -> bytes:
+    """Three A4 pages, 盖章处 on pages 2 and 3."""
+    return make_document(document_font)
+
+
+def count_rows(home: Path, sql: str, *parameters: object) -> int:
+    """One count from the instance's SQLite database, read-only."""
+    with sqlite3.connect(f"file:{home / 'yinxin.sqlite3'}?mode=ro", uri=True) as db:
+        value: int = db.execute(sql, parameters).fetchone()[0]
+    return value
+
+
+def granted_signatures(home: Path) -> int:
+    return count_rows(home, "SELECT count(*) FROM audit_entry WHERE result = 'granted'")

@@ -1,0 +1,338 @@
+"""The REST API, /api/v1: an agency's seals, stamping PDFs with them, verifying PDFs.
+
+    GET  /api/v1/openapi.json            this API's OpenAPI 3.1 document       (public)
+    GET  /api/v1/seals                   the calling client's agency's seals
+    GET  /api/v1/seals/<id>              one of them (id or seal code)
+    POST /api/v1/seals/<id>/stamp        stamp a PDF (multipart) -> the sealed PDF
+    POST /api/v1/verify/pdf              verify a PDF (multipart) -> the report (public)
+
+Authentication is portal/api_auth.py (HTTP Basic, an API client's id and secret).
+Every error is RFC 9457 problem+json. Status decisions:
+- Another agency's seal is 403 for reading and stamping alike, and an unknown one 404.
+  Seal ids are random and seal codes are printed on every document the seal stamps,
+  so telling "not yours" from "none" reveals nothing a stamped document does not.
+- A seal the client may not stamp with is 403: another agency's, no grant, or not
+  active (suspended, revoked, expired; the problem type is then seal-not-usable). The
+  authorization is checked before the upload is read and again, in the stamp log's
+  transaction, before the signature: nothing is signed or logged as signed.
+- A body over the upload limit (50 MiB by default) is 413 before it is read; a part
+  that is not a PDF is 400 with the stamper's reason.
+- Verification is public, as any relying party must be able to check a seal: per
+  address at most YINXIN_VERIFY_RATE_LIMIT requests a minute (429 beyond), the same
+  size limit. Its answer is always 200 with the report — `valid` false for an invalid
+  document, and `usable` false (exit_code 2) for input that is no signed PDF at all:
+  the report is the answer in every case. Revocation is checked against this node's
+  own OCSP responses and CRLs, in process; no URL from an uploaded document is ever
+  fetched (that would let anyone make the node send requests where they like).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import unicodedata
+from pathlib import PurePath
+from typing import Any
+from urllib.parse import quote
+
+from cryptography import x509
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.datastructures import FileStorage
+
+from hsm_sim.errors import ErrorCategory
+from portal.api_auth import (
+    authenticate_request,
+    client_address,
+    current_client,
+    install_authentication,
+    public,
+    too_many_requests,
+)
+from portal.context import current_services
+from portal.errors import problem_response
+from portal.openapi import openapi_document
+from portal.rate_limit import SlidingWindowCounter
+from portal.stamp_options import (
+    DEFAULT_SEAM_PAGES,
+    MAX_SEAM_PAGES,
+    StampOptionError,
+    build_stamp_request,
+    parse_flag,
+    parse_level,
+    parse_seam,
+    placements_from_json,
+)
+from seal.errors import SealNotUsableError
+from seal.lifecycle import SealRecord, SealStatus, describe_seal_record
+from seal.stamping import Level, StampRequest
+from seal.verify import VerifyLimits, verify_pdf
+
+__all__ = [
+    "MAX_TRUST_CERTIFICATES",
+    "MAX_UPLOAD_BYTES",
+    "VERIFY_RATE_LIMIT",
+    "blueprint",
+]
+
+blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
+
+# Config keys (app.config; create_app's test_config may set them) and their defaults.
+MAX_UPLOAD_BYTES = "YINXIN_MAX_UPLOAD_BYTES"
+DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+VERIFY_RATE_LIMIT = "YINXIN_VERIFY_RATE_LIMIT"  # requests per minute per address
+DEFAULT_VERIFY_RATE_LIMIT = 60
+MAX_TRUST_CERTIFICATES = 8
+MAX_TRUST_BYTES = 64 * 1024
+# Room for the multipart framing and the small form fields next to the file.
+_FORM_OVERHEAD = 256 * 1024
+_VERIFY_REQUESTS_KEY = "yinxin-verify-requests"
+_NO_STORE = "no-store"
+
+
+class ApiRequestError(ValueError):
+    """A request the API cannot act on as sent."""
+
+    category = ErrorCategory.BAD_REQUEST
+
+
+class SealAccessError(Exception):
+    """Another agency's seal: a client sees and uses only its own agency's."""
+
+    category = ErrorCategory.FORBIDDEN
+
+
+@blueprint.record_once
+def _set_up(state: Any) -> None:
+    app = state.app
+    app.config.setdefault(MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_BYTES)
+    app.config.setdefault(VERIFY_RATE_LIMIT, DEFAULT_VERIFY_RATE_LIMIT)
+    install_authentication(app)
+    app.extensions[_VERIFY_REQUESTS_KEY] = SlidingWindowCounter(
+        limit=int(app.config[VERIFY_RATE_LIMIT]), window=60.0
+    )
+
+
+def _upload_limit() -> int:
+    return int(current_app.config[MAX_UPLOAD_BYTES])
+
+
+def _too_large(limit: int) -> Response:
+    return problem_response(
+        413,
+        f"the upload is larger than {limit} bytes, the most this API accepts",
+        type_="urn:yinxin:problem:request-too-large",
+        limit=limit,
+    )
+
+
+@blueprint.before_request
+def _authenticate_and_limit() -> Response | None:
+    refused = authenticate_request()
+    if refused is not None:
+        return refused
+    if request.method == "POST":
+        body_limit = _upload_limit() + _FORM_OVERHEAD
+        if request.content_length is not None and request.content_length > body_limit:
+            return _too_large(_upload_limit())
+        # A body without a length (chunked) is cut off at the limit as it is parsed.
+        request.max_content_length = body_limit
+    return None
+
+
+def _read_document(name: str) -> tuple[bytes, str | None]:
+    """The uploaded file `name`, whole; 413 when it is over the upload limit."""
+    limit = _upload_limit()
+    part: FileStorage | None = request.files.get(name)
+    if part is None:
+        raise ApiRequestError(
+            f"send the document as the multipart/form-data file field {name!r}"
+        )
+    data = part.stream.read(limit + 1)
+    if len(data) > limit:
+        raise _UploadTooLarge(limit)
+    return data, part.filename
+
+
+class _UploadTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+@blueprint.errorhandler(_UploadTooLarge)
+def _upload_too_large(error: _UploadTooLarge) -> Response:
+    return _too_large(error.limit)
+
+
+def _no_store(response: Response) -> Response:
+    response.headers["Cache-Control"] = _NO_STORE
+    return response
+
+
+# -- the document ----------------------------------------------------------------------
+
+
+@blueprint.get("/openapi.json")
+@public
+def openapi() -> Response:
+    return jsonify(openapi_document())
+
+
+# -- seals -----------------------------------------------------------------------------
+
+
+def _seal_document(record: SealRecord, granted: bool) -> dict[str, Any]:
+    document = describe_seal_record(record)
+    # The HSM label is the node's business, not the agency's.
+    document.pop("key_label", None)
+    document["granted_to_client"] = granted
+    return document
+
+
+def _granted(seal_id: str, client_id: str) -> bool:
+    wanted = f"client:{client_id}"
+    registry = current_services().seal_registry()
+    return any(str(g.principal) == wanted for g in registry.list_grants(seal_id))
+
+
+@blueprint.get("/seals")
+def list_seals() -> Response:
+    client = current_client()
+    status_text = request.args.get("status")
+    try:
+        status = SealStatus(status_text) if status_text else None
+    except ValueError:
+        known = ", ".join(s.value for s in SealStatus)
+        raise ApiRequestError(f"status must be one of: {known}") from None
+    records = (
+        current_services().seal_registry().list_seals(client.agency_uscc, status=status)
+    )
+    return _no_store(
+        jsonify(
+            seals=[_seal_document(r, _granted(r.id, client.client_id)) for r in records]
+        )
+    )
+
+
+@blueprint.get("/seals/<seal_id>")
+def get_seal(seal_id: str) -> Response:
+    client = current_client()
+    record = current_services().seal_registry().get_seal(seal_id)
+    if record.agency_uscc != client.agency_uscc:
+        raise SealAccessError(
+            f"seal {record.id} belongs to another agency; a client sees only its own "
+            "agency's seals"
+        )
+    return _no_store(
+        jsonify(_seal_document(record, _granted(record.id, client.client_id)))
+    )
+
+
+def _form_text(name: str, default: str = "") -> str:
+    value = request.form.get(name, default)
+    if len(value) > 64 and name != "placement":
+        raise ApiRequestError(f"the field {name!r} is too long")
+    return value
+
+
+def _stamp_request_from_form() -> StampRequest:
+    placement = _form_text("placement")
+    seam_pages_text = _form_text("seam_pages", str(DEFAULT_SEAM_PAGES)).strip()
+    if not seam_pages_text.isdigit() or len(seam_pages_text) > 4:
+        raise StampOptionError(
+            f"seam_pages must be a whole number from 2 to {MAX_SEAM_PAGES}"
+        )
+    return build_stamp_request(
+        placements_from_json(placement) if placement.strip() else (),
+        seam=parse_seam(_form_text("seam")),
+        seam_pages=int(seam_pages_text),
+        level=parse_level(_form_text("level", Level.B_LT.value)),
+        certify=parse_flag(_form_text("certify"), "certify"),
+    )
+
+
+def _attachment(filename: str | None) -> str:
+    """Content-Disposition for `<name>-sealed.pdf`, from the uploaded file's name
+    without any path or control character; an ASCII fallback for old clients."""
+    stem = PurePath((filename or "").replace("\\", "/")).stem
+    stem = "".join(
+        c for c in stem if unicodedata.category(c)[0] not in "CZ" or c == " "
+    ).strip(" .")[:100]
+    name = f"{stem or 'document'}-sealed.pdf"
+    ascii_stem = "".join(
+        c
+        for c in unicodedata.normalize("NFKD", stem)
+        if c.isascii() and (c.isalnum() or c in " ._-")
+    ).strip(" .")
+    fallback = f"{ascii_stem or 'document'}-sealed.pdf"
+    value = f'attachment; filename="{fallback}"'
+    if name != fallback:
+        value += f"; filename*=UTF-8''{quote(name, safe='')}"
+    return value
+
+
+@blueprint.post("/seals/<seal_id>/stamp")
+def stamp(seal_id: str) -> Response:
+    client = current_client()
+    services = current_services()
+    registry = services.seal_registry()
+    # Before the upload is read: a client that may not stamp learns it at once.
+    try:
+        authorization = registry.authorize_stamp(seal_id, client_id=client.client_id)
+    except SealNotUsableError as exc:
+        return problem_response(
+            403, str(exc), type_="urn:yinxin:problem:seal-not-usable"
+        )
+    stamp_request = _stamp_request_from_form()
+    document, filename = _read_document("file")
+    stamper = services.stamper(authorization, max_input_bytes=_upload_limit())
+    sealed = registry.stamp_document(authorization, stamper, document, stamp_request)
+    response = Response(sealed, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = _attachment(filename)
+    return _no_store(response)
+
+
+# -- verification ----------------------------------------------------------------------
+
+
+def _trust_roots_from_form() -> list[x509.Certificate]:
+    parts = request.files.getlist("trust")
+    if len(parts) > MAX_TRUST_CERTIFICATES:
+        raise ApiRequestError(
+            f"at most {MAX_TRUST_CERTIFICATES} trust certificate files"
+        )
+    roots: list[x509.Certificate] = []
+    for part in parts:
+        data = part.stream.read(MAX_TRUST_BYTES + 1)
+        if len(data) > MAX_TRUST_BYTES:
+            raise ApiRequestError("a trust certificate file is too large")
+        try:
+            if b"-----BEGIN" in data:
+                roots.extend(x509.load_pem_x509_certificates(data))
+            else:
+                roots.append(x509.load_der_x509_certificate(data))
+        except ValueError:
+            raise ApiRequestError(
+                "a trust file holds no certificate (PEM or DER)"
+            ) from None
+    return roots
+
+
+@blueprint.post("/verify/pdf")
+@public
+def verify_pdf_upload() -> Response:
+    requests: SlidingWindowCounter = current_app.extensions[_VERIFY_REQUESTS_KEY]
+    wait = requests.take(client_address())
+    if wait is not None:
+        return too_many_requests(
+            wait, f"too many verifications from this address; try again in {wait} s"
+        )
+    document, _ = _read_document("file")
+    extra_roots = _trust_roots_from_form()
+    services = current_services()
+    report = verify_pdf(
+        document,
+        trust_roots=[*services.trust_roots(), *extra_roots],
+        revocation=services.verification_revocation(),
+        limits=dataclasses.replace(VerifyLimits(), max_input_bytes=_upload_limit()),
+    )
+    return _no_store(jsonify(report.to_dict()))

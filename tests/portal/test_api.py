@@ -1,0 +1,600 @@
+"""The REST API in process (Flask's test client) on a copy of the seal template:
+authentication on every route, an agency's own seals only, stamping and what is (not)
+signed and logged, upload limits, verification and the OpenAPI document."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import re
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
+
+from portal.app import create_app
+from portal.config import SettingOverrides, resolve_settings
+from portal.context import current_services
+from tests.portal.conftest import SealWorld, count_rows, granted_signatures
+from tests.portal.seal_checks import pdfsig_says_valid, seal_layout, verify_on_node
+
+PROBLEM_JSON = "application/problem+json"
+# Routes anyone may call: the API's description, and verification (any relying party).
+PUBLIC_ENDPOINTS = {"api.openapi", "api.verify_pdf_upload"}
+AT_150_240 = json.dumps({"page": 1, "x_mm": 150, "y_mm": 240})
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    token = base64.b64encode(f"{client_id}:{secret}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {token}"}
+
+
+@pytest.fixture
+def app(seal_home: Path) -> Iterator[Flask]:
+    settings = resolve_settings(SettingOverrides(home=seal_home), environ={})
+    app = create_app({"TESTING": True}, settings=settings)
+    yield app
+    with app.app_context():
+        current_services().close()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def demo(seal_world: SealWorld) -> dict[str, str]:
+    return basic(seal_world.demo_client_id, seal_world.demo_secret)
+
+
+@pytest.fixture
+def other(seal_world: SealWorld) -> dict[str, str]:
+    return basic(seal_world.other_client_id, seal_world.other_secret)
+
+
+def api_routes(app: Flask) -> list[tuple[str, str, str]]:
+    """(endpoint, method, path with sample arguments) for every API route."""
+    routes = []
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("api."):
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", "sl_0123456789abcdef", rule.rule)
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            routes.append((rule.endpoint, method, path))
+    return routes
+
+
+def assert_problem(
+    response: TestResponse, status: int, words: str = ""
+) -> dict[str, Any]:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == PROBLEM_JSON
+    body: dict[str, Any] = response.get_json()
+    assert body["status"] == status
+    assert words in body.get("detail", ""), body
+    return body
+
+
+def stamp(
+    client: FlaskClient,
+    seal_id: str,
+    headers: dict[str, str],
+    document: bytes,
+    filename: str = "notice.pdf",
+    **fields: str,
+) -> TestResponse:
+    return client.post(
+        f"/api/v1/seals/{seal_id}/stamp",
+        headers=headers,
+        data={"file": (io.BytesIO(document), filename), **fields},
+    )
+
+
+def stamp_log(home: Path) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(f"file:{home / 'yinxin.sqlite3'}?mode=ro", uri=True) as db:
+        return db.execute(
+            "SELECT principal_kind || ':' || principal_id, outcome, document_sha256 "
+            "FROM stamp_log ORDER BY id"
+        ).fetchall()
+
+
+# -- authentication ---------------------------------------------------------------------
+
+
+def test_every_route_is_listed_public_or_authenticated(app: Flask) -> None:
+    endpoints = {endpoint for endpoint, _, _ in api_routes(app)}
+    assert PUBLIC_ENDPOINTS <= endpoints
+    assert len(endpoints - PUBLIC_ENDPOINTS) >= 3
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        None,
+        "Bearer abc",
+        "Basic !!!not-base64",
+        "basic-wrong-secret",
+        "basic-unknown-client",
+    ],
+)
+def test_every_private_route_needs_a_client(
+    app: Flask, client: FlaskClient, seal_world: SealWorld, credentials: str | None
+) -> None:
+    headers: dict[str, str] = {}
+    if credentials == "basic-wrong-secret":
+        headers = basic(seal_world.demo_client_id, seal_world.demo_secret + "x")
+    elif credentials == "basic-unknown-client":
+        headers = basic("cl_0000000000000000", seal_world.demo_secret)
+    elif credentials is not None:
+        headers = {"Authorization": credentials}
+    details = set()
+    for endpoint, method, path in api_routes(app):
+        if endpoint in PUBLIC_ENDPOINTS:
+            continue
+        response = client.open(path, method=method, headers=headers)
+        body = assert_problem(response, 401)
+        assert response.headers["WWW-Authenticate"].startswith(
+            'Basic realm="yinxin-api"'
+        )
+        details.add(body["detail"])
+    # Wrong secret or unknown client: the same answer, no hint which part was wrong.
+    assert len(details) == 1
+
+
+def test_a_wrong_secret_and_an_unknown_client_get_the_same_answer(
+    client: FlaskClient, seal_world: SealWorld
+) -> None:
+    wrong_secret = client.get(
+        "/api/v1/seals", headers=basic(seal_world.demo_client_id, "ycs_wrong")
+    )
+    unknown_client = client.get(
+        "/api/v1/seals", headers=basic("cl_ffffffffffffffff", seal_world.demo_secret)
+    )
+    assert wrong_secret.get_json() == unknown_client.get_json()
+    assert (
+        assert_problem(wrong_secret, 401)["detail"] == "invalid API client credentials"
+    )
+    assert wrong_secret.headers == unknown_client.headers
+
+
+def test_public_routes_need_no_client(app: Flask, client: FlaskClient) -> None:
+    assert client.get("/api/v1/openapi.json").status_code == 200
+    response = client.post("/api/v1/verify/pdf", data={})
+    assert_problem(response, 400, "'file'")
+
+
+def test_repeated_failures_from_one_address_are_slowed_down(
+    seal_home: Path, seal_world: SealWorld, demo: dict[str, str]
+) -> None:
+    settings = resolve_settings(SettingOverrides(home=seal_home), environ={})
+    app = create_app(
+        {"TESTING": True, "YINXIN_AUTH_FAILURE_LIMIT": 3}, settings=settings
+    )
+    client = app.test_client()
+    wrong = basic(seal_world.demo_client_id, "ycs_guess")
+    attacker = {"REMOTE_ADDR": "192.0.2.66"}
+    for _ in range(3):
+        assert (
+            client.get(
+                "/api/v1/seals", headers=wrong, environ_base=attacker
+            ).status_code
+            == 401
+        )
+    blocked = client.get("/api/v1/seals", headers=demo, environ_base=attacker)
+    assert_problem(blocked, 429, "too many failed authentications")
+    assert 1 <= int(blocked.headers["Retry-After"]) <= 300
+    # Another address is not affected, and missing credentials do not count.
+    for _ in range(5):
+        assert (
+            client.get(
+                "/api/v1/seals", environ_base={"REMOTE_ADDR": "192.0.2.7"}
+            ).status_code
+            == 401
+        )
+    ok = client.get(
+        "/api/v1/seals", headers=demo, environ_base={"REMOTE_ADDR": "192.0.2.7"}
+    )
+    assert ok.status_code == 200
+    with app.app_context():
+        current_services().close()
+
+
+# -- seals --------------------------------------------------------------------------------
+
+
+def test_list_shows_only_the_clients_agency(
+    client: FlaskClient,
+    seal_world: SealWorld,
+    demo: dict[str, str],
+    other: dict[str, str],
+) -> None:
+    response = client.get("/api/v1/seals", headers=demo)
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    seals = response.get_json()["seals"]
+    assert [(s["id"], s["status"], s["granted_to_client"]) for s in seals] == [
+        (seal_world.official.id, "active", True),
+        (seal_world.suspended.id, "suspended", True),
+        (seal_world.ungranted.id, "active", False),
+    ]
+    assert all("key_label" not in s for s in seals)
+    theirs = client.get("/api/v1/seals", headers=other).get_json()["seals"]
+    assert [s["id"] for s in theirs] == [seal_world.foreign.id]
+    active = client.get("/api/v1/seals?status=active", headers=demo).get_json()["seals"]
+    assert [s["id"] for s in active] == [
+        seal_world.official.id,
+        seal_world.ungranted.id,
+    ]
+    assert_problem(
+        client.get("/api/v1/seals?status=lost", headers=demo),
+        400,
+        "status must be one of",
+    )
+
+
+def test_one_seal_of_the_agency_only(
+    client: FlaskClient, seal_world: SealWorld, demo: dict[str, str]
+) -> None:
+    by_id = client.get(f"/api/v1/seals/{seal_world.official.id}", headers=demo)
+    assert by_id.status_code == 200
+    assert by_id.get_json()["es_id"] == seal_world.official.es_id
+    by_code = client.get(f"/api/v1/seals/{seal_world.official.es_id}", headers=demo)
+    assert by_code.get_json()["id"] == seal_world.official.id
+    foreign = client.get(f"/api/v1/seals/{seal_world.foreign.id}", headers=demo)
+    assert_problem(foreign, 403, "belongs to another agency")
+    assert_problem(
+        client.get("/api/v1/seals/sl_ffffffffffffffff", headers=demo), 404, "no seal"
+    )
+
+
+# -- stamping -----------------------------------------------------------------------------
+
+
+def test_stamp_with_own_seal(
+    client: FlaskClient,
+    seal_home: Path,
+    seal_world: SealWorld,
+    demo: dict[str, str],
+    sample_pdf: bytes,
+    tmp_path: Path,
+) -> None:
+    response = stamp(
+        client,
+        seal_world.official.id,
+        demo,
+        sample_pdf,
+        filename="关于印发通知.pdf",
+        placement=json.dumps(
+            [
+                {"page": 1, "x_mm": 150, "y_mm": 240},
+                {"keyword": "盖章处", "occurrence": "all"},
+            ]
+        ),
+        seam="left",
+        level="B-LTA",
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.mimetype == "application/pdf"
+    assert response.headers["Cache-Control"] == "no-store"
+    disposition = response.headers["Content-Disposition"]
+    assert disposition.startswith(
+        "attachment; filename=\"document-sealed.pdf\"; filename*=UTF-8''"
+    )
+    assert "%E5%85%B3%E4%BA%8E" in disposition  # 关于
+    sealed = response.get_data()
+    layout = seal_layout(sealed)
+    assert layout.field_page == 1 and layout.drawn_pages == {1, 2, 3}
+    report = verify_on_node(seal_home, sealed)
+    assert report.valid, report.reason
+    assert report.seals[0].seal is not None
+    assert report.seals[0].seal.es_id == seal_world.official.es_id
+    path = tmp_path / "sealed.pdf"
+    path.write_bytes(sealed)
+    pdfsig_says_valid(path)
+
+    # Logged: the stamp log names the client and the document, and the key store's
+    # audit entry of the seal's signature names the stamp-log entry.
+    ((principal, outcome, digest),) = stamp_log(seal_home)
+    assert (principal, outcome) == (f"client:{seal_world.demo_client_id}", "stamped")
+    assert digest == hashlib.sha256(sample_pdf).hexdigest()
+    actors = count_rows(
+        seal_home,
+        "SELECT count(*) FROM audit_entry WHERE key_label = ? AND actor LIKE ? AND result = 'granted'",
+        seal_world.official.key_label,
+        f"client:{seal_world.demo_client_id}#stamp-%",
+    )
+    assert actors == 1
+
+
+@pytest.mark.parametrize(
+    ("seal", "headers", "words", "problem_type"),
+    [
+        (
+            "foreign",
+            "demo",
+            "belongs to another agency",
+            "urn:yinxin:problem:forbidden",
+        ),
+        (
+            "official",
+            "other",
+            "belongs to another agency",
+            "urn:yinxin:problem:forbidden",
+        ),
+        ("ungranted", "demo", "has no grant", "urn:yinxin:problem:forbidden"),
+        ("suspended", "demo", "suspended", "urn:yinxin:problem:seal-not-usable"),
+    ],
+)
+def test_stamp_refused_signs_and_logs_nothing(
+    client: FlaskClient,
+    seal_home: Path,
+    seal_world: SealWorld,
+    sample_pdf: bytes,
+    seal: str,
+    headers: str,
+    words: str,
+    problem_type: str,
+    request: pytest.FixtureRequest,
+) -> None:
+    before = granted_signatures(seal_home)
+    record = getattr(seal_world, seal)
+    response = stamp(
+        client,
+        record.id,
+        request.getfixturevalue(headers),
+        sample_pdf,
+        placement=AT_150_240,
+        level="B-LT",
+    )
+    body = assert_problem(response, 403, words)
+    assert body["type"] == problem_type
+    assert granted_signatures(seal_home) == before
+    assert stamp_log(seal_home) == []
+
+
+def test_a_seal_suspended_after_listing_cannot_stamp(
+    client: FlaskClient,
+    seal_home: Path,
+    seal_world: SealWorld,
+    demo: dict[str, str],
+    sample_pdf: bytes,
+    app: Flask,
+) -> None:
+    first = stamp(client, seal_world.official.id, demo, sample_pdf, level="B-B")
+    assert first.status_code == 200
+    with app.app_context():
+        current_services().seal_registry().suspend_seal(seal_world.official.id)
+    signed = granted_signatures(seal_home)
+    again = stamp(client, seal_world.official.id, demo, sample_pdf, level="B-B")
+    assert_problem(again, 403, "suspended")
+    assert granted_signatures(seal_home) == signed
+    assert [outcome for _, outcome, _ in stamp_log(seal_home)] == ["stamped"]
+
+
+def test_stamp_bad_requests(
+    client: FlaskClient,
+    seal_home: Path,
+    seal_world: SealWorld,
+    demo: dict[str, str],
+    sample_pdf: bytes,
+) -> None:
+    seal_id = seal_world.official.id
+    signed = granted_signatures(seal_home)
+    cases: list[tuple[dict[str, str], bytes | None, str]] = [
+        ({}, b"just some text, no PDF", "not a PDF"),
+        ({"placement": "{not json"}, sample_pdf, "not valid JSON"),
+        ({"placement": '{"page": 1, "x_mm": 10}'}, sample_pdf, "missing y_mm"),
+        (
+            {"placement": '{"page": 0, "x_mm": 10, "y_mm": 10}'},
+            sample_pdf,
+            "page must be a whole number",
+        ),
+        (
+            {"placement": '{"page": 1, "x_mm": "ten", "y_mm": 10}'},
+            sample_pdf,
+            "x_mm must be a number",
+        ),
+        (
+            {"placement": '{"keyword": "盖章处", "occurrence": 0}'},
+            sample_pdf,
+            "counted from 1",
+        ),
+        (
+            {"placement": '{"keyword": "盖章处", "colour": "red"}'},
+            sample_pdf,
+            "unknown field(s) colour",
+        ),
+        (
+            {"placement": json.dumps([{"page": 1, "x_mm": 1, "y_mm": 1}] * 51)},
+            sample_pdf,
+            "at most 50",
+        ),
+        (
+            {"placement": '{"page": 7, "x_mm": 10, "y_mm": 10}'},
+            sample_pdf,
+            "page 7 does not exist",
+        ),
+        ({"placement": '{"keyword": "没有的字"}'}, sample_pdf, "was not found"),
+        ({"level": "B-XXL"}, sample_pdf, "unknown PAdES level"),
+        ({"seam": "top"}, sample_pdf, "seam must be false, true, right or left"),
+        ({"seam": "true", "seam_pages": "1"}, sample_pdf, "2 to 200 pages"),
+        ({"certify": "perhaps"}, sample_pdf, "certify must be true or false"),
+        ({}, None, "'file'"),
+    ]
+    for fields, document, words in cases:
+        if document is None:
+            response = client.post(
+                f"/api/v1/seals/{seal_id}/stamp", headers=demo, data=fields
+            )
+        else:
+            response = stamp(client, seal_id, demo, document, **fields)
+        assert_problem(response, 400, words)
+    assert granted_signatures(seal_home) == signed
+    assert all(outcome == "failed" for _, outcome, _ in stamp_log(seal_home))
+
+
+def test_stamp_unknown_seal_is_404(
+    client: FlaskClient, demo: dict[str, str], sample_pdf: bytes
+) -> None:
+    assert_problem(
+        stamp(client, "sl_ffffffffffffffff", demo, sample_pdf), 404, "no seal"
+    )
+
+
+def test_uploads_over_the_limit_are_413(
+    client: FlaskClient, seal_home: Path, seal_world: SealWorld, demo: dict[str, str]
+) -> None:
+    signed = granted_signatures(seal_home)
+    too_big = b"%PDF-1.7\n" + b"0" * (50 * 1024 * 1024 + 1)
+    for path, headers in (
+        (f"/api/v1/seals/{seal_world.official.id}/stamp", demo),
+        ("/api/v1/verify/pdf", {}),
+    ):
+        response = client.post(
+            path, headers=headers, data={"file": (io.BytesIO(too_big), "big.pdf")}
+        )
+        body = assert_problem(response, 413, "larger than")
+        assert body["limit"] == 50 * 1024 * 1024
+    assert granted_signatures(seal_home) == signed
+    assert stamp_log(seal_home) == []
+
+
+def test_a_file_part_over_a_lower_limit_is_413(
+    seal_home: Path, seal_world: SealWorld, demo: dict[str, str], sample_pdf: bytes
+) -> None:
+    settings = resolve_settings(SettingOverrides(home=seal_home), environ={})
+    app = create_app(
+        {"TESTING": True, "YINXIN_MAX_UPLOAD_BYTES": len(sample_pdf) - 1},
+        settings=settings,
+    )
+    client = app.test_client()
+    # Under the body limit (which allows room for the form), over the file limit.
+    response = stamp(client, seal_world.official.id, demo, sample_pdf)
+    assert_problem(response, 413, f"larger than {len(sample_pdf) - 1} bytes")
+    with app.app_context():
+        current_services().close()
+    assert stamp_log(seal_home) == []
+
+
+# -- verification -------------------------------------------------------------------------
+
+
+def test_verify_endpoint(
+    client: FlaskClient, seal_world: SealWorld, demo: dict[str, str], sample_pdf: bytes
+) -> None:
+    sealed = stamp(
+        client, seal_world.official.id, demo, sample_pdf, placement=AT_150_240
+    ).get_data()
+    valid = client.post(
+        "/api/v1/verify/pdf", data={"file": (io.BytesIO(sealed), "sealed.pdf")}
+    )
+    assert valid.status_code == 200
+    report = valid.get_json()
+    assert (report["valid"], report["usable"], report["exit_code"]) == (True, True, 0)
+    assert report["signatures"][0]["seal"]["es_id"] == seal_world.official.es_id
+
+    tampered = bytearray(sealed)
+    tampered[tampered.index(b"stream", 200) + 20] ^= 0x01
+    invalid = client.post(
+        "/api/v1/verify/pdf", data={"file": (io.BytesIO(bytes(tampered)), "x.pdf")}
+    )
+    assert invalid.status_code == 200
+    assert (invalid.get_json()["valid"], invalid.get_json()["exit_code"]) == (False, 1)
+
+    garbage = client.post(
+        "/api/v1/verify/pdf", data={"file": (io.BytesIO(b"GIF89a..."), "x.pdf")}
+    )
+    assert garbage.status_code == 200
+    assert (garbage.get_json()["usable"], garbage.get_json()["exit_code"]) == (False, 2)
+
+    unsigned = client.post(
+        "/api/v1/verify/pdf", data={"file": (io.BytesIO(sample_pdf), "x.pdf")}
+    )
+    assert (
+        unsigned.get_json()["reason"] == "the document carries no seals or signatures"
+    )
+
+    nonsense_trust = client.post(
+        "/api/v1/verify/pdf",
+        data={
+            "file": (io.BytesIO(sealed), "x.pdf"),
+            "trust": (io.BytesIO(b"not a certificate"), "root.der"),
+        },
+    )
+    assert_problem(nonsense_trust, 400, "holds no certificate")
+
+
+def test_verify_is_rate_limited_per_address(seal_home: Path) -> None:
+    settings = resolve_settings(SettingOverrides(home=seal_home), environ={})
+    app = create_app(
+        {"TESTING": True, "YINXIN_VERIFY_RATE_LIMIT": 2}, settings=settings
+    )
+    client = app.test_client()
+    crowd = {"REMOTE_ADDR": "198.51.100.1"}
+    for _ in range(2):
+        response = client.post(
+            "/api/v1/verify/pdf",
+            data={"file": (io.BytesIO(b"x"), "x.pdf")},
+            environ_base=crowd,
+        )
+        assert response.status_code == 200
+    limited = client.post(
+        "/api/v1/verify/pdf",
+        data={"file": (io.BytesIO(b"x"), "x.pdf")},
+        environ_base=crowd,
+    )
+    assert_problem(limited, 429, "too many verifications")
+    assert 1 <= int(limited.headers["Retry-After"]) <= 60
+    elsewhere = client.post(
+        "/api/v1/verify/pdf",
+        data={"file": (io.BytesIO(b"x"), "x.pdf")},
+        environ_base={"REMOTE_ADDR": "198.51.100.2"},
+    )
+    assert elsewhere.status_code == 200
+    with app.app_context():
+        current_services().close()
+
+
+# -- the OpenAPI document -----------------------------------------------------------------
+
+
+def test_openapi_document_describes_every_route(
+    app: Flask, client: FlaskClient
+) -> None:
+    document = client.get("/api/v1/openapi.json").get_json()
+    assert document["openapi"] == "3.1.0"
+    assert document["components"]["securitySchemes"]["clientSecret"] == {
+        **document["components"]["securitySchemes"]["clientSecret"],
+        "type": "http",
+        "scheme": "basic",
+    }
+    documented = {
+        (path, method.upper())
+        for path, operations in document["paths"].items()
+        for method in operations
+    }
+    served = set()
+    for endpoint, method, _ in api_routes(app):
+        rule = next(r for r in app.url_map.iter_rules() if r.endpoint == endpoint)
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule.removeprefix("/api/v1"))
+        served.add((path, method))
+        operation = document["paths"][path][method.lower()]
+        public = operation.get("security") == []
+        assert public == (endpoint in PUBLIC_ENDPOINTS), endpoint
+        if not public:
+            assert "401" in operation["responses"], endpoint
+    assert documented == served
+    # Every reference resolves.
+    text = json.dumps(document)
+    for reference in set(re.findall(r'"\$ref": "#/([^"]+)"', text)):
+        node: Any = document
+        for part in reference.split("/"):
+            node = node[part]
