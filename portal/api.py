@@ -53,6 +53,7 @@ from portal.openapi import openapi_document
 from portal.rate_limit import SlidingWindowCounter
 from portal.stamp_options import (
     DEFAULT_SEAM_PAGES,
+    MAX_PLACEMENT_JSON,
     MAX_SEAM_PAGES,
     StampOptionError,
     build_stamp_request,
@@ -138,6 +139,14 @@ def _authenticate_and_limit() -> Response | None:
     return None
 
 
+class _UploadTooLarge(Exception):
+    """An uploaded file over the limit (413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
 def _read_document(name: str) -> tuple[bytes, str | None]:
     """The uploaded file `name`, whole; 413 when it is over the upload limit."""
     limit = _upload_limit()
@@ -150,12 +159,6 @@ def _read_document(name: str) -> tuple[bytes, str | None]:
     if len(data) > limit:
         raise _UploadTooLarge(limit)
     return data, part.filename
-
-
-class _UploadTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(limit)
-        self.limit = limit
 
 
 @blueprint.errorhandler(_UploadTooLarge)
@@ -227,15 +230,16 @@ def get_seal(seal_id: str) -> Response:
     )
 
 
-def _form_text(name: str, default: str = "") -> str:
+def _form_text(name: str, default: str = "", *, max_length: int = 64) -> str:
     value = request.form.get(name, default)
-    if len(value) > 64 and name != "placement":
+    if len(value) > max_length:
         raise ApiRequestError(f"the field {name!r} is too long")
     return value
 
 
 def _stamp_request_from_form() -> StampRequest:
-    placement = _form_text("placement")
+    # placements_from_json names the limit on the JSON's length itself.
+    placement = _form_text("placement", max_length=MAX_PLACEMENT_JSON + 1)
     seam_pages_text = _form_text("seam_pages", str(DEFAULT_SEAM_PAGES)).strip()
     if not seam_pages_text.isdigit() or len(seam_pages_text) > 4:
         raise StampOptionError(

@@ -27,6 +27,7 @@ __all__ = [
     "AUTH_CHALLENGE",
     "AUTH_FAILURES_KEY",
     "authenticate_request",
+    "client_address",
     "current_client",
     "install_authentication",
     "is_public",
@@ -67,6 +68,7 @@ def install_authentication(app: Flask) -> None:
 
 
 def client_address() -> str:
+    """The peer's address as this worker sees it (behind a proxy: the proxy's)."""
     return request.remote_addr or "unknown"
 
 

@@ -25,6 +25,7 @@ def create_app(
     app = Flask(__name__, instance_path=str(settings.home))
     app.config.from_mapping(YINXIN_SETTINGS=settings)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep RFC 9457 member order
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]  # agencies' names as UTF-8
     if test_config is not None:
         app.config.update(test_config)
     _use_gunicorn_logging(app)

@@ -755,7 +755,11 @@ def seal_batch(
         registry = services.seal_registry()
         authorization = registry.authorize_stamp(seal_ref, operator=operator_name())
         stamper = services.stamper(authorization)
-        output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            reason = (exc.strerror or type(exc).__name__).lower()
+            raise StampOptionError(f"cannot make {output_dir}: {reason}") from None
         errors = Console(stderr=True, soft_wrap=True, highlight=False)
         progress = Progress(
             TextColumn("stamping"),

@@ -21,6 +21,7 @@ from rich.text import Text
 
 from hsm_sim.errors import ErrorCategory
 from portal.cli_support import (
+    InputFileError,
     emit_json,
     instance_options,
     json_option,
@@ -137,7 +138,7 @@ def verify_pdf_command(
             # One byte over the limit is enough for verify_pdf to refuse it as too large.
             data = stream.read(limits.max_input_bytes + 1)
     except OSError as exc:
-        raise TrustFileError(
+        raise InputFileError(
             f"cannot read {pdf_file}: {(exc.strerror or type(exc).__name__).lower()}"
         ) from None
     settings = load_settings(home, database_url, hsm, read_pin=False)

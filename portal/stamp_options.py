@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_SEAM_PAGES",
     "MAX_KEYWORD_LENGTH",
     "MAX_PLACEMENTS",
+    "MAX_PLACEMENT_JSON",
     "MAX_SEAM_PAGES",
     "StampOptionError",
     "build_stamp_request",
