@@ -13,10 +13,10 @@ import pytest
 from PIL import Image
 
 from hsm_sim.errors import ErrorCategory
+from seal.fonts import SealFont
 from seal.verify import SignatureKind
 from tests.portal.conftest import (
     OTHER_AGENCY_USCC,
-    SealFont,
     SealWorld,
     count_rows,
     granted_signatures,
