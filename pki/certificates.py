@@ -36,6 +36,8 @@ __all__ = [
     "build_certificate",
     "random_serial",
     "is_loopback_url",
+    "fit_common_name",
+    "MAX_COMMON_NAME_BYTES",
 ]
 
 
@@ -98,10 +100,29 @@ class AgencySubject:
     common_name: str | None = None
 
 
+# X.520 bounds commonName at 64 characters, and cryptography enforces that bound in
+# UTF-8 bytes, so a CN holds only about 21 Chinese characters.
+MAX_COMMON_NAME_BYTES = 64
+
+
+def fit_common_name(text: str, *, keep_suffix: str = "") -> str:
+    """`text` shortened to fit a commonName, cut inside with "…" so `keep_suffix` stays."""
+    if len(text.encode("utf-8")) <= MAX_COMMON_NAME_BYTES:
+        return text
+    head = text[: len(text) - len(keep_suffix)] if keep_suffix else text
+    budget = MAX_COMMON_NAME_BYTES - len(("…" + keep_suffix).encode("utf-8"))
+    while head and len(head.encode("utf-8")) > budget:
+        head = head[:-1]
+    return head + "…" + keep_suffix
+
+
 def _cn(text: str) -> x509.NameAttribute:
-    # X.520 caps commonName and organizationName at 64 characters.
-    if not text or len(text) > 64:
-        raise ValueError(f"a name must be 1 to 64 characters long, got {len(text)}")
+    size = len(text.encode("utf-8"))
+    if not text or size > MAX_COMMON_NAME_BYTES:
+        raise ValueError(
+            f"a common name must be 1 to {MAX_COMMON_NAME_BYTES} bytes of UTF-8 "
+            f"(about 21 Chinese characters), got {size}"
+        )
     return x509.NameAttribute(NameOID.COMMON_NAME, text)
 
 
@@ -118,7 +139,7 @@ def agency_subject_name(agency: AgencySubject) -> x509.Name:
             x509.NameAttribute(NameOID.COUNTRY_NAME, "CN"),
             _org(agency.name),
             x509.NameAttribute(StandardOID.ORGANIZATION_IDENTIFIER, f"NTRCN-{agency.uscc}"),
-            _cn(agency.common_name or agency.name),
+            _cn(agency.common_name or fit_common_name(agency.name)),
         ]
     )
 

@@ -68,6 +68,7 @@ from hsm_sim.api import KeyAlgorithm, KeyUsage, signing_context
 from hsm_sim.errors import KeyNotFoundError
 from hsm_sim.storage import write_transaction
 from pki.ca import BACKDATE
+from pki.certificates import fit_common_name
 from pki.ca_models import (
     CaRow,
     CertificateRow,
@@ -148,7 +149,8 @@ PREVIEW_DPI = 300
 SEAL_DATA_DPI = 150
 # A validity given as a date ends at the end of that day in China (UTC+8, no DST).
 CHINA_STANDARD_TIME = dt.timezone(dt.timedelta(hours=8), "CST")
-MAX_COMMON_NAME = 64
+# X.520 ub-organization-name, in characters.
+MAX_ORGANIZATION_NAME = 64
 _CODE_ATTEMPTS = 3
 _NAME_SEPARATOR = "·"  # between the parts of a name: 阿依古丽·买买提
 _FINAL_REASONS = frozenset(
@@ -498,10 +500,8 @@ def _full_name(kind: SealKind, agency_name: str, person: str | None) -> str:
 def _common_name(full_name: str, kind: SealKind, agency_name: str) -> str:
     """The certificate's CN: the seal's full name, shortened inside the agency's name if
     it is too long, so the kind at its end survives."""
-    if len(full_name) <= MAX_COMMON_NAME:
-        return full_name
     suffix = full_name[len(agency_name) :] if kind is not SealKind.OFFICIAL else ""
-    return agency_name[: MAX_COMMON_NAME - len(suffix) - 1] + "…" + suffix
+    return fit_common_name(full_name, keep_suffix=suffix)
 
 
 def _end_of_validity(
@@ -578,10 +578,10 @@ class SealRegistry:
         with self.sessions() as session:
             agency = get_agency(session, request.agency_uscc)
         person = self._check_name(kind, request.name, agency)
-        if len(agency.name) > MAX_COMMON_NAME:
+        if len(agency.name) > MAX_ORGANIZATION_NAME:
             raise SealRequestError(
                 f"the agency's registered name has {len(agency.name)} characters; a seal "
-                f"certificate's organization name holds at most {MAX_COMMON_NAME}"
+                f"certificate's organization name holds at most {MAX_ORGANIZATION_NAME}"
             )
         requested_end = _end_of_validity(request.valid_until, now)
         # Check the text fits the seal before a code is used up or a key made.

@@ -33,6 +33,7 @@ from pki.errors import (
 )
 from pki.profiles import PROFILES, KeyUsageFlag
 from pki.ra import MAX_CSR_BYTES, RegistrationAuthority, load_csr
+from pki.registry import register_agency
 from pki.uscc import compute_uscc_check_character
 from tests.conftest import require_tool
 from tests.helpers.node import AGENCY_NAME, AGENCY_USCC, Node, build_node
@@ -360,6 +361,22 @@ def test_a_new_key_is_made_in_the_hsm_with_the_profile_usages(node) -> None:
     assert info.usages == PROFILES["seal"].hsm_usages
     assert info.algorithm is KeyAlgorithm.EC_P256
     assert issued.certificate.public_key() == node.keystore.public_key("seal-new")
+
+
+def test_a_long_agency_name_is_cut_in_the_common_name_and_whole_in_o(node) -> None:
+    long_name = "广州市黄埔区某某某科技创新产业发展有限公司研究院"  # 72 bytes of UTF-8
+    body = "91440112M000300Y4"
+    uscc = body + compute_uscc_check_character(body)
+    with node.sessions.begin() as session:
+        register_agency(session, name=long_name, uscc=uscc, region="440112")
+    issued = node.ra.issue_with_new_key(
+        profile_name="seal", key_label="seal-long-name", agency_uscc=uscc
+    )
+    subject = issued.certificate.subject
+    assert subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == long_name
+    common_name = subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert len(common_name.encode("utf-8")) <= 64
+    assert long_name.startswith(common_name.removesuffix("…"))
 
 
 def test_a_lint_failure_destroys_the_new_key_again(node) -> None:

@@ -394,6 +394,16 @@ def test_a_name_too_long_for_the_seal_is_refused_by_the_image(node, seals):
     assert _snapshot(node) == before
 
 
+def test_a_seal_name_longer_than_a_common_name_is_shortened_in_the_certificate(node, seals):
+    # 26 characters, 77 bytes of UTF-8: more than the 64 bytes a commonName may hold.
+    seal = _make(seals, SealKind.LEGAL_REP, name="阿依古丽·买买提")
+    certificate = x509.load_der_x509_certificate(_certificate_row(node, seal).der)
+    common_name = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
+    assert len(common_name.encode("utf-8")) <= 64
+    assert common_name.endswith("法定代表人章（阿依古丽·买买提）")
+    assert "…" in common_name
+
+
 @pytest.mark.parametrize("where", ["seal-data", "storing"])
 def test_a_failure_after_the_certificate_leaves_nothing_usable(
     node, seals, monkeypatch, where
