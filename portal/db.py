@@ -47,7 +47,13 @@ __all__ = [
 
 # Every module that declares models on hsm_sim.storage.Base: the migrations see the
 # schema through these imports. A package that adds models adds its module here.
-MODEL_MODULES = ("hsm_sim.audit", "pki.models", "pki.ca_models", "seal.models")
+MODEL_MODULES = (
+    "hsm_sim.audit",
+    "pki.models",
+    "pki.ca_models",
+    "seal.models",
+    "certs.models",
+)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000

@@ -1,0 +1,751 @@
+"""Issuing licences: what one issuance yields, numbers and identifiers, refusals that
+leave nothing behind, new versions, revocation and suspension with their status list,
+presentations, holder binding, watermarked copies and batch issuance.
+
+Everything runs on a real node (tests/certs/conftest.py): the HSM document signer, the
+agency's official seal made by the seal registry, the node's TSA and revocation data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import io
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from pyhanko.pdf_utils.reader import PdfFileReader
+from sqlalchemy import func, select
+
+from certs.errors import LicenceDataError, SdJwtError, StatusListError
+from certs.identifiers import LicenceIdentifier
+from certs.issuance import (
+    MAX_QR_VERSION,
+    LicenceConflictError,
+    LicenceNotFoundError,
+    LicenceRegistry,
+    LicenceRequest,
+    LicenceStateError,
+    LicenceStatus,
+    NoOfficialSealError,
+    licence_vct,
+)
+from certs.layout import CHINA_STANDARD_TIME
+from certs.models import LicenceRow, LicenceState, StatusListRow
+from certs.sdjwt import verify_presentation
+from certs.status import (
+    StatusType,
+    decode_and_verify_status_list,
+    decode_and_verify_status_list_cwt,
+)
+from certs.status_service import (
+    DocumentSignerError,
+    StatusListNotFoundError,
+    StatusLists,
+)
+from certs.token import verify_token
+from certs.types import get_licence_type, mask_id_number
+from certs.verdict import Verdict
+from certs.verify import verify_licence
+from hsm_sim.audit import AuditEntry
+from seal.errors import SealNotUsableError
+from seal.image import SealKind
+from seal.keyword import find_text
+from seal.lifecycle import SealRegistry, SealRequest, StampAuthorization
+from seal.models import StampLogRow
+from seal.stamping import Stamper
+from seal.trust_services import node_trust_services
+from seal.verify import SignatureKind, verify_pdf
+from tests.certs.conftest import (
+    BUSINESS_LICENCE,
+    FOOD_PERMIT,
+    OTHER_USCC,
+    REGION,
+    SEALLESS_USCC,
+    SHIPPED_TYPES,
+    TOUR_GUIDE,
+    DocumentSigner,
+    GuideCards,
+    example_data,
+    fixed_clock,
+    make_registry,
+    uscc,
+)
+from tests.helpers.node import AGENCY_NAME, AGENCY_USCC, Node, build_node
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def licence_rows(node: Node) -> int:
+    with node.sessions() as session:
+        return session.scalar(select(func.count()).select_from(LicenceRow)) or 0
+
+
+def list_row(node: Node, uri: str) -> StatusListRow:
+    with node.sessions() as session:
+        row = session.scalars(
+            select(StatusListRow).where(StatusListRow.uri == uri)
+        ).one()
+        session.expunge(row)
+        return row
+
+
+def business_data(serial: int) -> dict[str, str]:
+    data = example_data(BUSINESS_LICENCE)
+    data["uscc"] = uscc(serial)
+    return data
+
+
+# -- one issuance ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("type_code", SHIPPED_TYPES)
+def test_issuance_yields_identifier_token_credential_and_sealed_pdf(
+    licences: LicenceRegistry,
+    licence_node: Node,
+    document_signer: DocumentSigner,
+    licence_trust,
+    type_code: str,
+) -> None:
+    licence_type = get_licence_type(type_code)
+    data = example_data(type_code)
+    if type_code == BUSINESS_LICENCE:
+        data["uscc"] = uscc(1)
+    if type_code == FOOD_PERMIT:
+        data["number"] = "JY23501000000011"
+    issued = licences.issue_licence(
+        type_code, AGENCY_USCC, data, actor="client:cl_issuer"
+    )
+    record = issued.record
+
+    identifier = LicenceIdentifier.parse(issued.identifier)
+    assert (identifier.type_code, identifier.agency_code, identifier.version) == (
+        type_code,
+        AGENCY_USCC,
+        1,
+    )
+    assert record.status is LicenceStatus.VALID
+    assert record.agency_name == AGENCY_NAME
+    assert record.holder_name == data[licence_type.holder.name_field]
+    assert record.created_by == "client:cl_issuer"
+    assert record.previous is None and record.successor is None
+
+    # The QR token: signed by the document signer, the type's QR fields (masked).
+    assert issued.token.startswith("LC1:")
+    assert 1 <= issued.qr_version <= MAX_QR_VERSION == 20
+    checked = verify_token(issued.token, trust=document_signer.trust, at=now())
+    assert checked.verdict is Verdict.VALID, checked.reason
+    claims = checked.licence
+    assert claims is not None
+    assert claims.issuer == REGION
+    assert claims.licence_id == issued.identifier
+    assert claims.type_code == type_code
+    assert dict(claims.fields) == licence_type.qr_values(record.data)
+    assert claims.status is not None
+    assert (claims.status.index, claims.status.uri) == (
+        record.status_index,
+        record.status_list_uri,
+    )
+    assert claims.expires_at == record.token_expires_at
+    assert claims.expires_at <= document_signer.certificate.not_valid_after_utc
+
+    # The SD-JWT VC: every disclosable field a disclosure, the envelope in clear.
+    disclosable = [s.name for s in licence_type.disclosable_fields if s.name in data]
+    shown = licences.present_licence(issued.identifier, disclosable)
+    presented = verify_presentation(shown, trust=document_signer.trust, now=now())
+    assert presented.verdict is Verdict.VALID, presented.reason
+    assert presented.vct == licence_vct(type_code)
+    assert presented.disclosed == frozenset(disclosable)
+    assert presented.fields["licence_id"] == issued.identifier
+    assert presented.fields["issuing_agency"] == AGENCY_USCC
+    for name in disclosable:
+        assert presented.fields[name] == record.data[name]
+    hidden = {s.name for s in licence_type.fields} - set(disclosable)
+    assert not hidden & set(presented.fields)
+    assert presented.expires_at == record.token_expires_at
+
+    # The PDF: one certification seal of the issuing agency, valid offline (B-LT).
+    assert licences.licence_pdf(issued.identifier) == issued.pdf
+    report = verify_pdf(issued.pdf, trust_roots=list(licence_trust.seal_roots))
+    assert report.valid, report.reason
+    (seal,) = report.signatures
+    assert seal.kind is SignatureKind.CERTIFICATION
+    assert seal.certification_permission == "no-changes"
+    assert seal.seal is not None and seal.seal.agency_uscc == AGENCY_USCC
+    assert seal.revocation is not None and seal.revocation.source == "embedded"
+    assert find_text(issued.pdf, issued.identifier)
+    with licence_node.sessions() as session:
+        stamp = session.scalars(
+            select(StampLogRow).order_by(StampLogRow.id.desc()).limit(1)
+        ).one()
+    assert stamp.principal_id == "licences/client:cl_issuer"
+    assert stamp.outcome.value == "stamped"
+
+
+def test_licence_numbers_come_from_the_data_or_a_serial(
+    licences: LicenceRegistry, guide_cards: GuideCards
+) -> None:
+    business = licences.issue_licence(
+        BUSINESS_LICENCE, AGENCY_USCC, business_data(2), actor="t"
+    )
+    assert business.record.number == uscc(2)
+    food = example_data(FOOD_PERMIT)
+    food["number"] = "JY13501000000022"
+    permit = licences.issue_licence(FOOD_PERMIT, AGENCY_USCC, food, actor="t")
+    assert permit.record.number == "JY13501000000022"
+    # The card number D-3501-... has hyphens: the identifier takes year and serial.
+    first, second = guide_cards.issue(), guide_cards.issue()
+    year = dt.datetime.now(CHINA_STANDARD_TIME).year
+    for card in (first, second):
+        assert card.record.number.startswith(str(year))
+        assert len(card.record.number) == 12
+    assert int(second.record.number) == int(first.record.number) + 1
+    assert first.record.data["card_number"].startswith("D-3501-")
+
+
+def test_same_own_number_twice_is_a_conflict(licences: LicenceRegistry) -> None:
+    licences.issue_licence(BUSINESS_LICENCE, AGENCY_USCC, business_data(3), actor="t")
+    with pytest.raises(LicenceConflictError, match="change or renew it"):
+        licences.issue_licence(
+            BUSINESS_LICENCE, AGENCY_USCC, business_data(3), actor="t"
+        )
+
+
+def test_token_expiry_is_the_licence_end_or_the_signer_end(
+    licences: LicenceRegistry,
+    guide_cards: GuideCards,
+    document_signer: DocumentSigner,
+) -> None:
+    long_term = licences.issue_licence(
+        BUSINESS_LICENCE, AGENCY_USCC, business_data(4), actor="t"
+    )
+    assert long_term.record.valid_until is None
+    assert long_term.record.token_expires_at == (
+        document_signer.certificate.not_valid_after_utc
+    )
+    today = dt.datetime.now(CHINA_STANDARD_TIME).date()
+    short = guide_cards.issue(valid_until=today + dt.timedelta(days=30))
+    assert short.record.valid_until == today + dt.timedelta(days=30)
+    end = dt.datetime.combine(
+        today + dt.timedelta(days=31), dt.time(), tzinfo=CHINA_STANDARD_TIME
+    ) - dt.timedelta(seconds=1)
+    assert short.record.token_expires_at == end
+    # The default validity (3 years) outlives the signer: the signer decides.
+    default = guide_cards.issue()
+    assert default.record.valid_until is not None
+    assert default.record.token_expires_at == (
+        document_signer.certificate.not_valid_after_utc
+    )
+
+
+# -- refusals leave nothing ----------------------------------------------------------
+
+
+def test_bad_data_names_every_problem_and_reserves_nothing(
+    licences: LicenceRegistry, licence_node: Node
+) -> None:
+    before = licence_rows(licence_node)
+    data = example_data(FOOD_PERMIT)
+    data["number"] = "XX1"
+    data["business_form"] = "bakery"
+    del data["operator"]
+    data["colour"] = "red"
+    with pytest.raises(LicenceDataError) as raised:
+        licences.issue_licence(FOOD_PERMIT, AGENCY_USCC, data, actor="t")
+    message = str(raised.value)
+    assert len(raised.value.problems) == 4
+    for name in ("number", "business_form", "operator", "colour"):
+        assert name in message
+    assert licence_rows(licence_node) == before
+
+
+def test_an_agency_without_an_official_seal_cannot_issue(
+    licences: LicenceRegistry,
+    licence_node: Node,
+    seals: SealRegistry,
+    other_official_seal,
+) -> None:
+    before = licence_rows(licence_node)
+    with pytest.raises(NoOfficialSealError, match="no active official seal"):
+        licences.issue_licence(
+            TOUR_GUIDE, SEALLESS_USCC, example_data(TOUR_GUIDE), actor="t"
+        )
+    # Another agency's seal cannot be named either.
+    with pytest.raises(NoOfficialSealError, match="not an official seal"):
+        licences.issue_licence(
+            TOUR_GUIDE,
+            AGENCY_USCC,
+            example_data(TOUR_GUIDE),
+            actor="t",
+            seal_id=other_official_seal.id,
+        )
+    assert licence_rows(licence_node) == before
+
+
+def test_a_failure_after_the_reservation_leaves_nothing(
+    seals: SealRegistry,
+    trust_services,
+    licence_node: Node,
+    other_official_seal,
+) -> None:
+    """The seal is suspended while the licence is being signed: the stamp is refused,
+    the reservation deleted and its status-list index given back."""
+
+    suspended: list[bool] = []
+
+    def suspend_then_stamper(authorization: StampAuthorization) -> Stamper:
+        if not suspended:
+            seals.suspend_seal(other_official_seal.id, note="test")
+            suspended.append(True)
+        return Stamper(seals.credential(authorization), services=trust_services)
+
+    registry = LicenceRegistry(
+        seals=seals,
+        services=trust_services,
+        region=REGION,
+        base_url="http://pki.example.gov.cn",
+        stamper_for=suspend_then_stamper,
+    )
+    before = licence_rows(licence_node)
+    with licence_node.sessions() as session:
+        allocated_before = session.scalar(select(func.sum(StatusListRow.allocated)))
+    try:
+        with pytest.raises(SealNotUsableError, match="cannot stamp"):
+            registry.issue_licence(
+                TOUR_GUIDE, OTHER_USCC, example_data(TOUR_GUIDE), actor="t"
+            )
+    finally:
+        seals.reinstate_seal(other_official_seal.id)
+    assert licence_rows(licence_node) == before
+    with licence_node.sessions() as session:
+        assert session.scalar(select(func.sum(StatusListRow.allocated))) == (
+            allocated_before
+        )
+    # The agency issues normally once its seal is back.
+    issued = registry.issue_licence(
+        TOUR_GUIDE, OTHER_USCC, example_data(TOUR_GUIDE), actor="t"
+    )
+    assert issued.record.agency_uscc == OTHER_USCC
+
+
+def test_discard_unfinished_removes_what_a_killed_process_left(
+    licences: LicenceRegistry, licence_node: Node, guide_cards: GuideCards
+) -> None:
+    moment = licences._now()
+    signer = licences._signer(moment)
+    plan = licences._plan(
+        LicenceRequest(TOUR_GUIDE, AGENCY_USCC, guide_cards.data()), moment
+    )
+    reservation = licences._reserve(plan, moment, signer, actor="killed")
+    with pytest.raises(LicenceNotFoundError):
+        licences.get_licence(str(reservation.identifier))
+    assert licences.discard_unfinished(older_than=dt.timedelta(hours=1)) == 0
+    assert licences.discard_unfinished(older_than=dt.timedelta(seconds=-1)) == 1
+    with licence_node.sessions() as session:
+        assert session.get(LicenceRow, reservation.row_id) is None
+
+
+def test_a_document_signer_about_to_expire_is_refused(
+    seals: SealRegistry, trust_services, document_signer: DocumentSigner
+) -> None:
+    late = document_signer.certificate.not_valid_after_utc - dt.timedelta(hours=2)
+    registry = make_registry(seals, trust_services, clock=fixed_clock(late))
+    with pytest.raises(DocumentSignerError, match="rotate it"):
+        registry.issue_licence(
+            TOUR_GUIDE, AGENCY_USCC, example_data(TOUR_GUIDE), actor="t"
+        )
+
+
+# -- new versions ----------------------------------------------------------------------
+
+
+def test_a_change_issues_the_next_version_and_supersedes_the_previous(
+    licences: LicenceRegistry,
+    guide_cards: GuideCards,
+    document_signer: DocumentSigner,
+    licence_trust,
+    node_status,
+) -> None:
+    first = guide_cards.issue()
+    changed = dict(first.record.data, level="senior")
+    second = licences.renew_or_change(first.identifier, changed, actor="staff:li")
+    assert (
+        LicenceIdentifier.parse(second.identifier)
+        == LicenceIdentifier.parse(first.identifier).next_version()
+    )
+    assert second.record.previous == first.identifier
+    assert second.record.data["level"] == "senior"
+    old = licences.get_licence(first.identifier)
+    assert old.status is LicenceStatus.SUPERSEDED
+    assert old.successor == second.identifier
+
+    old_qr = verify_licence(
+        token=first.token,
+        trust=licence_trust,
+        status_source=node_status,
+        now=now(),
+        explain=licences.status_detail,
+    )
+    assert old_qr.verdict is Verdict.REVOKED
+    assert f"replaced by version {second.identifier}" in old_qr.reason
+    new_qr = verify_licence(
+        token=second.token, trust=licence_trust, status_source=node_status, now=now()
+    )
+    assert new_qr.verdict is Verdict.VALID, new_qr.reason
+
+    with pytest.raises(LicenceStateError, match="superseded"):
+        licences.renew_or_change(first.identifier, changed, actor="t")
+
+
+def test_a_new_own_number_is_not_a_new_version(licences: LicenceRegistry) -> None:
+    first = licences.issue_licence(
+        BUSINESS_LICENCE, AGENCY_USCC, business_data(5), actor="t"
+    )
+    with pytest.raises(LicenceConflictError, match="a new number is a new licence"):
+        licences.renew_or_change(first.identifier, business_data(6), actor="t")
+    assert licences.get_licence(first.identifier).status is LicenceStatus.VALID
+
+
+# -- status ----------------------------------------------------------------------------
+
+
+def test_revoke_suspend_reinstate_re_sign_the_status_list(
+    licences: LicenceRegistry,
+    guide_cards: GuideCards,
+    licence_node: Node,
+    document_signer: DocumentSigner,
+) -> None:
+    issued = guide_cards.issue()
+    uri, index = issued.record.status_list_uri, issued.record.status_index
+    list_id = uri.rsplit("/", 1)[1]
+
+    def published() -> StatusType:
+        row = list_row(licence_node, uri)
+        assert row.signed_version == row.version
+        jwt = licences.status_list_token(list_id, "jwt")
+        cwt = licences.status_list_token(list_id, "cwt")
+        assert isinstance(jwt, str) and isinstance(cwt, bytes)
+        from_jwt = decode_and_verify_status_list(
+            jwt, trust=document_signer.trust, now=now(), expected_uri=uri
+        )
+        from_cwt = decode_and_verify_status_list_cwt(
+            cwt, trust=document_signer.trust, now=now(), expected_uri=uri
+        )
+        assert from_jwt.issuer == from_cwt.issuer == REGION
+        assert from_jwt.ttl == 3600
+        assert from_jwt.status_of(index) is from_cwt.status_of(index)
+        return from_jwt.status_of(index)
+
+    assert published() is StatusType.VALID
+    suspended = licences.suspend(issued.identifier, actor="staff:li", note="核查中")
+    assert suspended.status is LicenceStatus.SUSPENDED
+    assert published() is StatusType.SUSPENDED
+    with pytest.raises(LicenceStateError):
+        licences.suspend(issued.identifier, actor="t")
+    assert licences.reinstate(issued.identifier, actor="t").status is (
+        LicenceStatus.VALID
+    )
+    assert published() is StatusType.VALID
+    with pytest.raises(LicenceStateError):
+        licences.reinstate(issued.identifier, actor="t")
+    revoked = licences.revoke(issued.identifier, "吊销", actor="staff:li")
+    assert revoked.status is LicenceStatus.REVOKED
+    assert "吊销" in (revoked.status_note or "")
+    assert published() is StatusType.INVALID
+    for change in (
+        lambda: licences.revoke(issued.identifier, "again", actor="t"),
+        lambda: licences.suspend(issued.identifier, actor="t"),
+        lambda: licences.reinstate(issued.identifier, actor="t"),
+    ):
+        with pytest.raises(LicenceStateError, match="revoked"):
+            change()
+    with pytest.raises(LicenceNotFoundError):
+        licences.revoke("1.2.156.3005.2.nothing", "x", actor="t")
+
+
+def test_a_stale_list_is_signed_when_asked_for(
+    licences: LicenceRegistry, guide_cards: GuideCards, licence_node: Node
+) -> None:
+    issued = guide_cards.issue()
+    uri = issued.record.status_list_uri
+    row = list_row(licence_node, uri)
+    with licence_node.sessions.begin() as session:
+        StatusLists.record_change(session, row.id)  # a change whose signing failed
+    assert list_row(licence_node, uri).signed_version < row.version + 1
+    licences.status_list_token(row.public_id)
+    refreshed = list_row(licence_node, uri)
+    assert refreshed.signed_version == refreshed.version == row.version + 1
+    with licence_node.sessions.begin() as session:
+        StatusLists.record_change(session, row.id)
+    assert licences.publish_status_lists() >= 1
+    assert licences.publish_status_lists() == 0
+
+
+def test_unknown_status_lists_and_forms(licences: LicenceRegistry) -> None:
+    with pytest.raises(StatusListNotFoundError):
+        licences.status_list_token("999999-9")
+    with pytest.raises(StatusListError):
+        licences.status_list_token("350100-1", "xml")
+
+
+def test_lists_open_and_fill_with_random_indexes(
+    seals: SealRegistry, trust_services, licence_node: Node, guide_cards: GuideCards
+) -> None:
+    """A node whose lists hold 8 licences: a list takes 6 (three quarters), then the
+    next list opens; indexes within a list are distinct."""
+    registry = LicenceRegistry(
+        seals=seals,
+        services=trust_services,
+        region="350200",
+        base_url="http://pki.example.gov.cn",
+        status_lists=StatusLists(
+            sessions=licence_node.sessions,
+            ca=licence_node.ca,
+            keystore=licence_node.keystore,
+            region="350200",
+            base_url="http://pki.example.gov.cn",
+            size=8,
+        ),
+    )
+    requests = [
+        LicenceRequest(TOUR_GUIDE, AGENCY_USCC, guide_cards.data()) for _ in range(8)
+    ]
+    batch = registry.issue_licences(requests, actor="t")
+    assert not batch.failed
+    by_list: dict[str, list[int]] = {}
+    for issued in batch.issued:
+        by_list.setdefault(issued.record.status_list_uri, []).append(
+            issued.record.status_index
+        )
+    assert sorted(len(v) for v in by_list.values()) == [2, 6]
+    for uri, indexes in by_list.items():
+        assert uri.startswith("http://pki.example.gov.cn/status/350200-")
+        assert len(set(indexes)) == len(indexes)
+        assert all(0 <= i < 8 for i in indexes)
+
+
+# -- batch -----------------------------------------------------------------------------
+
+
+def test_batch_issuance_signs_tokens_once_and_reports_failures(
+    licences: LicenceRegistry,
+    guide_cards: GuideCards,
+    licence_node: Node,
+    document_signer: DocumentSigner,
+) -> None:
+    def token_entries() -> int:
+        with licence_node.sessions() as session:
+            return session.scalar(
+                select(func.count())
+                .select_from(AuditEntry)
+                .where(
+                    AuditEntry.key_label == document_signer.label,
+                    AuditEntry.operation == "sign-licence-token",
+                )
+            )
+
+    before_entries = token_entries()
+    bad = guide_cards.data()
+    bad["gender"] = "unknown"
+    requests = [
+        LicenceRequest(TOUR_GUIDE, AGENCY_USCC, guide_cards.data()),
+        LicenceRequest(TOUR_GUIDE, AGENCY_USCC, bad),
+        LicenceRequest(TOUR_GUIDE, AGENCY_USCC, guide_cards.data()),
+        LicenceRequest(TOUR_GUIDE, SEALLESS_USCC, guide_cards.data()),
+    ]
+    progress: list[tuple[int, int]] = []
+    batch = licences.issue_licences(
+        requests, actor="t", progress=lambda d, t: progress.append((d, t))
+    )
+    assert len(batch.issued) == 2
+    assert [f.index for f in batch.failed] == [1, 3]
+    assert "gender" in batch.failed[0].reason
+    assert "official seal" in batch.failed[1].reason
+    assert progress == [(1, 2), (2, 2)]
+    assert token_entries() == before_entries + 1
+    for issued in batch.issued:
+        assert (
+            verify_token(issued.token, trust=document_signer.trust, at=now()).verdict
+            is Verdict.VALID
+        )
+        assert licences.get_licence(issued.identifier).status is LicenceStatus.VALID
+
+
+# -- reading, presenting, copies -------------------------------------------------------
+
+
+def test_find_licences_by_holder(
+    licences: LicenceRegistry, guide_cards: GuideCards
+) -> None:
+    issued = guide_cards.issue(data={"name": "欧阳娜娜"})
+    found = licences.find_licences(holder="欧阳")
+    assert [r.identifier for r in found] == [issued.identifier]
+    by_code = licences.find_licences(holder=issued.record.holder_code)
+    assert issued.identifier in [r.identifier for r in by_code]
+    assert licences.find_licences(holder="100%_") == []
+    assert all(
+        r.type_code == FOOD_PERMIT
+        for r in licences.find_licences(type_code=FOOD_PERMIT)
+    )
+
+
+def test_qr_fields_of_a_person_are_masked(
+    guide_cards: GuideCards, document_signer
+) -> None:
+    issued = guide_cards.issue()
+    claims = verify_token(issued.token, trust=document_signer.trust, at=now()).licence
+    assert claims is not None
+    full = issued.record.data["id_number"]
+    assert claims.fields["id_number"] == mask_id_number(full) != full
+    assert full not in issued.token
+
+
+def test_presentation_with_key_binding(
+    licences: LicenceRegistry, guide_cards: GuideCards, document_signer
+) -> None:
+    holder = ec.generate_private_key(ec.SECP256R1())
+    bound = guide_cards.issue(holder_key=holder.public_key())
+    shown = licences.present_licence(
+        bound.identifier, ["name"], holder_key=holder, nonce="n-1", aud="bank"
+    )
+    ok = verify_presentation(
+        shown,
+        trust=document_signer.trust,
+        now=now(),
+        expected_nonce="n-1",
+        expected_aud="bank",
+        require_key_binding=True,
+    )
+    assert ok.verdict is Verdict.VALID and ok.key_bound
+    assert set(ok.disclosed) == {"name"}
+    replay = verify_presentation(
+        shown,
+        trust=document_signer.trust,
+        now=now(),
+        expected_nonce="n-2",
+        expected_aud="bank",
+    )
+    assert replay.verdict is not Verdict.VALID
+
+    unbound = guide_cards.issue()
+    with pytest.raises(SdJwtError, match="not bound"):
+        licences.present_licence(
+            unbound.identifier, ["name"], holder_key=holder, nonce="n", aud="a"
+        )
+    licences.bind_holder_key(unbound.identifier, holder.public_key(), actor="holder")
+    rebound = licences.present_licence(
+        unbound.identifier, ["name", "level"], holder_key=holder, nonce="n", aud="a"
+    )
+    again = verify_presentation(
+        rebound,
+        trust=document_signer.trust,
+        now=now(),
+        expected_nonce="n",
+        expected_aud="a",
+    )
+    assert again.verdict is Verdict.VALID and again.key_bound
+    assert again.status is not None
+    assert again.status.index == unbound.record.status_index
+
+
+def test_a_watermarked_copy_is_sealed_again_with_the_watermark_under_the_seal(
+    licences: LicenceRegistry,
+    guide_cards: GuideCards,
+    licence_trust,
+    node_status,
+) -> None:
+    issued = guide_cards.issue()
+    copy = licences.copy_with_watermark(issued.identifier, "银行开户", actor="holder")
+    assert copy != issued.pdf
+    assert find_text(copy, "仅供银行开户使用")
+    assert not find_text(issued.pdf, "仅供银行开户使用")
+    result = verify_licence(
+        pdf=copy, trust=licence_trust, status_source=node_status, now=now()
+    )
+    assert result.verdict is Verdict.VALID, result.reason
+    reader = PdfFileReader(io.BytesIO(copy))
+    (field,) = [
+        value
+        for value in reader.root["/AcroForm"]["/Fields"]
+        if value.get_object().get("/V") is not None
+    ]
+    assert "仅供银行开户使用" in str(field.get_object()["/V"]["/Reason"])
+    licences.revoke(issued.identifier, "test", actor="t")
+    with pytest.raises(LicenceStateError):
+        licences.copy_with_watermark(issued.identifier, "银行开户", actor="holder")
+
+
+def test_record_as_json_and_pending_rows_are_invisible(
+    licences: LicenceRegistry, guide_cards: GuideCards, licence_node: Node
+) -> None:
+    issued = guide_cards.issue()
+    shown = issued.to_dict()
+    assert shown["identifier"] == issued.identifier
+    assert shown["token"] == issued.token and shown["sd_jwt"] == issued.sd_jwt
+    assert shown["status"] == "valid"
+    assert shown["status_list"]["idx"] == issued.record.status_index
+    assert shown["pdf_bytes"] == len(issued.pdf)
+    with licence_node.sessions() as session:
+        pending = session.scalar(
+            select(func.count())
+            .select_from(LicenceRow)
+            .where(LicenceRow.state == LicenceState.PENDING)
+        )
+    assert pending == 0
+    assert dataclasses.is_dataclass(issued.record)
+
+
+# -- concurrency, on SQLite and PostgreSQL ----------------------------------------------
+
+
+def test_concurrent_issuance_and_status_changes(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Four threads issue guide cards and revoke some of them on one node: every
+    licence gets its own serial and status index, every change reaches the list."""
+    node = build_node(tmp_path / "node", database_url=database_url)
+    try:
+        seals = SealRegistry(ra=node.ra, revocation=node.revocation)
+        seals.make_seal(SealRequest(agency_uscc=AGENCY_USCC, kind=SealKind.OFFICIAL))
+        registry = make_registry(
+            seals, node_trust_services(node.timestamps, node.revocation)
+        )
+        cards = GuideCards(registry)
+        data = [cards.data() for _ in range(8)]
+        barrier = threading.Barrier(4)
+
+        def work(offset: int) -> list[str]:
+            barrier.wait()
+            identifiers = []
+            for item in data[offset::4]:
+                issued = registry.issue_licence(
+                    TOUR_GUIDE, AGENCY_USCC, item, actor="t"
+                )
+                identifiers.append(issued.identifier)
+            registry.revoke(identifiers[0], "test", actor="t")
+            return identifiers
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            issued = [i for batch in pool.map(work, range(4)) for i in batch]
+        records = [registry.get_licence(i) for i in issued]
+        assert len({r.number for r in records}) == 8
+        assert len({(r.status_list_uri, r.status_index) for r in records}) == 8
+        trust = registry.licence_trust()
+        status = registry.status_source()
+        verdicts = sorted(
+            verify_licence(
+                token=registry.licence_token(r.identifier),
+                trust=trust,
+                status_source=status,
+                now=now(),
+            ).verdict.value
+            for r in records
+        )
+        assert verdicts == ["REVOKED"] * 4 + ["VALID"] * 4
+    finally:
+        node.close()
