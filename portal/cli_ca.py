@@ -38,7 +38,6 @@ from portal.cli_support import (
     write_output,
 )
 from portal.config import ENV_CEREMONY_CONFIG
-from portal.services import publish_current_deltas
 
 __all__ = ["ca", "ceremony_file_setting"]
 
@@ -516,8 +515,6 @@ def ca_crl(
     check_output_path(out)
     with open_services(settings) as services, signing_context(actor=cli_actor()):
         info = services.revocation().publish_crl(name, delta=delta)
-        if not info.delta:
-            publish_current_deltas(services.revocation())
     der = force_der or out.suffix.lower() in DER_SUFFIXES
     data = (
         info.der if der else x509.load_der_x509_crl(info.der).public_bytes(Encoding.PEM)
@@ -561,6 +558,6 @@ def ca_refresh(
         emit_json(report)
     else:
         click.echo(
-            f"Re-signed {report['crls']} CRL(s) and {report['ocsp']} OCSP response(s); "
-            f"published {report['deltas']} delta CRL(s)."
+            f"Re-signed {report['crls']} CRL(s), each with its delta CRL, and "
+            f"{report['ocsp']} OCSP response(s)."
         )

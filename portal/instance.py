@@ -61,8 +61,6 @@ from portal.db import (
 from portal.errors import InstanceError, InstanceExistsError, one_line
 from portal.services import (
     build_certificate_authority,
-    build_revocation_service,
-    publish_current_deltas,
 )
 
 __all__ = [
@@ -190,9 +188,7 @@ def _run_ceremony(
         keystore=keystore, sessions=sessions, settings=settings, config=source.config
     )
     with signing_context(actor=actor):
-        result = run_ceremony(source.config, ca=ca)
-        publish_current_deltas(build_revocation_service(ca, source.config))
-    return result
+        return run_ceremony(source.config, ca=ca)
 
 
 def _keep_ceremony_copy(settings: Settings, source: CeremonySource) -> None:

@@ -39,7 +39,7 @@ from hsm_sim.errors import ErrorCategory, HsmError, KeyNotFoundError
 from hsm_sim.spec import open_keystore
 from pki.ca import CertificateAuthority
 from pki.ceremony_config import CeremonyConfig, load_ceremony_config
-from pki.profiles import PROFILES, CertificateProfile, IssuerRole
+from pki.profiles import PROFILES, IssuerRole
 from pki.ra import RegistrationAuthority
 from pki.revocation import RevocationService
 from pki.timestamping import TimestampService
@@ -63,8 +63,6 @@ __all__ = [
     "Services",
     "build_certificate_authority",
     "build_revocation_service",
-    "profiles_for",
-    "publish_current_deltas",
 ]
 
 T = TypeVar("T")
@@ -186,12 +184,9 @@ class Services:
         )
 
     def refresh_revocation(self) -> dict[str, int]:
-        """The scheduled work: re-sign stale CRLs and OCSP responses, then give every
-        new full CRL its delta (see publish_current_deltas)."""
-        revocation = self.revocation()
-        report = dict(revocation.refresh())
-        report["deltas"] = publish_current_deltas(revocation)
-        return report
+        """The scheduled work: re-sign stale CRLs (each full one with its delta) and
+        stale OCSP responses."""
+        return dict(self.revocation().refresh())
 
     def timestamps(self) -> TimestampService:
         return self._part(
@@ -278,17 +273,6 @@ class Services:
         self.engine.dispose()
 
 
-def profiles_for(config: CeremonyConfig | None) -> dict[str, CertificateProfile]:
-    """The certificate profiles with the lifetimes the ceremony file sets."""
-    profiles = dict(PROFILES)
-    if config is not None:
-        for name, lifetime in config.profile_lifetimes.items():
-            profiles[name] = profiles[name].with_validity(
-                lifetime.default_days, lifetime.max_days
-            )
-    return profiles
-
-
 def build_certificate_authority(
     *,
     keystore: KeyStore,
@@ -301,7 +285,7 @@ def build_certificate_authority(
         keystore=keystore,
         sessions=sessions,
         endpoints=settings.endpoints,
-        profiles=profiles_for(config),
+        profiles=config.profiles() if config is not None else PROFILES,
     )
 
 
@@ -317,27 +301,6 @@ def build_revocation_service(
         crl_lifetime=dt.timedelta(hours=config.crl_next_update_hours),
         ocsp_lifetime=dt.timedelta(hours=config.ocsp_next_update_hours),
     )
-
-
-def publish_current_deltas(revocation: RevocationService) -> int:
-    """Publish a delta CRL for each CA whose latest full CRL is newer than its latest
-    delta; returns how many were published.
-
-    Every full CRL names the CA's delta CRL (freshestCRL), and a delta can be used only
-    with a full CRL whose number is lower than its own (RFC 5280 §5.2.4). Until a new
-    delta follows a new full CRL, strict relying parties (pyhanko-certvalidator) find no
-    usable delta and give up, so one is published right after every full CRL.
-    """
-    published = 0
-    for issuer in revocation.ca.issuers():
-        full = revocation.latest_crl(issuer.name)
-        if full is None:
-            continue
-        delta = revocation.latest_crl(issuer.name, delta=True)
-        if delta is None or delta.number < full.number:
-            revocation.publish_crl(issuer.name, delta=True)
-            published += 1
-    return published
 
 
 class QuietRevocationSource:

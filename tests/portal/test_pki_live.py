@@ -254,7 +254,11 @@ def test_after_revocation_openssl_crl_check_fails_with_the_crl_from_http(
         "error 23 at 0 depth lookup: certificate revoked"
         in downloaded.stdout + downloaded.stderr
     )
-    assert '"GET /pki/crl/seal-ca.crl HTTP/1.0" 200' in live.server.log()
+    # gunicorn writes its access log line after the response: give it a moment.
+    deadline = time.monotonic() + 5
+    while '"GET /pki/crl/seal-ca.crl HTTP/1.0" 200' not in live.server.log():
+        assert time.monotonic() < deadline, live.server.log()
+        time.sleep(0.05)
 
 
 def ocsp_status(live: Live, *target: str, nonce: bool) -> str:

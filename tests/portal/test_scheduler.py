@@ -112,9 +112,9 @@ def test_the_server_refreshes_once_with_several_workers(
             ],
         )  # fmt: skip
         assert issued.exit_code == 0, issued.output
-        wait_for(lambda: "refresh: 0 crls, 1 ocsp, 0 deltas" in server.log(), "it")
+        wait_for(lambda: "refresh: 0 crls, 1 ocsp" in server.log(), "it")
     finally:
         assert server.stop() == 0
     log = server.log()
     assert log.count("refreshes CRLs and OCSP") == 1, log
-    assert log.count("refresh: 0 crls, 1 ocsp, 0 deltas") == 1, log
+    assert log.count("refresh: 0 crls, 1 ocsp") == 1, log
