@@ -56,12 +56,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import io
+import logging
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
+from PIL import Image
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, aliased
@@ -82,12 +85,13 @@ from certs.models import (
     LicenceState,
     StatusListRow,
 )
-from certs.qr import qr_png, qr_version
+from certs.qr import qr_png
 from certs.sdjwt import issue_sd_jwt, present, public_jwk
 from certs.status_service import (
     DocumentSigner,
     DocumentSignerError,
     StatusLists,
+    StatusListUnavailableError,
     document_signer_certificates,
     load_document_signer,
 )
@@ -132,14 +136,19 @@ __all__ = [
     "LicenceRecord",
     "LicenceRegistry",
     "LicenceRequest",
+    "LicenceRequestError",
     "LicenceStateError",
     "LicenceStatus",
     "NoOfficialSealError",
     "licence_vct",
 ]
 
+_log = logging.getLogger(__name__)
+
 MAX_QR_VERSION = 20  # at ECC level Q: what a printed licence can carry
 QR_ECC = "Q"
+QR_BOX_PIXELS = 4  # pixels a module in the PNG put on the PDF
+_QR_QUIET_MODULES = 4  # certs.qr draws a 4-module quiet zone
 MIN_TOKEN_LIFETIME = dt.timedelta(days=1)
 VCT_PREFIX = "urn:yinxin:licence:"
 ISSUE_REASON = "颁发电子证照"
@@ -154,6 +163,12 @@ _ENVELOPE = ("licence_id", "licence_type", "issuing_agency", "issued_on", "valid
 
 class LicenceNotFoundError(LicenseError, LookupError):
     category = ErrorCategory.NOT_FOUND
+
+
+class LicenceRequestError(LicenseError, ValueError):
+    """A request that cannot be carried out as given (no reason for a revocation)."""
+
+    category = ErrorCategory.BAD_REQUEST
 
 
 class LicenceStateError(LicenseError):
@@ -617,6 +632,11 @@ class LicenceRegistry:
                 raise LicenceStateError(
                     f"licence {previous} is already being replaced by {successor}"
                 )
+            if plan.data[licence_type.holder.code_field] != previous_row.holder_code:
+                raise LicenceConflictError(
+                    "the holder changed: a licence of another holder is a new "
+                    "licence, issue it as such"
+                )
             number = previous_row.number
             own = _own_number(licence_type, plan.data)
             if own is not None and own != number:
@@ -741,12 +761,15 @@ class LicenceRegistry:
                     holder_key=reservation.holder_key,
                     signer=signer,
                 )
-            version = qr_version(token, QR_ECC)
+            code = qr_png(
+                token, ecc=QR_ECC, box_size=QR_BOX_PIXELS, max_version=MAX_QR_VERSION
+            )
+            version = _qr_version_of(code)
             pdf = render_licence_pdf(
                 reservation.licence_type,
                 reservation.data,
                 identifier=reservation.identifier,
-                qr_png=qr_png(token, ecc=QR_ECC, max_version=MAX_QR_VERSION),
+                qr_png=code,
                 issuer_name=reservation.agency_name,
                 issued_at=reservation.issued_at,
                 valid_until=reservation.valid_until,
@@ -941,7 +964,16 @@ class LicenceRegistry:
                 )
             ).all()
         for list_id in due:
-            self.status_lists.publish(list_id)
+            try:
+                self.status_lists.publish(list_id)
+            except Exception as exc:
+                # The licence is issued; its list is signed by the next publish_due()
+                # or the next request for it. Errors without a category are bugs.
+                if not isinstance(getattr(exc, "category", None), ErrorCategory):
+                    raise
+                _log.warning(
+                    "status list %s not signed after issuance: %s", list_id, exc
+                )
 
     # -- status -------------------------------------------------------------------------
 
@@ -949,7 +981,7 @@ class LicenceRegistry:
         """Revoke a valid or suspended licence for good; its status list is re-signed."""
         note = _one_line(reason)
         if not note:
-            raise LicenseError("say why the licence is revoked")
+            raise LicenceRequestError("say why the licence is revoked")
         return self._change_state(
             identifier,
             allowed=(LicenceState.VALID, LicenceState.SUSPENDED),
@@ -1009,7 +1041,16 @@ class LicenceRegistry:
             list_id = row.status_list_id
         # Committed: the change stands even if the signing below fails (the list is
         # then stale and signed by the next publish_due or request for it).
-        self.status_lists.publish(list_id)
+        try:
+            self.status_lists.publish(list_id)
+        except Exception as exc:
+            if not isinstance(getattr(exc, "category", None), ErrorCategory):
+                raise
+            raise StatusListUnavailableError(
+                f"licence {_identifier_text(identifier)} is {to.value}, but its status "
+                f"list could not be signed now ({exc}); it will be signed at the next "
+                "publication"
+            ) from exc
         return self.get_licence(identifier)
 
     def status_list_token(self, list_id: str, form: str = "jwt") -> str | bytes:
@@ -1381,6 +1422,15 @@ class _NodeStatusSource:
 def _own_number(licence_type: LicenceType, data: Mapping[str, str]) -> str | None:
     value = data[licence_type.number_field]
     return value if _IDENTIFIER_NUMBER.fullmatch(value) else None
+
+
+def _qr_version_of(png: bytes) -> int:
+    """The version of a QR code PNG made by qr_png: from its width, so the code is not
+    built a second time (building one takes most of the time of a QR code)."""
+    with Image.open(io.BytesIO(png)) as image:
+        width = image.size[0]
+    modules = width // QR_BOX_PIXELS - 2 * _QR_QUIET_MODULES
+    return (modules - 17) // 4
 
 
 def _token_expiry(

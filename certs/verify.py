@@ -547,8 +547,10 @@ class _Context:
                 if (self.explain is not None and result.licence_id)
                 else None
             )
-            revoked = "the licence has been revoked" + (
-                f" ({detail})" if detail else " or replaced by a newer version"
+            revoked = (
+                f"the licence is no longer valid: {detail}"
+                if detail
+                else "the licence has been revoked or replaced by a newer version"
             )
             return dataclasses.replace(
                 result, verdict=Verdict.REVOKED, reason=f"{revoked}; {check.reason}"

@@ -28,6 +28,7 @@ from certs.issuance import (
     LicenceNotFoundError,
     LicenceRegistry,
     LicenceRequest,
+    LicenceRequestError,
     LicenceStateError,
     LicenceStatus,
     NoOfficialSealError,
@@ -35,6 +36,7 @@ from certs.issuance import (
 )
 from certs.layout import CHINA_STANDARD_TIME
 from certs.models import LicenceRow, LicenceState, StatusListRow
+from certs.qr import qr_version
 from certs.sdjwt import verify_presentation
 from certs.status import (
     StatusType,
@@ -45,6 +47,7 @@ from certs.status_service import (
     DocumentSignerError,
     StatusListNotFoundError,
     StatusLists,
+    StatusListUnavailableError,
 )
 from certs.token import verify_token
 from certs.types import get_licence_type, mask_id_number
@@ -138,6 +141,7 @@ def test_issuance_yields_identifier_token_credential_and_sealed_pdf(
     # The QR token: signed by the document signer, the type's QR fields (masked).
     assert issued.token.startswith("LC1:")
     assert 1 <= issued.qr_version <= MAX_QR_VERSION == 20
+    assert issued.qr_version == qr_version(issued.token, "Q")
     checked = verify_token(issued.token, trust=document_signer.trust, at=now())
     assert checked.verdict is Verdict.VALID, checked.reason
     claims = checked.licence
@@ -403,11 +407,18 @@ def test_a_change_issues_the_next_version_and_supersedes_the_previous(
 
 
 def test_a_new_own_number_is_not_a_new_version(licences: LicenceRegistry) -> None:
-    first = licences.issue_licence(
+    data = example_data(FOOD_PERMIT)
+    data["number"] = "JY23501000000055"
+    first = licences.issue_licence(FOOD_PERMIT, AGENCY_USCC, data, actor="t")
+    renumbered = dict(first.record.data, number="JY23501000000056")
+    with pytest.raises(LicenceConflictError, match="a new number is a new licence"):
+        licences.renew_or_change(first.identifier, renumbered, actor="t")
+    # A business licence's number is its holder's code: a new one is a new holder.
+    business = licences.issue_licence(
         BUSINESS_LICENCE, AGENCY_USCC, business_data(5), actor="t"
     )
-    with pytest.raises(LicenceConflictError, match="a new number is a new licence"):
-        licences.renew_or_change(first.identifier, business_data(6), actor="t")
+    with pytest.raises(LicenceConflictError, match="the holder changed"):
+        licences.renew_or_change(business.identifier, business_data(6), actor="t")
     assert licences.get_licence(first.identifier).status is LicenceStatus.VALID
 
 
@@ -749,3 +760,42 @@ def test_concurrent_issuance_and_status_changes(
         assert verdicts == ["REVOKED"] * 4 + ["VALID"] * 4
     finally:
         node.close()
+
+
+def test_a_change_keeps_the_holder_and_a_revocation_needs_a_reason(
+    licences: LicenceRegistry, guide_cards: GuideCards
+) -> None:
+    issued = guide_cards.issue()
+    other_holder = dict(issued.record.data, id_number=guide_cards.data()["id_number"])
+    with pytest.raises(LicenceConflictError, match="the holder changed"):
+        licences.renew_or_change(issued.identifier, other_holder, actor="t")
+    with pytest.raises(LicenceRequestError, match="say why"):
+        licences.revoke(issued.identifier, "  ", actor="t")
+    assert licences.get_licence(issued.identifier).status is LicenceStatus.VALID
+
+
+def test_a_revocation_whose_list_cannot_be_signed_stands_and_says_so(
+    seals: SealRegistry,
+    trust_services,
+    licences: LicenceRegistry,
+    guide_cards: GuideCards,
+    document_signer: DocumentSigner,
+    licence_node: Node,
+) -> None:
+    """Half an hour before the document signer expires no list can be signed (its
+    ttl is an hour): the revocation is recorded, the caller told, and the list is
+    signed as soon as it is asked for once a signer can."""
+    issued = guide_cards.issue()
+    late = document_signer.certificate.not_valid_after_utc - dt.timedelta(minutes=30)
+    registry = make_registry(seals, trust_services, clock=fixed_clock(late))
+    with pytest.raises(StatusListUnavailableError, match="is revoked, but"):
+        registry.revoke(issued.identifier, "test", actor="t")
+    assert licences.get_licence(issued.identifier).status is LicenceStatus.REVOKED
+    uri = issued.record.status_list_uri
+    stale = list_row(licence_node, uri)
+    assert stale.signed_version < stale.version
+    token = licences.status_list_token(stale.public_id)
+    verified = decode_and_verify_status_list(
+        token, trust=document_signer.trust, now=now(), expected_uri=uri
+    )
+    assert verified.status_of(issued.record.status_index) is StatusType.INVALID
