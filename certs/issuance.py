@@ -106,7 +106,7 @@ from certs.token import (
 )
 from certs.types import LONG_TERM, LicenceType, LicenceTypes, get_licence_type
 from certs.types import validate_licence_data as _validate
-from certs.usage_codes import UsageCodes
+from certs.usage_codes import DEFAULT_PURPOSE, UsageCodes
 from certs.verify import (
     LicenceTrust,
     StatusAnswer,
@@ -1315,7 +1315,7 @@ class LicenceRegistry:
         identifier: str,
         *,
         actor: str,
-        purpose: str,
+        purpose: str = DEFAULT_PURPOSE,
         ttl: dt.timedelta | None = None,
         uses: int = 1,
     ) -> tuple[str, dt.datetime]:

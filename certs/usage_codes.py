@@ -52,6 +52,7 @@ from hsm_sim.storage import write_transaction
 __all__ = [
     "CODE_ALPHABET",
     "CODE_LENGTH",
+    "DEFAULT_PURPOSE",
     "DEFAULT_TTL",
     "MAX_TTL",
     "MAX_USES",
@@ -66,6 +67,7 @@ CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32
 CODE_LENGTH = 10  # 50 bits
 GROUP_LENGTH = 5
 DEFAULT_TTL = dt.timedelta(minutes=10)
+DEFAULT_PURPOSE = "核验电子证照"  # when the holder names none (the CLI has no option)
 MIN_TTL = dt.timedelta(minutes=1)
 MAX_TTL = dt.timedelta(days=7)
 MAX_USES = 100
@@ -146,7 +148,7 @@ class UsageCodes:
         identifier: str,
         *,
         actor: str,
-        purpose: str,
+        purpose: str = DEFAULT_PURPOSE,
         ttl: dt.timedelta | None = None,
         uses: int = 1,
     ) -> tuple[str, dt.datetime]:

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from jwcrypto.jwk import JWK
 from pyhanko.pdf_utils.reader import PdfFileReader
+from sd_jwt.verifier import SDJWTVerifier
 from sqlalchemy import func, select
 
 from certs.errors import LicenceDataError, SdJwtError, StatusListError
@@ -799,3 +801,29 @@ def test_a_revocation_whose_list_cannot_be_signed_stands_and_says_so(
         token, trust=document_signer.trust, now=now(), expected_uri=uri
     )
     assert verified.status_of(issued.record.status_index) is StatusType.INVALID
+
+
+def test_the_reference_implementation_accepts_a_registry_presentation(
+    licences: LicenceRegistry, guide_cards: GuideCards, document_signer: DocumentSigner
+) -> None:
+    """Acceptance 2 at the library level: the sd-jwt package (PyPI) verifies what
+    present_licence makes, sees only the chosen fields, and refuses a wrong nonce."""
+    holder = ec.generate_private_key(ec.SECP256R1())
+    issued = guide_cards.issue(holder_key=holder.public_key())
+    shown = licences.present_licence(
+        issued.identifier, ["name", "level"], holder_key=holder, nonce="n-1", aud="bank"
+    )
+
+    def issuer_key(issuer: str, header: dict) -> JWK:
+        assert issuer == REGION
+        return JWK.from_pyca(document_signer.certificate.public_key())
+
+    payload = SDJWTVerifier(
+        shown, issuer_key, expected_aud="bank", expected_nonce="n-1"
+    ).get_verified_payload()
+    assert payload["name"] == issued.record.data["name"]
+    assert payload["level"] == issued.record.data["level"]
+    assert payload["licence_id"] == issued.identifier
+    assert not {"id_number", "gender", "affiliation", "card_number"} & set(payload)
+    with pytest.raises(ValueError, match="Invalid nonce"):
+        SDJWTVerifier(shown, issuer_key, expected_aud="bank", expected_nonce="n-2")

@@ -16,6 +16,7 @@ from certs.models import UsageCodeRow, UsageFetchOutcome, UsageFetchRow
 from certs.usage_codes import (
     CODE_ALPHABET,
     CODE_LENGTH,
+    DEFAULT_PURPOSE,
     MAX_USES,
     UsageCodeError,
     UsageCodeRejectedError,
@@ -169,7 +170,7 @@ def test_a_one_use_code_is_used_once_under_concurrency(
     licences: LicenceRegistry, guide_cards: GuideCards
 ) -> None:
     issued = guide_cards.issue()
-    code, _ = licences.create_usage_code(issued.identifier, actor="h", purpose="p")
+    code, _ = licences.create_usage_code(issued.identifier, actor="h")
     results: list[str] = []
     barrier = threading.Barrier(4)
 
@@ -187,4 +188,6 @@ def test_a_one_use_code_is_used_once_under_concurrency(
     for thread in threads:
         thread.join()
     assert sorted(results) == ["fetched"] + ["used-up"] * 3
-    assert len(licences.usage_codes.usage_log(issued.identifier)) == 4
+    log = licences.usage_codes.usage_log(issued.identifier)
+    assert len(log) == 4
+    assert {entry.purpose for entry in log} == {DEFAULT_PURPOSE}
