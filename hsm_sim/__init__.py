@@ -48,6 +48,9 @@ from hsm_sim.spec import open_keystore, parse_keystore_spec, unlock_token
 
 __all__ = [
     "AuditError",
+    "SqlAuditLog",
+    "verify_audit_log",
+    "AuditReport",
     "AuditEvent",
     "AuditResult",
     "AuditSink",

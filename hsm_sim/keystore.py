@@ -188,10 +188,21 @@ class AuditedKeyStore(abc.ABC, Generic[K]):
     def _list_found_keys(self) -> list[K]: ...
 
     @abc.abstractmethod
+    def _generate_key(
+        self, label: str, algorithm: KeyAlgorithm, usages: frozenset[KeyUsage]
+    ) -> KeyInfo:
+        """Make the key pair; the request is already checked. KeyExistsError if taken."""
+
     def generate_key(
         self, label: str, algorithm: KeyAlgorithm, usages: frozenset[KeyUsage]
     ) -> KeyInfo:
         """Make a new key pair inside the token; KeyExistsError if the label is taken."""
+        self._check_open()
+        label = check_label(label)
+        usages = check_usages(usages)
+        if not isinstance(algorithm, KeyAlgorithm):
+            raise InvalidKeyRequestError("algorithm must be a KeyAlgorithm value")
+        return self._generate_key(label, algorithm, usages)
 
     @abc.abstractmethod
     def destroy_key(self, label: str) -> None:

@@ -55,7 +55,6 @@ from hsm_sim.api import (
 )
 from hsm_sim.errors import (
     HsmError,
-    InvalidKeyRequestError,
     KeyExistsError,
     KeyNotFoundError,
     KeyStoreConfigError,
@@ -63,7 +62,7 @@ from hsm_sim.errors import (
     TokenLockedError,
     TokenNotFoundError,
 )
-from hsm_sim.keystore import AuditedKeyStore, check_label, check_usages
+from hsm_sim.keystore import AuditedKeyStore, check_label
 
 __all__ = ["Pkcs11KeyStore", "unlock_pkcs11_token"]
 
@@ -169,15 +168,9 @@ class Pkcs11KeyStore(AuditedKeyStore[_Pkcs11Key]):
 
     # -- lifecycle -------------------------------------------------------------
 
-    def generate_key(
+    def _generate_key(
         self, label: str, algorithm: KeyAlgorithm, usages: frozenset[KeyUsage]
     ) -> KeyInfo:
-        """Make a new key pair inside the token; KeyExistsError if the label is taken."""
-        self._check_open()
-        label = check_label(label)
-        usages = check_usages(usages)
-        if not isinstance(algorithm, KeyAlgorithm):
-            raise InvalidKeyRequestError("algorithm must be a KeyAlgorithm value")
         session = self._login.session
         with self._login.lock:
             if self._metadata_object(label) is not None:

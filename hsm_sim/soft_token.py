@@ -60,7 +60,7 @@ from hsm_sim.errors import (
     TokenNotFoundError,
     TokenTamperedError,
 )
-from hsm_sim.keystore import AuditedKeyStore, check_label, check_usages, hash_algorithm
+from hsm_sim.keystore import AuditedKeyStore, check_label, hash_algorithm
 
 __all__ = [
     "DEFAULT_SCRYPT_LOG2_N",
@@ -213,15 +213,9 @@ class SoftKeyStore(AuditedKeyStore[_SoftKey]):
 
     # -- lifecycle -------------------------------------------------------------
 
-    def generate_key(
+    def _generate_key(
         self, label: str, algorithm: KeyAlgorithm, usages: frozenset[KeyUsage]
     ) -> KeyInfo:
-        """Make a new key pair inside the token; KeyExistsError if the label is taken."""
-        self._check_open()
-        label = check_label(label)
-        usages = check_usages(usages)
-        if not isinstance(algorithm, KeyAlgorithm):
-            raise InvalidKeyRequestError("algorithm must be a KeyAlgorithm value")
         path = self._key_path(label)
         if os.path.exists(path):
             raise KeyExistsError(f"a key labelled {label!r} already exists")
