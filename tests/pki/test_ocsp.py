@@ -46,6 +46,7 @@ from pki.ocsp import (
     unauthorized_response,
 )
 from tests.conftest import require_tool
+from tests.helpers.keys import sign_only_key
 
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 INTERVAL = dt.timedelta(hours=4)
@@ -690,34 +691,7 @@ def test_responder_key_needs_only_sign_and_public_key(pki: Pki, tmp_path: Path) 
     """An HSM key handle has only sign() and public_key(); that is all we need."""
     inner = ec.generate_private_key(ec.SECP256R1())
 
-    class SignOnlyKey(ec.EllipticCurvePrivateKey):
-        curve = inner.curve
-        key_size = inner.key_size
-
-        def sign(
-            self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm
-        ) -> bytes:
-            return inner.sign(data, signature_algorithm)
-
-        def public_key(self) -> ec.EllipticCurvePublicKey:
-            return inner.public_key()
-
-        def exchange(self, *args: object) -> bytes:
-            raise AssertionError("exchange() called")
-
-        def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
-            raise AssertionError("private_numbers() called")
-
-        def private_bytes(self, *args: object) -> bytes:
-            raise AssertionError("private_bytes() called")
-
-        def __copy__(self) -> SignOnlyKey:
-            return self
-
-        def __deepcopy__(self, memo: object) -> SignOnlyKey:
-            return self
-
-    key = SignOnlyKey()
+    key = sign_only_key(inner)
     certificate = _certificate(
         "HSM Responder",
         key,

@@ -34,6 +34,7 @@ from pki.tsa import (
     system_failure_response,
 )
 from tests.conftest import require_tool
+from tests.helpers.keys import sign_only_key
 
 
 class TimeStampResp(core.Sequence):
@@ -648,34 +649,7 @@ def test_signer_uses_only_sign_and_public_key(pki: Pki) -> None:
     """An HSM key handle has only sign() and public_key(); the TSA needs no more."""
     inner = ec.generate_private_key(ec.SECP256R1())
 
-    class SignOnlyKey(ec.EllipticCurvePrivateKey):
-        curve = inner.curve
-        key_size = inner.key_size
-
-        def sign(
-            self, data: bytes, signature_algorithm: ec.EllipticCurveSignatureAlgorithm
-        ) -> bytes:
-            return inner.sign(data, signature_algorithm)
-
-        def public_key(self) -> ec.EllipticCurvePublicKey:
-            return inner.public_key()
-
-        def exchange(self, *args: object) -> bytes:
-            raise AssertionError("exchange() called")
-
-        def private_numbers(self) -> ec.EllipticCurvePrivateNumbers:
-            raise AssertionError("private_numbers() called")
-
-        def private_bytes(self, *args: object) -> bytes:
-            raise AssertionError("private_bytes() called")
-
-        def __copy__(self) -> SignOnlyKey:
-            return self
-
-        def __deepcopy__(self, memo: object) -> SignOnlyKey:
-            return self
-
-    key = SignOnlyKey()
+    key = sign_only_key(inner)
     signer = TsaSigner(
         private_key=key,
         certificate=_tsa_certificate(pki, key, eku=[ExtendedKeyUsageOID.TIME_STAMPING]),
