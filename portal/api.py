@@ -35,22 +35,22 @@ from typing import Any
 from urllib.parse import quote
 
 from cryptography import x509
-from flask import Blueprint, Response, current_app, jsonify, request
-from werkzeug.datastructures import FileStorage
+from flask import Blueprint, Response, jsonify, request
 
 from hsm_sim.errors import ErrorCategory
-from portal.api_auth import (
-    authenticate_request,
-    client_address,
-    current_client,
-    install_authentication,
-    public,
-    too_many_requests,
+from portal.api_auth import current_client, public
+from portal.api_support import (
+    ApiRequestError,
+    authenticate_and_limit,
+    install_api_support,
+    limit_verifications,
+    no_store,
+    read_upload,
+    upload_limit,
 )
 from portal.context import current_services
 from portal.errors import problem_response
 from portal.openapi import openapi_document
-from portal.rate_limit import SlidingWindowCounter
 from portal.stamp_options import (
     DEFAULT_SEAM_PAGES,
     MAX_PLACEMENT_JSON,
@@ -67,32 +67,12 @@ from seal.lifecycle import SealRecord, SealStatus, describe_seal_record
 from seal.stamping import Level, StampRequest
 from seal.verify import VerifyLimits, verify_pdf
 
-__all__ = [
-    "MAX_TRUST_CERTIFICATES",
-    "MAX_UPLOAD_BYTES",
-    "VERIFY_RATE_LIMIT",
-    "blueprint",
-]
+__all__ = ["MAX_TRUST_CERTIFICATES", "blueprint"]
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
 
-# Config keys (app.config; create_app's test_config may set them) and their defaults.
-MAX_UPLOAD_BYTES = "YINXIN_MAX_UPLOAD_BYTES"
-DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
-VERIFY_RATE_LIMIT = "YINXIN_VERIFY_RATE_LIMIT"  # requests per minute per address
-DEFAULT_VERIFY_RATE_LIMIT = 60
 MAX_TRUST_CERTIFICATES = 8
 MAX_TRUST_BYTES = 64 * 1024
-# Room for the multipart framing and the small form fields next to the file.
-_FORM_OVERHEAD = 256 * 1024
-_VERIFY_REQUESTS_KEY = "yinxin-verify-requests"
-_NO_STORE = "no-store"
-
-
-class ApiRequestError(ValueError):
-    """A request the API cannot act on as sent."""
-
-    category = ErrorCategory.BAD_REQUEST
 
 
 class SealAccessError(Exception):
@@ -103,72 +83,10 @@ class SealAccessError(Exception):
 
 @blueprint.record_once
 def _set_up(state: Any) -> None:
-    app = state.app
-    app.config.setdefault(MAX_UPLOAD_BYTES, DEFAULT_MAX_UPLOAD_BYTES)
-    app.config.setdefault(VERIFY_RATE_LIMIT, DEFAULT_VERIFY_RATE_LIMIT)
-    install_authentication(app)
-    app.extensions[_VERIFY_REQUESTS_KEY] = SlidingWindowCounter(
-        limit=int(app.config[VERIFY_RATE_LIMIT]), window=60.0
-    )
+    install_api_support(state.app)
 
 
-def _upload_limit() -> int:
-    return int(current_app.config[MAX_UPLOAD_BYTES])
-
-
-def _too_large(limit: int) -> Response:
-    return problem_response(
-        413,
-        f"the upload is larger than {limit} bytes, the most this API accepts",
-        type_="urn:yinxin:problem:request-too-large",
-        limit=limit,
-    )
-
-
-@blueprint.before_request
-def _authenticate_and_limit() -> Response | None:
-    refused = authenticate_request()
-    if refused is not None:
-        return refused
-    if request.method == "POST":
-        body_limit = _upload_limit() + _FORM_OVERHEAD
-        if request.content_length is not None and request.content_length > body_limit:
-            return _too_large(_upload_limit())
-        # A body without a length (chunked) is cut off at the limit as it is parsed.
-        request.max_content_length = body_limit
-    return None
-
-
-class _UploadTooLarge(Exception):
-    """An uploaded file over the limit (413)."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(limit)
-        self.limit = limit
-
-
-def _read_document(name: str) -> tuple[bytes, str | None]:
-    """The uploaded file `name`, whole; 413 when it is over the upload limit."""
-    limit = _upload_limit()
-    part: FileStorage | None = request.files.get(name)
-    if part is None:
-        raise ApiRequestError(
-            f"send the document as the multipart/form-data file field {name!r}"
-        )
-    data = part.stream.read(limit + 1)
-    if len(data) > limit:
-        raise _UploadTooLarge(limit)
-    return data, part.filename
-
-
-@blueprint.errorhandler(_UploadTooLarge)
-def _upload_too_large(error: _UploadTooLarge) -> Response:
-    return _too_large(error.limit)
-
-
-def _no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = _NO_STORE
-    return response
+blueprint.before_request(authenticate_and_limit)
 
 
 # -- the document ----------------------------------------------------------------------
@@ -209,7 +127,7 @@ def list_seals() -> Response:
     records = (
         current_services().seal_registry().list_seals(client.agency_uscc, status=status)
     )
-    return _no_store(
+    return no_store(
         jsonify(
             seals=[_seal_document(r, _granted(r.id, client.client_id)) for r in records]
         )
@@ -225,7 +143,7 @@ def get_seal(seal_id: str) -> Response:
             f"seal {record.id} belongs to another agency; a client sees only its own "
             "agency's seals"
         )
-    return _no_store(
+    return no_store(
         jsonify(_seal_document(record, _granted(record.id, client.client_id)))
     )
 
@@ -287,12 +205,12 @@ def stamp(seal_id: str) -> Response:
             403, str(exc), type_="urn:yinxin:problem:seal-not-usable"
         )
     stamp_request = _stamp_request_from_form()
-    document, filename = _read_document("file")
-    stamper = services.stamper(authorization, max_input_bytes=_upload_limit())
+    document, filename = read_upload("file")
+    stamper = services.stamper(authorization, max_input_bytes=upload_limit())
     sealed = registry.stamp_document(authorization, stamper, document, stamp_request)
     response = Response(sealed, mimetype="application/pdf")
     response.headers["Content-Disposition"] = _attachment(filename)
-    return _no_store(response)
+    return no_store(response)
 
 
 # -- verification ----------------------------------------------------------------------
@@ -324,19 +242,16 @@ def _trust_roots_from_form() -> list[x509.Certificate]:
 @blueprint.post("/verify/pdf")
 @public
 def verify_pdf_upload() -> Response:
-    requests: SlidingWindowCounter = current_app.extensions[_VERIFY_REQUESTS_KEY]
-    wait = requests.take(client_address())
-    if wait is not None:
-        return too_many_requests(
-            wait, f"too many verifications from this address; try again in {wait} s"
-        )
-    document, _ = _read_document("file")
+    limited = limit_verifications()
+    if limited is not None:
+        return limited
+    document, _ = read_upload("file")
     extra_roots = _trust_roots_from_form()
     services = current_services()
     report = verify_pdf(
         document,
         trust_roots=[*services.trust_roots(), *extra_roots],
         revocation=services.verification_revocation(),
-        limits=dataclasses.replace(VerifyLimits(), max_input_bytes=_upload_limit()),
+        limits=dataclasses.replace(VerifyLimits(), max_input_bytes=upload_limit()),
     )
-    return _no_store(jsonify(report.to_dict()))
+    return no_store(jsonify(report.to_dict()))

@@ -8,7 +8,7 @@ from typing import Any
 
 from flask import Flask
 
-from portal import api, health, pki_http
+from portal import api, api_licences, health, pki_http, status_http
 from portal.config import Settings, resolve_settings
 from portal.context import install_services
 from portal.errors import register_error_handlers
@@ -34,7 +34,9 @@ def create_app(
     register_error_handlers(app)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(pki_http.blueprint)
+    app.register_blueprint(status_http.blueprint)
     app.register_blueprint(api.blueprint)
+    app.register_blueprint(api_licences.blueprint)
     return app
 
 

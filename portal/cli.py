@@ -24,6 +24,7 @@ import click
 from hsm_sim.api import KeyAlgorithm, KeyUsage, signing_context
 from hsm_sim.errors import PinMissingError
 from portal.cli_ca import ca, ceremony_file_setting
+from portal.cli_license import license_group
 from portal.cli_seal import seal
 from portal.cli_support import (
     CliState,
@@ -250,6 +251,16 @@ def init(
                 f"{result.demo.staff_username}, password in {result.demo.staff_password_file}",
             ),
         ]
+        if result.demo.official_seal_id is not None:
+            rows.append(
+                (
+                    "demo seal",
+                    (
+                        f"official seal {result.demo.official_seal_id} (seal code "
+                        f"{result.demo.official_seal_code}), granted to the API client"
+                    ),
+                )
+            )
     for name, value in rows:
         out.print(f"  {name:<12} {value}")
     out.print(f"Start it with: yinxin serve --home {result.home}")
@@ -687,6 +698,7 @@ def audit_checkpoint(
 cli.add_command(ca)
 cli.add_command(seal)
 cli.add_command(verify)
+cli.add_command(license_group)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

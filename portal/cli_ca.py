@@ -550,14 +550,17 @@ def ca_crl(
 def ca_refresh(
     home: Path | None, database_url: str | None, hsm: str | None, as_json: bool
 ) -> None:
-    """Re-sign CRLs past half their life and stale OCSP responses (for cron)."""
+    """Re-sign CRLs past half their life, stale OCSP responses and due licence status
+    lists; delete licence reservations a dead process left (for cron)."""
     settings = load_settings(home, database_url, hsm)
     with open_services(settings) as services, signing_context(actor=cli_actor()):
-        report = services.refresh_revocation()
+        report = services.scheduled_refresh(keep_going=False)
     if as_json:
         emit_json(report)
     else:
         click.echo(
-            f"Re-signed {report['crls']} CRL(s), each with its delta CRL, and "
-            f"{report['ocsp']} OCSP response(s)."
+            f"Re-signed {report['crls']} CRL(s), each with its delta CRL, "
+            f"{report['ocsp']} OCSP response(s) and {report['status_lists']} licence "
+            f"status list(s); discarded {report['discarded_licences']} unfinished "
+            "licence reservation(s)."
         )

@@ -4,7 +4,9 @@ An instance is its config file, its database (schema made by the migrations), it
 token with the user and SO PINs, the region's audit key with a first signed audit
 checkpoint, and — when a ceremony file is given (`--demo` gives the demo one) — the
 region's CA hierarchy made by the key ceremony, with a copy of the ceremony file kept
-as `ceremony.toml`. The config file is written last: an instance directory with a
+as `ceremony.toml`. With `--demo` the demo agency also gets an official seal (公章),
+granted to its API client, so that it can issue licences and stamp at once. The
+config file is written last: an instance directory with a
 config file is a finished instance. If any step fails, everything this run made is
 removed again, so the same command can simply be run again.
 """
@@ -40,6 +42,7 @@ from pki.ceremony_config import (
     parse_ceremony_config,
 )
 from pki.errors import CeremonyConfigError
+from pki.ra import RegistrationAuthority
 from pki.registry import add_api_client, add_staff_user, register_agency
 from pki.uscc import compute_uscc_check_character
 from portal.config import (
@@ -61,7 +64,10 @@ from portal.db import (
 from portal.errors import InstanceError, InstanceExistsError, one_line
 from portal.services import (
     build_certificate_authority,
+    build_revocation_service,
 )
+from seal.image import SealKind
+from seal.lifecycle import SealRegistry, SealRequest
 
 __all__ = [
     "CeremonySource",
@@ -98,6 +104,8 @@ class DemoRecords:
     client_secret_file: Path
     staff_username: str
     staff_password_file: Path
+    official_seal_id: str | None = None  # made when the instance has a CA
+    official_seal_code: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -365,6 +373,46 @@ def _register_demo(settings: Settings, engine: Engine, undo: _Undo) -> DemoRecor
     )
 
 
+def _make_demo_seal(
+    settings: Settings,
+    config: CeremonyConfig,
+    *,
+    keystore: KeyStore,
+    engine: Engine,
+    demo: DemoRecords,
+    undo: _Undo,
+    pkcs11: bool,
+) -> DemoRecords:
+    """The demo agency's official seal, granted to its API client."""
+    ca = build_certificate_authority(
+        keystore=keystore,
+        sessions=session_factory(engine),
+        settings=settings,
+        config=config,
+    )
+    seals = SealRegistry(
+        ra=RegistrationAuthority(
+            ca=ca,
+            keystore=keystore,
+            sessions=ca.sessions,
+            organization=config.organization,
+        ),
+        revocation=build_revocation_service(ca, config),
+    )
+    record = seals.make_seal(
+        SealRequest(agency_uscc=demo.agency_uscc, kind=SealKind.OFFICIAL),
+        actor=INIT_ACTOR,
+    )
+    if pkcs11:
+        undo.push(
+            f"the key {record.key_label!r}", _destroy_key(keystore, record.key_label)
+        )
+    seals.grant(record.id, client_id=demo.client_id)
+    return dataclasses.replace(
+        demo, official_seal_id=record.id, official_seal_code=record.es_id
+    )
+
+
 def _downgrade_to_empty(engine: Engine) -> Callable[[], None]:
     """Undo the migrations on a database that was empty, version table included."""
 
@@ -533,12 +581,26 @@ def init_instance(
                     for label in ceremony.key_labels:
                         undo.push(f"the key {label!r}", _destroy_key(keystore, label))
                 _keep_ceremony_copy(settings, ceremony_source)
-        audit_entries = audit_log.entry_count()
 
         demo_records = None
         if demo:
             with _step("registering the demo agency, API client and staff user", undo):
                 demo_records = _register_demo(settings, engine, undo)
+            if ceremony_source is not None:
+                with (
+                    _step("making the demo agency's official seal", undo),
+                    signing_context(actor=INIT_ACTOR),
+                ):
+                    demo_records = _make_demo_seal(
+                        settings,
+                        ceremony_source.config,
+                        keystore=keystore,
+                        engine=engine,
+                        demo=demo_records,
+                        undo=undo,
+                        pkcs11=not isinstance(spec, SoftTokenSpec),
+                    )
+        audit_entries = audit_log.entry_count()
 
         with _step("writing the config file", undo):
             config_text, notes = _config_text(settings)

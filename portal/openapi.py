@@ -1,4 +1,5 @@
-"""The OpenAPI 3.1 document of /api/v1, written by hand next to the routes it describes.
+"""The OpenAPI 3.1 document of /api/v1 (seals: portal/api.py; licences:
+portal/api_licences.py), written by hand next to the routes it describes.
 
 tests/portal/test_api.py checks that every route of the API blueprint is in it, with
 its methods, and that it names no route that does not exist.
@@ -270,11 +271,14 @@ _DOCUMENT: dict[str, Any] = {
     "info": {
         "title": "Yinxin (印信) API",
         "version": "1",
-        "description": "An agency's official electronic seals: list them, stamp PDFs "
-        "(PAdES, GB/T 38540 seal data), and verify sealed PDFs. Errors are RFC 9457 "
-        "problem+json. Authentication: HTTP Basic with the API client's id as user "
-        "name and its secret as password (`yinxin client add`); verification and this "
-        "document are public.",
+        "description": "An agency's official electronic seals and electronic licences: "
+        "list seals, stamp PDFs (PAdES, GB/T 38540 seal data) and verify sealed PDFs; "
+        "issue licences (sealed PDF, LC1 QR token, SD-JWT VC), change their status, "
+        "make usage codes, and verify licences. Errors are RFC 9457 problem+json. "
+        "Authentication: HTTP Basic with the API client's id as user name and its "
+        "secret as password (`yinxin client add`); verification, fetching by usage "
+        "code and this document are public. Status lists are served outside this "
+        "API, at /status/<list>.",
     },
     "servers": [{"url": "/api/v1"}],
     "security": [{"clientSecret": []}],
@@ -434,6 +438,512 @@ _DOCUMENT: dict[str, Any] = {
         "responses": _RESPONSES,
     },
 }
+
+
+# -- licences ---------------------------------------------------------------------------
+
+_IDENTIFIER = {
+    "name": "identifier",
+    "in": "path",
+    "required": True,
+    "description": "The GB/T 36904 e-licence identifier (1.2.156.3005.2.<type code>."
+    "<agency code>.<number>.<version>.<check>); the agency code must be the "
+    "client's own agency's.",
+    "schema": {"type": "string", "maxLength": 128},
+}
+
+
+def _json(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_LICENCE_SCHEMAS: dict[str, Any] = {
+    "HolderJwk": {
+        "type": "object",
+        "description": "The holder's EC P-256 public key (RFC 7517); the SD-JWT is "
+        "bound to it (cnf.jwk). A JWK with a private part (d) is refused.",
+        "required": ["kty", "crv", "x", "y"],
+        "properties": {
+            "kty": {"const": "EC"},
+            "crv": {"const": "P-256"},
+            "x": {"type": "string"},
+            "y": {"type": "string"},
+        },
+    },
+    "IssueLicence": {
+        "type": "object",
+        "required": ["type", "data"],
+        "additionalProperties": False,
+        "properties": {
+            "type": {
+                "type": "string",
+                "description": "The licence type's code (yinxin license types).",
+                "examples": ["11100000YXML00000Q001"],
+            },
+            "agency": {
+                "type": "string",
+                "description": "The issuing agency's USCC: the client's own (403 "
+                "otherwise); the default.",
+            },
+            "data": {
+                "type": "object",
+                "description": "The licence's fields by name, as in "
+                "docs/examples/licences/<type code>.json.",
+            },
+            "valid_until": {"type": "string", "format": "date"},
+            "long_term": {"type": "boolean", "default": False},
+            "holder_jwk": _ref("HolderJwk"),
+            "seal": {
+                "type": "string",
+                "description": "The official seal to stamp with (id or seal code); "
+                "the client needs a grant for it. Default: the newest active official "
+                "seal the client holds a grant for.",
+            },
+        },
+    },
+    "RenewLicence": {
+        "type": "object",
+        "required": ["data"],
+        "additionalProperties": False,
+        "properties": {
+            "data": {"type": "object"},
+            "valid_until": {"type": "string", "format": "date"},
+            "long_term": {"type": "boolean", "default": False},
+            "holder_jwk": _ref("HolderJwk"),
+            "seal": {"type": "string"},
+        },
+    },
+    "Licence": {
+        "type": "object",
+        "required": ["identifier", "type_code", "agency", "status", "links"],
+        "properties": {
+            "identifier": {"type": "string"},
+            "type_code": {"type": "string"},
+            "type_name": {"type": "string", "examples": ["营业执照"]},
+            "agency": {
+                "type": "object",
+                "properties": {"uscc": {"type": "string"}, "name": {"type": "string"}},
+            },
+            "number": {"type": "string"},
+            "version": {"type": "integer", "minimum": 1},
+            "previous": {"type": ["string", "null"]},
+            "successor": {"type": ["string", "null"]},
+            "holder_name": {"type": "string"},
+            "data": {"type": "object"},
+            "issued_at": {"type": "string", "format": "date-time"},
+            "valid_until": {
+                "type": "string",
+                "description": "YYYY-MM-DD, or long-term.",
+            },
+            "status": {
+                "type": "string",
+                "enum": ["valid", "suspended", "revoked", "superseded", "expired"],
+            },
+            "status_changed_at": {"type": "string", "format": "date-time"},
+            "status_note": {"type": ["string", "null"]},
+            "status_list": {
+                "type": "object",
+                "properties": {"uri": {"type": "string"}, "idx": {"type": "integer"}},
+            },
+            "seal_id": {"type": ["string", "null"]},
+            "token_expires_at": {"type": ["string", "null"], "format": "date-time"},
+            "qr_version": {"type": ["integer", "null"]},
+            "created_by": {"type": "string"},
+            "links": {
+                "type": "object",
+                "properties": {
+                    "self": {"type": "string"},
+                    "pdf": {"type": "string"},
+                    "status_list": {"type": "string"},
+                },
+            },
+            "warning": {
+                "type": "string",
+                "description": "After a status change: it stands, but the status list "
+                "could not be signed now (it will be at the next refresh).",
+            },
+        },
+    },
+    "IssuedLicence": {
+        "allOf": [
+            _ref("Licence"),
+            {
+                "type": "object",
+                "required": ["token", "sd_jwt"],
+                "properties": {
+                    "token": {
+                        "type": "string",
+                        "description": "The LC1 QR token printed on the PDF.",
+                    },
+                    "sd_jwt": {
+                        "type": "string",
+                        "description": "The SD-JWT VC in issuance form, for the "
+                        "holder's wallet.",
+                    },
+                    "qr_version": {"type": "integer"},
+                },
+            },
+        ]
+    },
+    "StatusChange": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "reason": {
+                "type": "string",
+                "maxLength": 200,
+                "description": "Required to revoke; optional to suspend; none to "
+                "reinstate.",
+            }
+        },
+    },
+    "UsageCodeRequest": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "ttl": {
+                "oneOf": [
+                    {"type": "string", "pattern": "^[1-9][0-9]*[smhd]$"},
+                    {"type": "integer", "minimum": 60},
+                ],
+                "default": "10m",
+                "description": "How long the code lasts: 30s, 10m, 2h, 1d or seconds "
+                "(1 minute to 7 days).",
+            },
+            "uses": {"type": "integer", "minimum": 1, "maximum": 100, "default": 1},
+            "purpose": {"type": "string", "maxLength": 200},
+        },
+    },
+    "UsageCode": {
+        "type": "object",
+        "required": ["code", "expires_at", "fetch"],
+        "properties": {
+            "identifier": {"type": "string"},
+            "code": {"type": "string", "examples": ["7K3QM-X2P9A"]},
+            "expires_at": {"type": "string", "format": "date-time"},
+            "uses": {"type": "integer"},
+            "fetch": {
+                "type": "string",
+                "description": "Where a verifier fetches the sealed PDF with the code.",
+            },
+        },
+    },
+    "VerifyLicenceJson": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "Exactly one of token and sd_jwt. With nonce and aud (sd_jwt "
+        "only) the presentation must carry key binding to them.",
+        "properties": {
+            "token": {"type": "string", "description": "An LC1:... QR token."},
+            "sd_jwt": {"type": "string", "description": "An SD-JWT presentation."},
+            "nonce": {"type": "string"},
+            "aud": {"type": "string"},
+        },
+    },
+    "VerifyLicenceForm": {
+        "type": "object",
+        "description": "Exactly one of qr_image and pdf.",
+        "properties": {
+            "qr_image": {
+                "type": "string",
+                "contentMediaType": "image/*",
+                "description": "A photo or scan of the QR code.",
+            },
+            "pdf": {"type": "string", "contentMediaType": "application/pdf"},
+        },
+    },
+    "LicenceVerification": {
+        "type": "object",
+        "required": ["verdict", "reason", "fields", "input"],
+        "properties": {
+            "verdict": {
+                "type": "string",
+                "enum": [
+                    "VALID",
+                    "INVALID_SIGNATURE",
+                    "UNTRUSTED_ISSUER",
+                    "EXPIRED",
+                    "NOT_YET_VALID",
+                    "REVOKED",
+                    "SUSPENDED",
+                    "MALFORMED",
+                ],
+            },
+            "reason": {"type": "string"},
+            "fields": {
+                "type": "object",
+                "description": "What the signature covers and was shown: the QR "
+                "fields, or the disclosed fields of a presentation.",
+            },
+            "input": {"type": "string", "enum": ["qr-image", "token", "sd-jwt", "pdf"]},
+            "licence_id": {"type": ["string", "null"]},
+            "type_code": {"type": ["string", "null"]},
+            "issuer": {"type": ["string", "null"]},
+            "issued_at": {"type": ["string", "null"], "format": "date-time"},
+            "expires_at": {"type": ["string", "null"], "format": "date-time"},
+            "signer": {"type": ["string", "null"]},
+            "status": {
+                "type": ["object", "null"],
+                "description": "The status-list check: checked, status, uri, idx, "
+                "as_of, source, reason.",
+            },
+            "seal": {"type": ["object", "null"], "description": "PDF input: its seal."},
+            "key_bound": {"type": ["boolean", "null"]},
+            "disclosed": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+}
+
+_LICENCE_ERRORS = {
+    **_AUTH_ERRORS,
+    "400": _problem_response("Not a licence identifier, or a bad request body."),
+    "403": _problem_response("Another agency's licence."),
+    "404": _problem_response("No licence with this identifier (of the own agency)."),
+}
+
+_LICENCE = {
+    "description": "The licence.",
+    "content": _json(_ref("Licence")),
+}
+
+_ISSUED = {
+    "description": "Issued: the licence with its LC1 token and SD-JWT; Location "
+    "names it.",
+    "headers": {"Location": {"schema": {"type": "string"}}},
+    "content": _json(_ref("IssuedLicence")),
+}
+
+_PDF = {
+    "description": "The sealed licence PDF (as an attachment).",
+    "content": {
+        "application/pdf": {
+            "schema": {"type": "string", "contentMediaType": "application/pdf"}
+        }
+    },
+}
+
+
+def _status_change(verb: str, summary: str) -> dict[str, Any]:
+    return {
+        "post": {
+            "operationId": f"{verb}Licence",
+            "summary": summary,
+            "parameters": [_IDENTIFIER],
+            "requestBody": {
+                "required": False,
+                "content": _json(_ref("StatusChange")),
+            },
+            "responses": {
+                "200": _LICENCE,
+                **_LICENCE_ERRORS,
+                "409": _problem_response("The licence's state does not allow it."),
+            },
+        }
+    }
+
+
+_LICENCE_PATHS: dict[str, Any] = {
+    "/licenses": {
+        "post": {
+            "operationId": "issueLicence",
+            "summary": "Issue a licence of the client's agency.",
+            "description": "The PDF is stamped with the agency's official seal (公章): "
+            "the client needs a grant for it. Data that does not fit the type is 400 "
+            "with every problem in `problems`.",
+            "requestBody": {
+                "required": True,
+                "content": _json(_ref("IssueLicence")),
+            },
+            "responses": {
+                "201": _ISSUED,
+                "400": _problem_response(
+                    "The body, or the data (every problem in `problems`)."
+                ),
+                **_AUTH_ERRORS,
+                "403": _problem_response(
+                    "Another agency, or no grant for an official seal."
+                ),
+                "409": _problem_response(
+                    "No active official seal, or this number was issued already."
+                ),
+                "413": {"$ref": "#/components/responses/TooLarge"},
+                "503": _problem_response(
+                    "The HSM, document signer or timestamp authority is unavailable."
+                ),
+            },
+        },
+        "get": {
+            "operationId": "listLicences",
+            "summary": "The client's agency's licences, newest first.",
+            "parameters": [
+                {
+                    "name": "holder",
+                    "in": "query",
+                    "required": False,
+                    "description": "In the holder's name, or the holder's code.",
+                    "schema": {"type": "string", "maxLength": 200},
+                },
+                {
+                    "name": "type",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string"},
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "required": False,
+                    "schema": {
+                        "type": "integer",
+                        "minimum": 1,
+                        "maximum": 1000,
+                        "default": 100,
+                    },
+                },
+            ],
+            "responses": {
+                "200": {
+                    "description": "The licences.",
+                    "content": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "licences": {"type": "array", "items": _ref("Licence")}
+                            },
+                        }
+                    ),
+                },
+                "400": {"$ref": "#/components/responses/BadRequest"},
+                **_AUTH_ERRORS,
+            },
+        },
+    },
+    "/licenses/{identifier}": {
+        "get": {
+            "operationId": "getLicence",
+            "summary": "One of the agency's licences.",
+            "parameters": [_IDENTIFIER],
+            "responses": {"200": _LICENCE, **_LICENCE_ERRORS},
+        }
+    },
+    "/licenses/{identifier}/pdf": {
+        "get": {
+            "operationId": "getLicencePdf",
+            "summary": "The licence's sealed PDF as issued.",
+            "parameters": [_IDENTIFIER],
+            "responses": {"200": _PDF, **_LICENCE_ERRORS},
+        }
+    },
+    "/licenses/{identifier}/renew": {
+        "post": {
+            "operationId": "renewLicence",
+            "summary": "Change or renew: the next version, linked to this one, "
+            "which becomes superseded.",
+            "parameters": [_IDENTIFIER],
+            "requestBody": {"required": True, "content": _json(_ref("RenewLicence"))},
+            "responses": {
+                "201": _ISSUED,
+                **_LICENCE_ERRORS,
+                "409": _problem_response(
+                    "Not valid, already replaced, or another holder or number."
+                ),
+                "503": _problem_response("The HSM or document signer is unavailable."),
+            },
+        }
+    },
+    "/licenses/{identifier}/revoke": _status_change(
+        "revoke", "Revoke for good (a reason is required)."
+    ),
+    "/licenses/{identifier}/suspend": _status_change(
+        "suspend", "Suspend until reinstated."
+    ),
+    "/licenses/{identifier}/reinstate": _status_change(
+        "reinstate", "Lift a suspension."
+    ),
+    "/licenses/{identifier}/usage-codes": {
+        "post": {
+            "operationId": "createUsageCode",
+            "summary": "A usage code (用证码) for a valid licence: with it a verifier "
+            "fetches the sealed PDF.",
+            "parameters": [_IDENTIFIER],
+            "requestBody": {
+                "required": False,
+                "content": _json(_ref("UsageCodeRequest")),
+            },
+            "responses": {
+                "201": {
+                    "description": "The code, shown this once.",
+                    "content": _json(_ref("UsageCode")),
+                },
+                **_LICENCE_ERRORS,
+                "409": _problem_response("The licence is not valid."),
+            },
+        }
+    },
+    "/licenses/by-code/{code}": {
+        "get": {
+            "operationId": "fetchByUsageCode",
+            "summary": "The sealed PDF a usage code gives access to.",
+            "description": "Public: the code is the holder's consent. Every fetch is "
+            "logged with the requester's address. An unknown, expired or used-up "
+            "code, or a licence no longer valid, is the same 404. Rate-limited per "
+            "address (429).",
+            "security": [],
+            "parameters": [
+                {
+                    "name": "code",
+                    "in": "path",
+                    "required": True,
+                    "description": "The code, XXXXX-XXXXX (case and hyphens do not "
+                    "matter).",
+                    "schema": {"type": "string", "maxLength": 64},
+                }
+            ],
+            "responses": {
+                "200": _PDF,
+                "404": _problem_response(
+                    "No licence available for this code (unknown, expired, used up "
+                    "or no longer valid: the answer does not say which)."
+                ),
+                "429": {"$ref": "#/components/responses/TooManyRequests"},
+            },
+        }
+    },
+    "/verify/licence": {
+        "post": {
+            "operationId": "verifyLicence",
+            "summary": "Verify a licence: QR image, PDF, LC1 token or SD-JWT "
+            "presentation.",
+            "description": "Public. A processed request is always 200 with the verdict "
+            "(VALID, REVOKED, MALFORMED...). Status from this node's lists; nothing "
+            "named in the input is fetched. Rate-limited per address (429).",
+            "security": [],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": _ref("VerifyLicenceJson")},
+                    "multipart/form-data": {"schema": _ref("VerifyLicenceForm")},
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "The verdict, its reason and the fields.",
+                    "content": _json(_ref("LicenceVerification")),
+                },
+                "400": _problem_response("Not exactly one licence input."),
+                "413": {"$ref": "#/components/responses/TooLarge"},
+                "429": {"$ref": "#/components/responses/TooManyRequests"},
+            },
+        }
+    },
+}
+
+_DOCUMENT["paths"].update(_LICENCE_PATHS)
+_DOCUMENT["components"]["schemas"].update(_LICENCE_SCHEMAS)
 
 
 def openapi_document() -> dict[str, Any]:

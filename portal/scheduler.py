@@ -1,4 +1,6 @@
-"""The server's scheduled work: re-sign CRLs and OCSP responses before they go stale.
+"""The server's scheduled work: re-sign CRLs, OCSP responses and licence status lists
+before they go stale, and clear licence reservations a dead process left behind
+(`Services.scheduled_refresh`).
 
 `yinxin serve` runs several worker processes; the refresh must run once per instance,
 not once per worker. Each worker starts a `RefreshScheduler` thread, and the thread
@@ -77,7 +79,8 @@ class RefreshScheduler:
             return False
         self._lock_file = descriptor
         logger.info(
-            "refresh: this worker (pid %d) refreshes CRLs and OCSP", os.getpid()
+            "refresh: this worker (pid %d) refreshes CRLs, OCSP and status lists",
+            os.getpid(),
         )
         return True
 
@@ -102,5 +105,8 @@ class RefreshScheduler:
         if any(report.values()):
             logger.info(
                 "refresh: %s",
-                ", ".join(f"{count} {what}" for what, count in report.items()),
+                ", ".join(
+                    f"{count} {what.replace('_', ' ')}"
+                    for what, count in report.items()
+                ),
             )

@@ -1,8 +1,9 @@
 """`yinxin serve`: the web app under gunicorn, a production WSGI server.
 
 Each worker builds its own app after the fork, and starts a refresh scheduler of which
-exactly one, the holder of the instance's refresh lock, re-signs stale CRLs and OCSP
-responses every `refresh_interval` seconds (portal/scheduler.py).
+exactly one, the holder of the instance's refresh lock, re-signs stale CRLs, OCSP
+responses and licence status lists every `refresh_interval` seconds
+(portal/scheduler.py).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class _YinxinServer(BaseApplication):  # type: ignore[misc]
         if self._settings.refresh_interval:
             services = current_services_of(app)
             scheduler = RefreshScheduler(
-                services.refresh_revocation,
+                services.scheduled_refresh,
                 interval=self._settings.refresh_interval,
                 run_dir=self._settings.run_dir,
             )

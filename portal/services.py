@@ -11,6 +11,11 @@ stamper holds only what is expensive to rebuild (the parsed seal image, the enco
 chain, the reserved signature size); whether it may be used is decided again for every
 stamp by `SealRegistry.authorize_stamp` and, in the stamp log's own transaction, by
 `stamp_document`. So a suspended or revoked seal stops at once, cache or not.
+
+Licences: one `LicenceRegistry` per process, stamping through the same stamper cache.
+The scheduled work (`scheduled_refresh`, once per instance: portal/scheduler.py)
+re-signs CRLs, OCSP responses and due status lists, and deletes licence reservations
+a killed process left behind.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 from sqlalchemy.orm import Session, sessionmaker
 
+from certs.issuance import LicenceRegistry
+from certs.verify import LicenceTrust
 from hsm_sim.api import (
     KeyAlgorithm,
     KeyInfo,
@@ -58,6 +65,7 @@ from seal.trust_services import (
 
 __all__ = [
     "STAMPER_CACHE_SIZE",
+    "UNFINISHED_LICENCE_AGE",
     "KeyStoreOnFirstUse",
     "QuietRevocationSource",
     "Services",
@@ -69,6 +77,9 @@ T = TypeVar("T")
 
 # Stampers kept per process: one per seal in use (a stamper is ~100 KB: image, chain).
 STAMPER_CACHE_SIZE = 64
+# A licence reservation older than this was left by a process that died while issuing
+# (one issuance takes seconds; `yinxin license batch` issues in small chunks).
+UNFINISHED_LICENCE_AGE = dt.timedelta(hours=1)
 
 logger = logging.getLogger(__name__)
 
@@ -184,9 +195,44 @@ class Services:
         )
 
     def refresh_revocation(self) -> dict[str, int]:
-        """The scheduled work: re-sign stale CRLs (each full one with its delta) and
-        stale OCSP responses."""
+        """Re-sign stale CRLs (each full one with its delta) and stale OCSP responses."""
         return dict(self.revocation().refresh())
+
+    def scheduled_refresh(self, *, keep_going: bool = True) -> dict[str, int]:
+        """The scheduled work: CRLs and OCSP responses, then the licences' status lists
+        (stale or soon expiring) and reservations left by a dead process.
+
+        With `keep_going` (the server's schedule) a part that fails with a Yinxin error
+        is logged and the other parts still run; without it (`yinxin ca refresh`) the
+        error is raised. An error without a category (a bug) is always raised.
+        """
+        report: dict[str, int] = {}
+        parts: list[tuple[str, Callable[[], dict[str, int]]]] = [
+            ("CRLs and OCSP", self.refresh_revocation),
+            (
+                "status lists",
+                lambda: {
+                    "status_lists": self.licence_registry().publish_status_lists()
+                },
+            ),
+            (
+                "unfinished licences",
+                lambda: {
+                    "discarded_licences": self.licence_registry().discard_unfinished(
+                        older_than=UNFINISHED_LICENCE_AGE
+                    )
+                },
+            ),
+        ]
+        for name, part in parts:
+            try:
+                report.update(part())
+            except Exception as exc:
+                category = getattr(exc, "category", None)
+                if not keep_going or not isinstance(category, ErrorCategory):
+                    raise
+                logger.warning("refresh of %s failed: %s", name, exc)
+        return report
 
     def timestamps(self) -> TimestampService:
         return self._part(
@@ -224,6 +270,30 @@ class Services:
         return self._part(
             "verification_revocation",
             lambda: QuietRevocationSource(NodeRevocationSource(self.revocation())),
+        )
+
+    # -- licences --------------------------------------------------------------------
+
+    def licence_registry(self) -> LicenceRegistry:
+        """Issues licences with the agencies' official seals (stamped through this
+        process's stamper cache) and keeps their status lists."""
+        return self._part(
+            "licences",
+            lambda: LicenceRegistry(
+                seals=self.seal_registry(),
+                services=self.trust_services(),
+                region=self.settings.region,
+                base_url=self.settings.public_base_url,
+                stamper_for=self.stamper,
+            ),
+        )
+
+    def licence_trust(self) -> LicenceTrust:
+        """What this node's licence verifier trusts: the region's document signers (read
+        now: a new signer counts at once) and root CAs, and this node's OCSP responses
+        and CRLs for the seals on licence PDFs (nothing is fetched from a URL)."""
+        return self.licence_registry().licence_trust(
+            seal_revocation=self.verification_revocation()
         )
 
     def stamper(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 import shutil
 import signal
@@ -16,12 +17,17 @@ import sqlite3
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
 from pki.registry import add_api_client, register_agency
+from portal.cli import cli
 from portal.config import SettingOverrides, Settings, resolve_settings
 from portal.instance import InitResult, init_instance
 from portal.services import Services
@@ -179,7 +185,7 @@ class SealWorld:
     staff_username: str
     other_client_id: str
     other_secret: str
-    official: SealRecord  # the demo agency's, granted to the demo client
+    official: SealRecord  # the demo agency's (made by init --demo), granted
     suspended: SealRecord  # the demo agency's contract seal, granted, suspended
     ungranted: SealRecord  # the demo agency's finance seal, no grant
     foreign: SealRecord  # the other agency's, granted to the other client
@@ -215,7 +221,9 @@ def seal_template(
                 seals.grant(record.id, client_id=client_id)
             return record
 
-        official = make(demo.agency_uscc, SealKind.OFFICIAL, demo.client_id)
+        # `yinxin init --demo` made the demo agency's official seal and granted it.
+        assert demo.official_seal_id is not None
+        official = seals.get_seal(demo.official_seal_id)
         contract = make(demo.agency_uscc, SealKind.CONTRACT, demo.client_id)
         suspended = seals.suspend_seal(contract.id, note="under review")
         ungranted = make(demo.agency_uscc, SealKind.FINANCE, None)
@@ -291,3 +299,112 @@ def count_rows(home: Path, sql: str, *parameters: object) -> int:
 
 def granted_signatures(home: Path) -> int:
     return count_rows(home, "SELECT count(*) FROM audit_entry WHERE result = 'granted'")
+
+
+# -- licences: the demo instance with one licence of each shipped type, made once ------
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "examples" / "licences"
+BUSINESS_LICENCE = "11100000YXML00000Q001"
+FOOD_PERMIT = "11100000YXML00000Q002"
+TOUR_GUIDE = "11100000YXML00000Q003"
+SHIPPED_TYPES = (BUSINESS_LICENCE, FOOD_PERMIT, TOUR_GUIDE)
+
+
+def example_file(type_code: str) -> Path:
+    """The shipped example data of a licence type (docs/examples/licences/)."""
+    return EXAMPLES / f"{type_code}.json"
+
+
+def example_data(type_code: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(
+        example_file(type_code).read_text(encoding="utf-8")
+    )
+    return document
+
+
+def write_holder_key(path: Path) -> Path:
+    """A holder's EC P-256 private key as an unencrypted PEM file."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return path
+
+
+def cli_json(home: Path, *args: str) -> dict[str, Any]:
+    """`yinxin ARGS --home HOME --json` in process, asserted to succeed; its object."""
+    result = CliRunner().invoke(
+        cli,
+        [*args, "--home", str(home), "--json"],
+        env=dict.fromkeys(YINXIN_VARIABLES),
+    )
+    assert result.exit_code == 0, result.output
+    document: dict[str, Any] = json.loads(result.stdout)
+    return document
+
+
+@dataclasses.dataclass(frozen=True)
+class LicenceWorld:
+    """What the licence template holds (the same in every copy of it)."""
+
+    demo_uscc: str
+    client_id: str
+    client_secret: str
+    official_seal_id: str
+    business: dict[str, Any]  # `license issue --json` of the business licence example
+    food: dict[str, Any]  # ... of the food permit example
+    guide: dict[str, Any]  # ... of the tour guide card, bound to holder_key
+    holder_key: Path  # the guide's holder's private key (PEM)
+    stranger_key: Path  # another P-256 key
+
+
+@pytest.fixture(scope="session")
+def licence_template(
+    demo_template: tuple[Path, InitResult], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, LicenceWorld]:
+    """The demo instance (with its official seal) and three licences issued by the CLI."""
+    source, result = demo_template
+    assert result.demo is not None and result.demo.official_seal_id is not None
+    work = tmp_path_factory.mktemp("licence-template")
+    home = work / "instance"
+    shutil.copytree(source, home)
+    holder_key = write_holder_key(work / "holder.pem")
+    stranger_key = write_holder_key(work / "stranger.pem")
+    uscc = result.demo.agency_uscc
+
+    def issue(type_code: str, *extra: str) -> dict[str, Any]:
+        return cli_json(
+            home, "license", "issue", "--type", type_code, "--agency", uscc,
+            "--data", str(example_file(type_code)),
+            "--out-pdf", str(work / f"{type_code}.pdf"), *extra,
+        )  # fmt: skip
+
+    world = LicenceWorld(
+        demo_uscc=uscc,
+        client_id=result.demo.client_id,
+        client_secret=result.demo.client_secret_file.read_text().strip(),
+        official_seal_id=result.demo.official_seal_id,
+        business=issue(BUSINESS_LICENCE),
+        food=issue(FOOD_PERMIT),
+        guide=issue(TOUR_GUIDE, "--holder-key", str(holder_key)),
+        holder_key=holder_key,
+        stranger_key=stranger_key,
+    )
+    return home, world
+
+
+@pytest.fixture
+def licence_world(licence_template: tuple[Path, LicenceWorld]) -> LicenceWorld:
+    return licence_template[1]
+
+
+@pytest.fixture
+def licence_home(licence_template: tuple[Path, LicenceWorld], tmp_path: Path) -> Path:
+    """A fresh copy of the licence template for one test."""
+    home = tmp_path / "instance"
+    shutil.copytree(licence_template[0], home)
+    return home

@@ -26,8 +26,15 @@ from tests.portal.conftest import SealWorld, count_rows, granted_signatures
 from tests.portal.seal_checks import pdfsig_says_valid, seal_layout, verify_on_node
 
 PROBLEM_JSON = "application/problem+json"
-# Routes anyone may call: the API's description, and verification (any relying party).
-PUBLIC_ENDPOINTS = {"api.openapi", "api.verify_pdf_upload"}
+# Routes anyone may call: the API's description, verification (any relying party), and
+# fetching a licence with the holder's usage code (the code is the consent).
+PUBLIC_ENDPOINTS = {
+    "api.openapi",
+    "api.verify_pdf_upload",
+    "api_licences.fetch_by_usage_code",
+    "api_licences.verify_licence_input",
+}
+API_BLUEPRINTS = ("api", "api_licences")
 AT_150_240 = json.dumps({"page": 1, "x_mm": 150, "y_mm": 240})
 
 
@@ -64,7 +71,7 @@ def api_routes(app: Flask) -> list[tuple[str, str, str]]:
     """(endpoint, method, path with sample arguments) for every API route."""
     routes = []
     for rule in app.url_map.iter_rules():
-        if not rule.endpoint.startswith("api."):
+        if rule.endpoint.split(".")[0] not in API_BLUEPRINTS:
             continue
         path = re.sub(r"<(?:\w+:)?(\w+)>", "sl_0123456789abcdef", rule.rule)
         for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
@@ -112,7 +119,12 @@ def stamp_log(home: Path) -> list[tuple[str, str, str]]:
 def test_every_route_is_listed_public_or_authenticated(app: Flask) -> None:
     endpoints = {endpoint for endpoint, _, _ in api_routes(app)}
     assert PUBLIC_ENDPOINTS <= endpoints
-    assert len(endpoints - PUBLIC_ENDPOINTS) >= 3
+    assert len(endpoints - PUBLIC_ENDPOINTS) >= 11
+    assert all(
+        rule.rule.startswith("/api/v1/")
+        for rule in app.url_map.iter_rules()
+        if rule.endpoint.split(".")[0] in API_BLUEPRINTS
+    )
 
 
 @pytest.mark.parametrize(
@@ -136,10 +148,17 @@ def test_every_private_route_needs_a_client(
     elif credentials is not None:
         headers = {"Authorization": credentials}
     details = set()
-    for endpoint, method, path in api_routes(app):
+    for number, (endpoint, method, path) in enumerate(api_routes(app), start=1):
         if endpoint in PUBLIC_ENDPOINTS:
             continue
-        response = client.open(path, method=method, headers=headers)
+        # One address per route: more failures than the limit from one address are
+        # slowed down (429), which is tested on its own below.
+        response = client.open(
+            path,
+            method=method,
+            headers=headers,
+            environ_base={"REMOTE_ADDR": f"192.0.2.{number}"},
+        )
         body = assert_problem(response, 401)
         assert response.headers["WWW-Authenticate"].startswith(
             'Basic realm="yinxin-api"'

@@ -299,7 +299,11 @@ def test_ca_issue_refuses_bad_requests_with_one_line_and_changes_nothing(
     )  # fmt: skip
 
     assert reason in one_error_line(result, category)
-    assert state_of(instance_home) == before
+    after = state_of(instance_home)
+    if case == "taken label":
+        # The key store audits an attempt to create a key, refused or not.
+        assert after.pop("audit_entry") >= before.pop("audit_entry")  # type: ignore[operator]
+    assert after == before
     assert not out.exists()
 
 
@@ -459,8 +463,14 @@ def test_ca_refresh_signs_what_is_missing_then_nothing(
     second = run_json(instance_home, "ca", "refresh")
 
     assert first["ocsp"] >= 1
-    assert second == {"crls": 0, "ocsp": 0}
+    assert second == {
+        "crls": 0,
+        "ocsp": 0,
+        "status_lists": 0,
+        "discarded_licences": 0,
+    }
     human = invoke(instance_home, "ca", "refresh")
     assert human.stdout == (
-        "Re-signed 0 CRL(s), each with its delta CRL, and 0 OCSP response(s).\n"
+        "Re-signed 0 CRL(s), each with its delta CRL, 0 OCSP response(s) and 0 "
+        "licence status list(s); discarded 0 unfinished licence reservation(s).\n"
     )

@@ -78,6 +78,20 @@ def test_init_makes_config_database_token_pins_and_audit_key(
     assert report["demo"]["client_secret_file"] == str(
         secrets / "demo-api-client.secret"
     )
+    # The demo agency's official seal, granted to its client: licences and stamps work
+    # out of the box.
+    seal = report["demo"]["official_seal_id"]
+    shown = CliRunner().invoke(
+        cli, ["seal", "show", seal, "--home", str(home), "--json"]
+    )
+    assert shown.exit_code == 0, shown.output
+    described = json.loads(shown.stdout)
+    assert (described["type"], described["status"]) == ("official", "active")
+    assert described["es_id"] == report["demo"]["official_seal_code"]
+    assert described["agency"]["uscc"] == report["demo"]["agency_uscc"]
+    assert [g["principal"] for g in described["grants"]] == [
+        f"client:{report['demo']['client_id']}"
+    ]
 
     secret_values = [(secrets / name).read_text().strip() for name in secret_files]
     assert all(len(value) >= 16 for value in secret_values)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -12,7 +14,10 @@ from click.testing import CliRunner
 
 from hsm_sim.api import current_signing_context
 from portal.cli import cli
+from portal.config import SettingOverrides, resolve_settings
 from portal.scheduler import ACTOR, RefreshScheduler
+from portal.services import Services
+from tests.portal.conftest import LicenceWorld
 from tests.portal.live_server import start_server
 
 WAIT_S = 20.0
@@ -100,7 +105,10 @@ def test_the_server_refreshes_once_with_several_workers(
     )
     try:
         assert server.wait_until_healthy()[0] == 200
-        wait_for(lambda: "refreshes CRLs and OCSP" in server.log(), "a worker to lead")
+        wait_for(
+            lambda: "refreshes CRLs, OCSP and status lists" in server.log(),
+            "a worker to lead",
+        )
 
         # A new certificate has no pre-signed OCSP response until the refresh.
         issued = CliRunner().invoke(
@@ -116,5 +124,37 @@ def test_the_server_refreshes_once_with_several_workers(
     finally:
         assert server.stop() == 0
     log = server.log()
-    assert log.count("refreshes CRLs and OCSP") == 1, log
+    assert log.count("refreshes CRLs, OCSP and status lists") == 1, log
     assert log.count("refresh: 0 crls, 1 ocsp") == 1, log
+
+
+def test_the_scheduled_refresh_signs_due_status_lists_and_clears_dead_reservations(
+    licence_home: Path, licence_world: LicenceWorld
+) -> None:
+    """A list whose change was not signed (the key store was locked, say) is signed;
+    a reservation a killed process left more than an hour ago is deleted, its index
+    given back. Each once: the next refresh finds nothing to do."""
+    guide = licence_world.guide["identifier"]
+    with sqlite3.connect(licence_home / "yinxin.sqlite3") as db:
+        db.execute("UPDATE licence_status_list SET version = version + 1")
+        db.execute(
+            "UPDATE licence SET state = 'pending', created_at = ? WHERE identifier = ?",
+            (
+                (dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)).strftime(
+                    "%Y-%m-%d %H:%M:%S.000000"
+                ),
+                guide,
+            ),
+        )
+    services = Services(
+        resolve_settings(SettingOverrides(home=licence_home), environ={})
+    )
+    try:
+        first = services.scheduled_refresh()
+        second = services.scheduled_refresh()
+        remaining = [r.identifier for r in services.licence_registry().find_licences()]
+    finally:
+        services.close()
+    assert (first["status_lists"], first["discarded_licences"]) == (1, 1)
+    assert (second["status_lists"], second["discarded_licences"]) == (0, 0)
+    assert guide not in remaining and len(remaining) == 2
