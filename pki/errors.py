@@ -219,3 +219,18 @@ class InvalidReasonError(PkiError, ValueError):
     """A revocation reason that RFC 5280 does not define."""
 
     category = ErrorCategory.BAD_REQUEST
+
+
+__all__ += ["InvalidScopeError", "ForbiddenScopeError"]
+
+
+class InvalidScopeError(PkiError, ValueError):
+    """An API client scope that does not exist."""
+
+    category = ErrorCategory.BAD_REQUEST
+
+
+class ForbiddenScopeError(PkiError):
+    """The API client was not given the right to do this."""
+
+    category = ErrorCategory.FORBIDDEN

@@ -58,6 +58,8 @@ class ApiClient(Base):
     name: Mapped[str] = mapped_column(String(NAME_LENGTH))
     # SHA-256 of the secret, hex. See pki.registry for why not a slow password hash.
     secret_sha256: Mapped[str] = mapped_column(String(64))
+    # What the client may do, space-separated (see pki.registry.ClientScope).
+    scopes: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[dt.datetime]
     disabled_at: Mapped[dt.datetime | None]
 

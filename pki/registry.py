@@ -15,11 +15,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import enum
 import hashlib
 import hmac
 import re
 import secrets
 import unicodedata
+from collections.abc import Iterable
 from functools import cache
 
 from argon2 import PasswordHasher
@@ -35,7 +37,9 @@ from pki.errors import (
     AuthenticationError,
     ClientExistsError,
     ClientNotFoundError,
+    ForbiddenScopeError,
     InvalidNameError,
+    InvalidScopeError,
     InvalidRoleError,
     InvalidUsernameError,
     StaffUserExistsError,
@@ -49,6 +53,8 @@ from pki.uscc import validate_uscc
 __all__ = [
     "AgencyRecord",
     "ApiClientRecord",
+    "ClientScope",
+    "DEFAULT_CLIENT_SCOPES",
     "StaffUserRecord",
     "StaffRole",
     "register_agency",
@@ -57,6 +63,7 @@ __all__ = [
     "add_api_client",
     "list_api_clients",
     "disable_api_client",
+    "set_client_scopes",
     "authenticate_client",
     "add_staff_user",
     "get_staff_user",
@@ -82,6 +89,32 @@ class AgencyRecord:
     created_at: dt.datetime
 
 
+class ClientScope(enum.Enum):
+    """What an API client may do for its agency. Every client is confined to its own
+    agency; scopes narrow further what it may do there (least privilege)."""
+
+    SEAL_STAMP = "seal:stamp"  # stamp with the agency's seals it was granted
+    LICENCE_ISSUE = "licence:issue"  # issue and renew licences
+    LICENCE_READ = "licence:read"  # list and fetch the agency's licences
+    LICENCE_MANAGE = "licence:manage"  # revoke, suspend, reinstate (final acts)
+    LICENCE_USAGE_CODE = "licence:usage-code"  # make usage codes that hand out PDFs
+
+    @classmethod
+    def parse(cls, text: str) -> ClientScope:
+        try:
+            return cls(text.strip().lower())
+        except ValueError:
+            known = ", ".join(s.value for s in cls)
+            raise InvalidScopeError(f"unknown API client scope {text!r}; use one of: {known}") from None
+
+
+# A new client may stamp and issue; the final and the data-releasing acts (revoking,
+# suspending, making usage codes) must be given to it explicitly.
+DEFAULT_CLIENT_SCOPES = frozenset(
+    {ClientScope.SEAL_STAMP, ClientScope.LICENCE_ISSUE, ClientScope.LICENCE_READ}
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class ApiClientRecord:
     client_id: str
@@ -89,10 +122,18 @@ class ApiClientRecord:
     name: str
     created_at: dt.datetime
     disabled_at: dt.datetime | None
+    scopes: frozenset[ClientScope] = DEFAULT_CLIENT_SCOPES
 
     @property
     def disabled(self) -> bool:
         return self.disabled_at is not None
+
+    def require(self, scope: ClientScope) -> None:
+        """ForbiddenScopeError unless the client holds `scope`."""
+        if scope not in self.scopes:
+            raise ForbiddenScopeError(
+                f"API client {self.client_id} may not do this: it lacks the {scope.value!r} scope"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,9 +201,14 @@ def _agency_record(agency: Agency) -> AgencyRecord:
 
 
 def add_api_client(
-    session: Session, *, agency_uscc: str, name: str
+    session: Session,
+    *,
+    agency_uscc: str,
+    name: str,
+    scopes: Iterable[ClientScope | str] | None = None,
 ) -> tuple[ApiClientRecord, str]:
     """A new client for the agency and its secret, which is shown this once only."""
+    granted = _parse_scopes(DEFAULT_CLIENT_SCOPES if scopes is None else scopes)
     agency = _find_agency(session, agency_uscc)
     clean_name = _validate_name(name, "API client name")
     taken = session.scalar(
@@ -178,6 +224,7 @@ def add_api_client(
         agency_id=agency.id,
         name=clean_name,
         secret_sha256=_secret_digest(secret),
+        scopes=_format_scopes(granted),
         created_at=utcnow(),
     )
     session.add(client)
@@ -242,6 +289,34 @@ def _urlsafe(raw: bytes) -> str:
 _UNKNOWN_CLIENT_DIGEST = hashlib.sha256(b"no such client").hexdigest()
 
 
+def set_client_scopes(
+    session: Session, client_id: str, scopes: Iterable[ClientScope | str]
+) -> ApiClientRecord:
+    """Replace what the client may do (an operator's act)."""
+    granted = _parse_scopes(scopes)
+    row = session.execute(
+        select(ApiClient, Agency.uscc)
+        .join(Agency, ApiClient.agency_id == Agency.id)
+        .where(ApiClient.client_id == client_id)
+    ).one_or_none()
+    if row is None:
+        raise ClientNotFoundError(f"no API client with id {client_id[:40]!r}")
+    client, uscc = row
+    client.scopes = _format_scopes(granted)
+    session.flush()
+    return _client_record(client, uscc)
+
+
+def _parse_scopes(scopes: Iterable[ClientScope | str]) -> frozenset[ClientScope]:
+    if isinstance(scopes, str):
+        scopes = scopes.split()
+    return frozenset(s if isinstance(s, ClientScope) else ClientScope.parse(s) for s in scopes)
+
+
+def _format_scopes(scopes: frozenset[ClientScope]) -> str:
+    return " ".join(sorted(s.value for s in scopes))
+
+
 def _client_record(client: ApiClient, agency_uscc: str) -> ApiClientRecord:
     return ApiClientRecord(
         client_id=client.client_id,
@@ -249,6 +324,7 @@ def _client_record(client: ApiClient, agency_uscc: str) -> ApiClientRecord:
         name=client.name,
         created_at=client.created_at,
         disabled_at=client.disabled_at,
+        scopes=_parse_scopes(client.scopes),
     )
 
 

@@ -18,9 +18,11 @@ from pki.errors import (
     AuthenticationError,
     ClientExistsError,
     ClientNotFoundError,
+    ForbiddenScopeError,
     InvalidNameError,
     InvalidRegionCodeError,
     InvalidRoleError,
+    InvalidScopeError,
     InvalidUsccError,
     InvalidUsernameError,
     StaffUserExistsError,
@@ -29,6 +31,8 @@ from pki.errors import (
 )
 from pki.models import ApiClient, StaffUser
 from pki.registry import (
+    DEFAULT_CLIENT_SCOPES,
+    ClientScope,
     StaffRole,
     add_api_client,
     add_staff_user,
@@ -40,6 +44,7 @@ from pki.registry import (
     list_agencies,
     list_api_clients,
     register_agency,
+    set_client_scopes,
 )
 from portal.db import make_engine, session_factory, upgrade_database
 
@@ -163,6 +168,48 @@ def test_a_disabled_client_is_refused(session: Session):
         authenticate_client(session, client.client_id, "ycs_wrong")
     with pytest.raises(ClientNotFoundError):
         disable_api_client(session, "cl_nope")
+
+
+def test_a_client_may_do_only_what_its_scopes_allow(session: Session):
+    register_agency(session, **MARKET_BUREAU)
+    plain, plain_secret = add_api_client(
+        session, agency_uscc=MARKET_BUREAU["uscc"], name="plain"
+    )
+    assert plain.scopes == DEFAULT_CLIENT_SCOPES
+    # Revoking licences and handing out usage codes are never given by default.
+    assert ClientScope.LICENCE_MANAGE not in plain.scopes
+    assert ClientScope.LICENCE_USAGE_CODE not in plain.scopes
+    with pytest.raises(ForbiddenScopeError, match="licence:manage") as refused:
+        plain.require(ClientScope.LICENCE_MANAGE)
+    assert refused.value.category is ErrorCategory.FORBIDDEN
+
+    admin, admin_secret = add_api_client(
+        session,
+        agency_uscc=MARKET_BUREAU["uscc"],
+        name="admin",
+        scopes=["licence:manage", "licence:read"],
+    )
+    session.commit()
+    authenticated = authenticate_client(session, admin.client_id, admin_secret)
+    assert authenticated.scopes == {ClientScope.LICENCE_MANAGE, ClientScope.LICENCE_READ}
+    authenticated.require(ClientScope.LICENCE_MANAGE)
+    with pytest.raises(ForbiddenScopeError):
+        authenticated.require(ClientScope.SEAL_STAMP)
+
+    widened = set_client_scopes(session, plain.client_id, "seal:stamp licence:usage-code")
+    session.commit()
+    assert authenticate_client(session, plain.client_id, plain_secret).scopes == (
+        widened.scopes
+    ) == {ClientScope.SEAL_STAMP, ClientScope.LICENCE_USAGE_CODE}
+
+
+def test_an_unknown_scope_is_refused_with_the_known_ones(session: Session):
+    register_agency(session, **MARKET_BUREAU)
+    with pytest.raises(InvalidScopeError, match="licence:manage"):
+        add_api_client(
+            session, agency_uscc=MARKET_BUREAU["uscc"], name="x", scopes=["root:everything"]
+        )
+    assert list_api_clients(session, MARKET_BUREAU["uscc"]) == []
 
 
 def test_client_names_are_unique_within_an_agency(session: Session):
