@@ -240,7 +240,7 @@ def license_types(as_json: bool) -> None:
             lasts += ", long-term allowed"
         out.print(
             f"{described['code']}  {described['name']['zh']} "
-            f"({described['name']['en']}); held by a {described['holder']['kind']}; "
+            f"({described['name']['en']}); holder: {described['holder']['kind']}; "
             f"{lasts}",
             markup=False,
         )
@@ -604,7 +604,10 @@ def license_show(
     licence_type = get_licence_type(record.type_code)
     for spec in licence_type.fields:
         if spec.name in record.data:
-            out.print(f"    {spec.label.zh:<10} {record.data[spec.name]}", markup=False)
+            value = record.data[spec.name]
+            if spec.values:
+                value = f"{value} ({spec.enum_label(value).zh})"
+            out.print(f"    {spec.label.zh}: {value}", markup=False)
 
 
 @license_group.command("list")

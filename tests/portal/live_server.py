@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -126,3 +127,38 @@ def start_server(
             start_new_session=True,  # its own process group: the workers go with it
         )
     return LiveServer(home=home, port=port, process=process, log_file=log_file)
+
+
+def multipart(fields: dict[str, str | tuple[str, bytes]]) -> tuple[bytes, str]:
+    """A multipart/form-data body and its content type."""
+    boundary = "yinxin-" + secrets.token_hex(12)
+    body = bytearray()
+    for name, value in fields.items():
+        body += f"--{boundary}\r\n".encode()
+        if isinstance(value, tuple):
+            filename, data = value
+            body += (
+                f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+                "Content-Type: application/octet-stream\r\n\r\n"
+            ).encode()
+            body += data
+        else:
+            body += f'Content-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+            body += value.encode()
+        body += b"\r\n"
+    body += f"--{boundary}--\r\n".encode()
+    return bytes(body), f"multipart/form-data; boundary={boundary}"
+
+
+def post(
+    url: str, fields: dict[str, str | tuple[str, bytes]], headers: dict[str, str]
+) -> tuple[int, dict[str, str], bytes]:
+    body, content_type = multipart(fields)
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={**headers, "Content-Type": content_type}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import stat
 import subprocess
 import tomllib
@@ -19,6 +20,7 @@ from pki.ceremony_config import DEMO_CEREMONY_PATH
 from pki.uscc import validate_uscc
 from portal.cli import cli
 from portal.errors import EXIT_CODE_BY_CATEGORY
+from tests.conftest import require_tool
 
 YinxinRunner = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -306,7 +308,10 @@ def test_init_with_a_pkcs11_token_and_cleanup_after_a_late_failure(
         return sorted(k["label"] for k in json.loads(keys.stdout)["keys"])
 
     made = token_keys()
-    assert made == sorted(["audit-110000", *report["ceremony"]["key_labels"]])
+    demo_seal_key = f"seal/{report['demo']['official_seal_id']}"
+    assert made == sorted(
+        ["audit-110000", *report["ceremony"]["key_labels"], demo_seal_key]
+    )
 
     # Another region, same token: its audit key is new, but the ceremony's first key
     # label is taken. The ceremony fails after the migrations; init removes its audit
@@ -352,6 +357,43 @@ def test_init_with_a_pkcs11_token_and_cleanup_after_a_late_failure(
         assert set(inspect(engine).get_table_names()) <= {"alembic_version"}
     finally:
         engine.dispose()
+
+
+def test_a_pkcs11_init_failing_after_the_demo_seal_leaves_no_key(
+    tmp_path: Path, softhsm_token_env: dict[str, str], run_yinxin: YinxinRunner
+) -> None:
+    """The last step fails (the config file cannot be written): every key the run
+    made in the token — audit key, the ceremony's, the demo seal's — is destroyed."""
+    home = tmp_path / "instance"
+    (home / "yinxin.toml.partial").mkdir(parents=True)
+
+    result = run_yinxin("init", "--home", str(home), "--demo", **softhsm_token_env)
+
+    assert result.returncode == EXIT_CODE_BY_CATEGORY[ErrorCategory.UNAVAILABLE]
+    assert result.stderr.startswith(
+        "yinxin: error: init failed while writing the config file:"
+    ), result.stderr
+    assert result.stderr.endswith("nothing was left behind\n")
+    assert not (home / "yinxin.sqlite3").exists()
+    tool = subprocess.run(
+        [
+            require_tool("pkcs11-tool"),
+            "--module",
+            softhsm_token_env["YINXIN_HSM"].split("module=")[1].split(";")[0],
+            "--token-label",
+            "yinxin-test",
+            "--login",
+            "--pin",
+            softhsm_token_env["YINXIN_HSM_PIN"],
+            "--list-objects",
+        ],
+        env={**os.environ, "SOFTHSM2_CONF": softhsm_token_env["SOFTHSM2_CONF"]},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "label:" not in tool.stdout, tool.stdout
 
 
 def test_pkcs11_init_without_a_pin_says_so(

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -31,6 +28,7 @@ from tests.portal.live_server import (
     YINXIN_VARIABLES,
     LiveServer,
     free_loopback_port,
+    post,
     start_server,
 )
 from tests.portal.seal_checks import pdfsig_says_valid
@@ -44,41 +42,6 @@ def yinxin(home: Path, *args: str) -> tuple[int, dict[str, Any]]:
     )
     document = json.loads(result.stdout) if result.stdout.strip() else {}
     return result.exit_code, document
-
-
-def multipart(fields: dict[str, str | tuple[str, bytes]]) -> tuple[bytes, str]:
-    """A multipart/form-data body and its content type."""
-    boundary = "yinxin-" + secrets.token_hex(12)
-    body = bytearray()
-    for name, value in fields.items():
-        body += f"--{boundary}\r\n".encode()
-        if isinstance(value, tuple):
-            filename, data = value
-            body += (
-                f'Content-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
-                "Content-Type: application/octet-stream\r\n\r\n"
-            ).encode()
-            body += data
-        else:
-            body += f'Content-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
-            body += value.encode()
-        body += b"\r\n"
-    body += f"--{boundary}--\r\n".encode()
-    return bytes(body), f"multipart/form-data; boundary={boundary}"
-
-
-def post(
-    url: str, fields: dict[str, str | tuple[str, bytes]], headers: dict[str, str]
-) -> tuple[int, dict[str, str], bytes]:
-    body, content_type = multipart(fields)
-    request = urllib.request.Request(
-        url, data=body, method="POST", headers={**headers, "Content-Type": content_type}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
 
 
 class Node:
@@ -108,21 +71,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     live = Node(home, server, {"Authorization": f"Basic {token}"})
     try:
         server.wait_until_healthy()
-        code, made = yinxin(
-            home,
-            "seal",
-            "make",
-            "--agency",
-            result.demo.agency_uscc,
-            "--type",
-            "official",
-        )
-        assert code == 0, made
-        live.seal_id = made["id"]
-        code, _ = yinxin(
-            home, "seal", "grant", made["id"], "--client", result.demo.client_id
-        )
-        assert code == 0
+        # `yinxin init --demo` made the demo agency's official seal and granted it.
+        assert result.demo.official_seal_id is not None
+        live.seal_id = result.demo.official_seal_id
         yield live
     finally:
         server.stop()
