@@ -607,3 +607,30 @@ def test_status_list_forms_and_cache_headers(
 
     for missing in ("/status/110000-999", "/status/../etc"):
         assert_problem(client.get(missing), 404)
+
+
+def test_a_list_that_cannot_be_signed_past_its_exp_is_503(
+    home: Path, issued: Issued
+) -> None:
+    """No PIN (the key store cannot open) and the stored list expired: nothing valid
+    to serve. The verifier then keeps the token's verdict with the status unchecked."""
+    (home / "secrets" / "hsm-user.pin").unlink()
+    with sqlite3.connect(home / "yinxin.sqlite3") as db:
+        db.execute(
+            "UPDATE licence_status_list SET expires_at = '2000-01-01 00:00:00.000000'"
+        )
+    app = make_app(home)
+    client = app.test_client()
+    try:
+        path = "/status/" + issued.business["status_list"]["uri"].rsplit("/", 1)[1]
+        unavailable = client.get(path)
+        assert_problem(unavailable, 503, "no valid signed form")
+        assert unavailable.headers["Retry-After"] == "60"
+        verdict = client.post(
+            "/api/v1/verify/licence", json={"token": issued.business["token"]}
+        ).get_json()
+        assert verdict["verdict"] == "VALID"
+        assert verdict["status"]["checked"] is False
+        assert "status not checked" in verdict["reason"]
+    finally:
+        close(app)
