@@ -11,10 +11,12 @@ Every error is RFC 9457 problem+json. Status decisions:
 - Another agency's seal is 403 for reading and stamping alike, and an unknown one 404.
   Seal ids are random and seal codes are printed on every document the seal stamps,
   so telling "not yours" from "none" reveals nothing a stamped document does not.
-- A seal the client may not stamp with is 403: another agency's, no grant, or not
-  active (suspended, revoked, expired; the problem type is then seal-not-usable). The
-  authorization is checked before the upload is read and again, in the stamp log's
-  transaction, before the signature: nothing is signed or logged as signed.
+- Stamping needs the client's `seal:stamp` scope (pki.registry.ClientScope; 403
+  without it). A seal the client may not stamp with is 403: another agency's, no
+  grant, or not active (suspended, revoked, expired; the problem type is then
+  seal-not-usable). The authorization is checked before the upload is read and again,
+  in the stamp log's transaction, before the signature: nothing is signed or logged
+  as signed.
 - A body over the upload limit (50 MiB by default) is 413 before it is read; a part
   that is not a PDF is 400 with the stamper's reason.
 - Verification is public, as any relying party must be able to check a seal: per
@@ -38,6 +40,7 @@ from cryptography import x509
 from flask import Blueprint, Response, jsonify, request
 
 from hsm_sim.errors import ErrorCategory
+from pki.registry import ClientScope
 from portal.api_auth import current_client, public
 from portal.api_support import (
     ApiRequestError,
@@ -195,6 +198,7 @@ def _attachment(filename: str | None) -> str:
 @blueprint.post("/seals/<seal_id>/stamp")
 def stamp(seal_id: str) -> Response:
     client = current_client()
+    client.require(ClientScope.SEAL_STAMP)
     services = current_services()
     registry = services.seal_registry()
     # Before the upload is read: a client that may not stamp learns it at once.

@@ -11,6 +11,10 @@
     POST /api/v1/verify/licence                   the verdict on a licence      (public)
 
 Status decisions:
+- What a client may do is its scopes' business (pki.registry.ClientScope), checked
+  first: `licence:issue` to issue and renew, `licence:read` to list and fetch,
+  `licence:manage` to revoke, suspend and reinstate, `licence:usage-code` to make
+  usage codes; 403 naming the missing scope. The demo client holds them all.
 - A client works on its own agency's licences only. Whether a licence is the agency's
   is read from the identifier itself (its agency code): another agency's is 403
   before anything is looked up, so the answer says nothing about whether such a
@@ -54,7 +58,7 @@ from certs import (
 )
 from certs.errors import LicenceDataError, UnknownLicenceTypeError
 from hsm_sim.errors import ErrorCategory
-from pki.registry import ApiClientRecord
+from pki.registry import ApiClientRecord, ClientScope
 from portal.api_auth import client_address, current_client, public, too_many_requests
 from portal.api_support import (
     ApiRequestError,
@@ -188,6 +192,13 @@ def _data(body: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _client_with(scope: ClientScope) -> ApiClientRecord:
+    """The calling client, if it holds `scope` (403 otherwise)."""
+    client = current_client()
+    client.require(scope)
+    return client
+
+
 def _own_identifier(identifier: str) -> str:
     """The identifier, if the calling client's agency issued it (403 otherwise)."""
     parsed = LicenceIdentifier.parse(identifier)
@@ -273,7 +284,7 @@ def _pdf_response(pdf: bytes, identifier: str | None) -> Response:
 
 @blueprint.post("/licenses")
 def issue_licence() -> Response:
-    client = current_client()
+    client = _client_with(ClientScope.LICENCE_ISSUE)
     body = read_json_body(MAX_REQUEST_JSON_BYTES)
     _check_keys(body, ISSUE_KEYS)
     type_code = _text(body, "type", max_length=32)
@@ -304,7 +315,7 @@ def issue_licence() -> Response:
 
 @blueprint.get("/licenses")
 def list_licences() -> Response:
-    client = current_client()
+    client = _client_with(ClientScope.LICENCE_READ)
     limit_text = request.args.get("limit", "100")
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIST_LIMIT:
         raise ApiRequestError(
@@ -325,19 +336,21 @@ def list_licences() -> Response:
 
 @blueprint.get("/licenses/<identifier>")
 def get_licence(identifier: str) -> Response:
+    _client_with(ClientScope.LICENCE_READ)
     record = _licences().get_licence(_own_identifier(identifier))
     return no_store(jsonify(_licence_document(record)))
 
 
 @blueprint.get("/licenses/<identifier>/pdf")
 def get_licence_pdf(identifier: str) -> Response:
+    _client_with(ClientScope.LICENCE_READ)
     own = _own_identifier(identifier)
     return _pdf_response(_licences().licence_pdf(own), own)
 
 
 @blueprint.post("/licenses/<identifier>/renew")
 def renew_licence(identifier: str) -> Response:
-    client = current_client()
+    client = _client_with(ClientScope.LICENCE_ISSUE)
     own = _own_identifier(identifier)
     body = read_json_body(MAX_REQUEST_JSON_BYTES)
     _check_keys(body, RENEW_KEYS)
@@ -354,7 +367,7 @@ def renew_licence(identifier: str) -> Response:
 
 
 def _status_change(identifier: str, change: str) -> Response:
-    client = current_client()
+    client = _client_with(ClientScope.LICENCE_MANAGE)
     own = _own_identifier(identifier)
     body = read_json_body(16 * 1024) if request.content_length else {}
     _check_keys(body, frozenset() if change == "reinstate" else frozenset({"reason"}))
@@ -397,7 +410,7 @@ def reinstate_licence(identifier: str) -> Response:
 
 @blueprint.post("/licenses/<identifier>/usage-codes")
 def create_usage_code(identifier: str) -> Response:
-    client = current_client()
+    client = _client_with(ClientScope.LICENCE_USAGE_CODE)
     own = _own_identifier(identifier)
     body = read_json_body(16 * 1024) if request.content_length else {}
     _check_keys(body, USAGE_CODE_KEYS)

@@ -23,6 +23,7 @@ import click
 
 from hsm_sim.api import KeyAlgorithm, KeyUsage, signing_context
 from hsm_sim.errors import PinMissingError
+from pki.registry import DEFAULT_CLIENT_SCOPES, ClientScope
 from portal.cli_ca import ca, ceremony_file_setting
 from portal.cli_license import license_group
 from portal.cli_seal import seal
@@ -391,6 +392,26 @@ def client() -> None:
     """API clients: programs that act for an agency."""
 
 
+SCOPES_HELP = (
+    "What it may do (repeatable): "
+    + ", ".join(scope.value for scope in ClientScope)
+    + " [default: "
+    + ", ".join(sorted(scope.value for scope in DEFAULT_CLIENT_SCOPES))
+    + "]."
+)
+
+
+def _client_document(record: Any) -> dict[str, Any]:
+    return {
+        "client_id": record.client_id,
+        "agency_uscc": record.agency_uscc,
+        "name": record.name,
+        "scopes": sorted(scope.value for scope in record.scopes),
+        "created_at": record.created_at,
+        "disabled_at": record.disabled_at,
+    }
+
+
 @client.command("add")
 @instance_options
 @click.option(
@@ -403,6 +424,7 @@ def client() -> None:
 @click.option(
     "--name", default="default", show_default=True, help="A name for the client."
 )
+@click.option("--scope", "scopes", multiple=True, metavar="SCOPE", help=SCOPES_HELP)
 @json_option
 def client_add(
     home: Path | None,
@@ -410,6 +432,7 @@ def client_add(
     hsm: str | None,
     agency_uscc: str,
     name: str,
+    scopes: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Create an API client; its secret is printed this once and never again."""
@@ -417,23 +440,80 @@ def client_add(
 
     settings = load_settings(home, database_url, hsm, read_pin=False)
     with open_services(settings) as services, services.session() as session:
-        record, secret = add_api_client(session, agency_uscc=agency_uscc, name=name)
+        record, secret = add_api_client(
+            session, agency_uscc=agency_uscc, name=name, scopes=scopes or None
+        )
     warn(
         "the client secret is shown only now; store it safely, it cannot be shown again"
     )
     if as_json:
-        emit_json(
-            {
-                "client_id": record.client_id,
-                "agency_uscc": record.agency_uscc,
-                "name": record.name,
-                "created_at": record.created_at,
-                "secret": secret,
-            }
-        )
+        emit_json({**_client_document(record), "secret": secret})
         return
     click.echo(f"client id: {record.client_id}")
     click.echo(f"secret:    {secret}")
+    click.echo(f"scopes:    {' '.join(_client_document(record)['scopes'])}")
+
+
+@client.command("list")
+@instance_options
+@click.option("--agency", "agency_uscc", required=True, metavar="USCC")
+@json_option
+def client_list(
+    home: Path | None,
+    database_url: str | None,
+    hsm: str | None,
+    agency_uscc: str,
+    as_json: bool,
+) -> None:
+    """The agency's API clients and what each may do (never their secrets)."""
+    from pki.registry import list_api_clients
+
+    settings = load_settings(home, database_url, hsm, read_pin=False)
+    with open_services(settings) as services, services.session() as session:
+        records = list_api_clients(session, agency_uscc)
+    documents = [_client_document(record) for record in records]
+    if as_json:
+        emit_json({"clients": documents})
+        return
+    out = console()
+    if not documents:
+        out.print(f"Agency {agency_uscc} has no API clients.")
+    for document in documents:
+        state = " (disabled)" if document["disabled_at"] else ""
+        out.print(
+            f"{document['client_id']}  {document['name']}{state}: "
+            f"{' '.join(document['scopes']) or 'no scopes'}",
+            markup=False,
+        )
+
+
+@client.command("scopes")
+@instance_options
+@click.argument("client_id", metavar="CLIENT")
+@click.argument("scopes", nargs=-1, required=True, metavar="SCOPE...")
+@json_option
+def client_scopes(
+    home: Path | None,
+    database_url: str | None,
+    hsm: str | None,
+    client_id: str,
+    scopes: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Set what an API client may do: exactly the scopes given ("none": nothing)."""
+    from pki.registry import set_client_scopes
+
+    wanted = () if scopes == ("none",) else scopes
+    settings = load_settings(home, database_url, hsm, read_pin=False)
+    with open_services(settings) as services, services.session() as session:
+        record = set_client_scopes(session, client_id, wanted)
+    document = _client_document(record)
+    if as_json:
+        emit_json(document)
+    else:
+        click.echo(
+            f"{record.client_id} may now: {' '.join(document['scopes']) or 'nothing'}."
+        )
 
 
 @cli.group()

@@ -43,7 +43,7 @@ from pki.ceremony_config import (
 )
 from pki.errors import CeremonyConfigError
 from pki.ra import RegistrationAuthority
-from pki.registry import add_api_client, add_staff_user, register_agency
+from pki.registry import ClientScope, add_api_client, add_staff_user, register_agency
 from pki.uscc import compute_uscc_check_character
 from portal.config import (
     DEFAULT_REFRESH_INTERVAL,
@@ -348,8 +348,12 @@ def _register_demo(settings: Settings, engine: Engine, undo: _Undo) -> DemoRecor
         agency = register_agency(
             session, name=data["agency"]["name"], uscc=uscc, region=settings.region
         )
+        # Every scope, so that the demo shows everything the API does.
         client, client_secret = add_api_client(
-            session, agency_uscc=agency.uscc, name=data["api_client"]["name"]
+            session,
+            agency_uscc=agency.uscc,
+            name=data["api_client"]["name"],
+            scopes=list(ClientScope),
         )
         staff = add_staff_user(
             session,

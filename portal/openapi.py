@@ -250,8 +250,8 @@ _RESPONSES = {
         "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
     },
     "Forbidden": _problem_response(
-        "Another agency's seal; or for stamping: no grant, or the seal is not active "
-        "(type urn:yinxin:problem:seal-not-usable)."
+        "Another agency's seal; or for stamping: no seal:stamp scope, no grant, or the "
+        "seal is not active (type urn:yinxin:problem:seal-not-usable)."
     ),
     "NotFound": _problem_response("No seal with this id or seal code."),
     "TooLarge": _problem_response("The upload is over the limit (50 MiB by default)."),
@@ -431,7 +431,11 @@ _DOCUMENT: dict[str, Any] = {
                 "scheme": "basic",
                 "description": "User name: the API client id (cl_...); password: its "
                 "secret. 401 with WWW-Authenticate when missing or wrong; too many "
-                "failures from one address: 429 with Retry-After.",
+                "failures from one address: 429 with Retry-After. What a client may do "
+                "is set by its scopes (yinxin client scopes): seal:stamp, "
+                "licence:issue (issue, renew), licence:read (list, fetch), "
+                "licence:manage (revoke, suspend, reinstate), licence:usage-code; "
+                "403 without the one a route needs.",
             }
         },
         "schemas": _SCHEMAS,
@@ -701,7 +705,9 @@ _LICENCE_SCHEMAS: dict[str, Any] = {
 _LICENCE_ERRORS = {
     **_AUTH_ERRORS,
     "400": _problem_response("Not a licence identifier, or a bad request body."),
-    "403": _problem_response("Another agency's licence."),
+    "403": _problem_response(
+        "Another agency's licence, or the client lacks the route's scope."
+    ),
     "404": _problem_response("No licence with this identifier (of the own agency)."),
 }
 
@@ -765,7 +771,8 @@ _LICENCE_PATHS: dict[str, Any] = {
                 ),
                 **_AUTH_ERRORS,
                 "403": _problem_response(
-                    "Another agency, or no grant for an official seal."
+                    "No licence:issue scope, another agency, or no grant for an "
+                    "official seal."
                 ),
                 "409": _problem_response(
                     "No active official seal, or this number was issued already."

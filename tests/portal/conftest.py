@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen import canvas
 
-from pki.registry import add_api_client, register_agency
+from pki.registry import ClientScope, add_api_client, register_agency
 from portal.cli import cli
 from portal.config import SettingOverrides, Settings, resolve_settings
 from portal.instance import InitResult, init_instance
@@ -209,8 +209,12 @@ def seal_template(
                 uscc=OTHER_AGENCY_USCC,
                 region=OTHER_AGENCY_REGION,
             )
+            # Every scope: the tests with it are about agencies, not scopes.
             other_client, other_secret = add_api_client(
-                session, agency_uscc=OTHER_AGENCY_USCC, name="司法局办公系统"
+                session,
+                agency_uscc=OTHER_AGENCY_USCC,
+                name="司法局办公系统",
+                scopes=list(ClientScope),
             )
         seals = services.seal_registry()
         demo = result.demo

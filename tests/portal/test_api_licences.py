@@ -634,3 +634,62 @@ def test_a_list_that_cannot_be_signed_past_its_exp_is_503(
         assert "status not checked" in verdict["reason"]
     finally:
         close(app)
+
+
+def test_each_licence_route_needs_its_scope(
+    app: Flask,
+    client: FlaskClient,
+    home: Path,
+    issued: Issued,
+    seal_world: SealWorld,
+    sample_pdf: bytes,
+) -> None:
+    """Scopes are checked before anything else: a default client (seal:stamp,
+    licence:issue, licence:read) may not revoke or make usage codes; a client with
+    only licence:read may not issue or stamp."""
+    with app.app_context(), current_services().session() as session:
+        default, default_secret = add_api_client(
+            session, agency_uscc=seal_world.demo_uscc, name="办件系统"
+        )
+        reader, reader_secret = add_api_client(
+            session,
+            agency_uscc=seal_world.demo_uscc,
+            name="查询系统",
+            scopes=["licence:read"],
+        )
+    default_headers = basic(default.client_id, default_secret)
+    reader_headers = basic(reader.client_id, reader_secret)
+    base = f"/api/v1/licenses/{issued.business['identifier']}"
+    before = granted_signatures(home)
+    for action, scope in (
+        ("revoke", "licence:manage"),
+        ("suspend", "licence:manage"),
+        ("reinstate", "licence:manage"),
+        ("usage-codes", "licence:usage-code"),
+    ):
+        refused = client.post(
+            f"{base}/{action}",
+            json={"reason": "x"} if action == "revoke" else {},
+            headers=default_headers,
+        )
+        assert_problem(refused, 403, f"lacks the '{scope}' scope")
+    assert client.get(base, headers=default_headers).status_code == 200
+    assert client.get(base, headers=reader_headers).status_code == 200
+    for refused, scope in (
+        (issue(client, reader_headers, FOOD_PERMIT), "licence:issue"),
+        (
+            client.post(f"{base}/renew", json={"data": {}}, headers=reader_headers),
+            "licence:issue",
+        ),
+        (
+            client.post(
+                f"/api/v1/seals/{seal_world.official.id}/stamp",
+                headers=reader_headers,
+                data={"file": (io.BytesIO(sample_pdf), "n.pdf")},
+            ),
+            "seal:stamp",
+        ),
+    ):
+        assert_problem(refused, 403, f"lacks the '{scope}' scope")
+    assert granted_signatures(home) == before
+    assert client.get(base, headers=default_headers).get_json()["status"] == "valid"

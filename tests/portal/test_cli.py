@@ -141,6 +141,51 @@ def test_client_add_shows_the_secret_once_and_it_authenticates(
     assert human.stdout.count("ycs_") == 1
 
 
+def test_client_scopes_are_set_listed_and_checked(
+    instance_home: Path, demo_uscc: str
+) -> None:
+    added = invoke(
+        instance_home, "client", "add", "--agency", demo_uscc, "--name", "查询系统",
+        "--scope", "licence:read", "--json",
+    )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    client_id = json.loads(added.stdout)["client_id"]
+    assert json.loads(added.stdout)["scopes"] == ["licence:read"]
+
+    changed = invoke(
+        instance_home, "client", "scopes", client_id, "licence:read", "licence:manage"
+    )
+    assert changed.exit_code == 0, changed.output
+    assert changed.stdout == f"{client_id} may now: licence:manage licence:read.\n"
+    listed = json.loads(
+        invoke(instance_home, "client", "list", "--agency", demo_uscc, "--json").stdout
+    )["clients"]
+    scopes = {c["client_id"]: c["scopes"] for c in listed}
+    assert scopes[client_id] == ["licence:manage", "licence:read"]
+    assert "secret" not in json.dumps(listed)
+    # The demo client may do everything, so the demo shows every route.
+    demo_client = next(c for c in listed if c["client_id"] != client_id)
+    assert demo_client["scopes"] == sorted(
+        [
+            "licence:issue",
+            "licence:manage",
+            "licence:read",
+            "licence:usage-code",
+            "seal:stamp",
+        ]
+    )
+    nothing = invoke(instance_home, "client", "scopes", client_id, "none", "--json")
+    assert json.loads(nothing.stdout)["scopes"] == []
+
+    unknown = invoke(instance_home, "client", "scopes", client_id, "licence:everything")
+    assert unknown.exit_code == exit_code(ErrorCategory.BAD_REQUEST)
+    assert "unknown API client scope" in one_error_line(unknown.stderr)
+    missing = invoke(
+        instance_home, "client", "scopes", "cl_0000000000000000", "seal:stamp"
+    )
+    assert missing.exit_code == exit_code(ErrorCategory.NOT_FOUND)
+
+
 def test_client_for_an_unknown_agency_is_not_found(instance_home: Path) -> None:
     result = invoke(
         instance_home, "client", "add", "--agency", uscc_with_check("11110000MB0176209")
