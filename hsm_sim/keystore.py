@@ -4,6 +4,8 @@ A backend supplies three things: finding a key by label, making a raw signature 
 and the key lifecycle. This base class turns them into the `KeyStore` protocol and
 guarantees the order that makes the audit log trustworthy: refuse (and record the
 refusal), or record GRANTED and only then sign; a failed signature is recorded FAILED.
+Making and destroying a key follow the same order (operations "generate-key" and
+"destroy-key"), so no key comes or goes without a trace.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import abc
 import hashlib
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from cryptography.hazmat.primitives import hashes
@@ -62,6 +64,8 @@ _HASHES: dict[HashName, type[hashes.HashAlgorithm]] = {
 }
 _EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _SIGNING_FAILED = "the token failed to make the signature"
+_GENERATING_FAILED = "the token failed to make the key"
+_DESTROYING_FAILED = "the token failed to destroy the key"
 
 
 def hash_algorithm(name: HashName) -> hashes.HashAlgorithm:
@@ -156,6 +160,7 @@ class FoundKey(Protocol):
 
 
 K = TypeVar("K", bound=FoundKey)
+T = TypeVar("T")
 
 
 class AuditedKeyStore(abc.ABC, Generic[K]):
@@ -193,6 +198,10 @@ class AuditedKeyStore(abc.ABC, Generic[K]):
     ) -> KeyInfo:
         """Make the key pair; the request is already checked. KeyExistsError if taken."""
 
+    @abc.abstractmethod
+    def _destroy_key(self, label: str) -> None:
+        """Delete the key for good; KeyNotFoundError if there is none."""
+
     def generate_key(
         self, label: str, algorithm: KeyAlgorithm, usages: frozenset[KeyUsage]
     ) -> KeyInfo:
@@ -202,11 +211,81 @@ class AuditedKeyStore(abc.ABC, Generic[K]):
         usages = check_usages(usages)
         if not isinstance(algorithm, KeyAlgorithm):
             raise InvalidKeyRequestError("algorithm must be a KeyAlgorithm value")
-        return self._generate_key(label, algorithm, usages)
+        request = f"{algorithm.value} for {','.join(sorted(u.value for u in usages))}"
+        return self._audited_lifecycle(
+            "generate-key",
+            label,
+            request,
+            lambda: self._generate_key(label, algorithm, usages),
+            _GENERATING_FAILED,
+        )
 
-    @abc.abstractmethod
     def destroy_key(self, label: str) -> None:
         """Delete the key for good; KeyNotFoundError if there is none."""
+        self._check_open()
+        label = check_label(label)
+        self._audited_lifecycle(
+            "destroy-key",
+            label,
+            "",
+            lambda: self._destroy_key(label),
+            _DESTROYING_FAILED,
+        )
+
+    def _audited_lifecycle(
+        self,
+        operation: str,
+        label: str,
+        request: str,
+        act: Callable[[], T],
+        failure: str,
+    ) -> T:
+        """Record a key's creation or destruction before it happens (and a failure after).
+
+        As for a signature: a failure of the backend that is not an HsmError (a full
+        disk, a device error) is recorded FAILED too and raised as an HsmError, so the
+        log never shows a key made or destroyed that was not.
+        """
+        context = current_signing_context()
+        why = f"({context.operation})" if context.operation else ""
+        digest = hashlib.sha256(f"{operation}\0{label}\0{request}".encode()).hexdigest()
+
+        def event(result: AuditResult, detail: str) -> AuditEvent:
+            return AuditEvent(
+                actor=context.actor,
+                operation=operation,
+                key_label=label,
+                data_sha256=digest,
+                result=result,
+                detail=detail,
+            )
+
+        def record_failure(reason: str) -> None:
+            try:
+                self._audit.record(event(AuditResult.FAILED, reason))
+            except Exception:  # noqa: BLE001 - the original failure is what matters
+                _log.exception(
+                    "could not record a failed %s in the audit log", operation
+                )
+
+        try:
+            self._audit.record(
+                event(AuditResult.GRANTED, " ".join(filter(None, (request, why))))
+            )
+        except AuditUnavailableError:
+            raise
+        except Exception as exc:
+            raise AuditUnavailableError(
+                f"the audit log could not be written, so the {operation} was refused"
+            ) from exc
+        try:
+            return act()
+        except HsmError as exc:
+            record_failure(str(exc))
+            raise
+        except Exception as exc:
+            record_failure(failure)
+            raise HsmError(failure) from exc
 
     @abc.abstractmethod
     def _release(self) -> None:

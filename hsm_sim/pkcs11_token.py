@@ -62,7 +62,7 @@ from hsm_sim.errors import (
     TokenLockedError,
     TokenNotFoundError,
 )
-from hsm_sim.keystore import AuditedKeyStore, check_label
+from hsm_sim.keystore import AuditedKeyStore
 
 __all__ = ["Pkcs11KeyStore", "unlock_pkcs11_token"]
 
@@ -203,10 +203,8 @@ class Pkcs11KeyStore(AuditedKeyStore[_Pkcs11Key]):
             self._keys[label] = _Pkcs11Key(info, private)
         return info
 
-    def destroy_key(self, label: str) -> None:
+    def _destroy_key(self, label: str) -> None:
         """Delete the key pair and its metadata; KeyNotFoundError if there is none."""
-        self._check_open()
-        label = check_label(label)
         with self._login.lock:
             metadata = self._metadata_object(label)
             if metadata is None:

@@ -243,10 +243,9 @@ class SoftKeyStore(AuditedKeyStore[_SoftKey]):
             self._keys[label] = _SoftKey(info, private_key, path, stamp)
         return info
 
-    def destroy_key(self, label: str) -> None:
+    def _destroy_key(self, label: str) -> None:
         """Delete the key's file for good; KeyNotFoundError if there is none."""
-        self._check_open()
-        path = self._key_path(check_label(label))
+        path = self._key_path(label)
         with _token_lock(self._root):
             try:
                 os.unlink(path)

@@ -39,6 +39,10 @@ AGENCY_NAME = "某某市市场监督管理局"
 AGENCY_USCC = "91350100M000100Y43"
 LOOPBACK_URL = "http://127.0.0.1:8000"
 PUBLIC_URL = "http://pki.example.gov.cn"
+# The key store's audit operations for making and destroying a key (hsm_sim/keystore.py).
+GENERATE_KEY = "generate-key"
+DESTROY_KEY = "destroy-key"
+KEY_LIFECYCLE_OPERATIONS = (GENERATE_KEY, DESTROY_KEY)
 
 
 @dataclasses.dataclass
@@ -61,20 +65,59 @@ class Node:
         self.engine.dispose()
 
     def granted_signatures(self, key_label: str | None = None) -> int:
-        """How many signatures the audit log granted (to `key_label`, or to any key)."""
+        """How many signatures the audit log granted (to `key_label`, or to any key).
+
+        Making and destroying a key are audited as well, but they are no signature:
+        they are not counted here (see `audit_trail` for them).
+        """
         query = (
             select(func.count())
             .select_from(AuditEntry)
-            .where(AuditEntry.result == AuditResult.GRANTED)
+            .where(
+                AuditEntry.result == AuditResult.GRANTED,
+                AuditEntry.operation.not_in(KEY_LIFECYCLE_OPERATIONS),
+            )
         )
         if key_label is not None:
             query = query.where(AuditEntry.key_label == key_label)
         with self.sessions() as session:
             return session.scalar(query) or 0
 
+    def signing_entries(self, key_label: str) -> list[AuditEntry]:
+        """The audit entries of signatures with `key_label`, whatever their result,
+        oldest first (its generation and destruction left out)."""
+        with self.sessions() as session:
+            return list(
+                session.scalars(
+                    select(AuditEntry)
+                    .where(
+                        AuditEntry.key_label == key_label,
+                        AuditEntry.operation.not_in(KEY_LIFECYCLE_OPERATIONS),
+                    )
+                    .order_by(AuditEntry.seq)
+                )
+            )
+
     def audit_entry_count(self) -> int:
+        """Every audit entry: signatures, refusals, and keys made or destroyed."""
         with self.sessions() as session:
             return session.scalar(select(func.count()).select_from(AuditEntry)) or 0
+
+    def audit_trail(
+        self, *, after: int = 0, key_label: str | None = None
+    ) -> list[tuple[str, str, AuditResult]]:
+        """(operation, key label, result) of the audit entries after entry number
+        `after` (an earlier `audit_entry_count()`), for `key_label` or any key, in
+        order."""
+        query = (
+            select(AuditEntry.operation, AuditEntry.key_label, AuditEntry.result)
+            .where(AuditEntry.seq > after)
+            .order_by(AuditEntry.seq)
+        )
+        if key_label is not None:
+            query = query.where(AuditEntry.key_label == key_label)
+        with self.sessions() as session:
+            return [tuple(row) for row in session.execute(query)]  # type: ignore[misc]
 
     def verify_audit(self) -> AuditReport:
         return verify_audit_log(self.database_url, self.keystore)

@@ -45,6 +45,9 @@ from hsm_sim.storage import utcnow
 from portal.db import make_engine, upgrade_database
 
 AUDIT_KEY = "audit-1"
+# The `keystore` fixture makes the audit key first: making a key is audited, so that is
+# entry 1 of the log, and the entries a test adds start at 2.
+AUDIT_KEY_MADE = 1
 
 
 def _event(n: int = 0, **changes: object) -> AuditEvent:
@@ -144,7 +147,8 @@ def test_an_untouched_log_verifies(audit_log: SqlAuditLog, keystore: KeyStore):
     _fill(audit_log, 5)
     report = verify_audit_log(audit_log.url, keystore)
     assert report.ok, report.reason
-    assert report.entry_count == 18  # 12 + the checkpoint's own signature + 5
+    # The audit key's making, 12, the checkpoint's own signature, 5.
+    assert report.entry_count == AUDIT_KEY_MADE + 12 + 1 + 5
     assert report.checkpoints_verified == 1
     assert report.first_bad_seq is None
 
@@ -292,7 +296,7 @@ def test_truncation_with_a_rewound_head_is_caught_by_the_last_checkpoint(
     audit_log: SqlAuditLog, keystore: KeyStore, attacker: Engine
 ):
     _fill(audit_log, 10)
-    audit_log.write_checkpoint(keystore, AUDIT_KEY)  # covers 10; its signature is 11
+    audit_log.write_checkpoint(keystore, AUDIT_KEY)  # covers 11; its signature is 12
     _fill(audit_log, 4)
     with attacker.begin() as conn:
         head_hash = conn.execute(
@@ -305,7 +309,7 @@ def test_truncation_with_a_rewound_head_is_caught_by_the_last_checkpoint(
     report = verify_audit_log(audit_log.url, keystore)
     assert not report.ok
     assert report.first_bad_seq == 9
-    assert "a signed checkpoint covers 10 entries" in report.reason
+    assert "a signed checkpoint covers 11 entries" in report.reason
 
 
 def test_a_rewritten_chain_is_caught_by_the_checkpoint(
@@ -313,7 +317,7 @@ def test_a_rewritten_chain_is_caught_by_the_checkpoint(
 ):
     """Edit entry 3 and recompute every hash after it: only the signature catches that."""
     _fill(audit_log, 6)
-    audit_log.write_checkpoint(keystore, AUDIT_KEY)
+    audit_log.write_checkpoint(keystore, AUDIT_KEY)  # covers 7: the key's making and 6
     entries = sorted(audit_log.recent_entries(100), key=lambda e: e.seq)
     running = entries[1].entry_hash
     with attacker.begin() as conn:
@@ -333,7 +337,7 @@ def test_a_rewritten_chain_is_caught_by_the_checkpoint(
         conn.execute(text("UPDATE audit_head SET head_hash = :h"), {"h": running})
     report = verify_audit_log(audit_log.url, keystore)
     assert not report.ok
-    assert report.first_bad_seq == 6
+    assert report.first_bad_seq == AUDIT_KEY_MADE + 6
     assert "does not match the signed checkpoint" in report.reason
 
 
@@ -389,11 +393,11 @@ def test_a_checkpoint_is_signed_by_the_audit_key_and_is_itself_audited(
     _fill(audit_log, 4)
     with signing_context(actor="operator:bob"):
         checkpoint = audit_log.write_checkpoint(keystore, AUDIT_KEY)
-    assert checkpoint.entry_count == 4
+    assert checkpoint.entry_count == AUDIT_KEY_MADE + 4
     assert checkpoint.algorithm == "ecdsa-sha256"
     newest = audit_log.recent_entries(1)[0]
     assert (newest.seq, newest.key_label, newest.actor, newest.operation) == (
-        5, AUDIT_KEY, "operator:bob", "audit-checkpoint"
+        AUDIT_KEY_MADE + 5, AUDIT_KEY, "operator:bob", "audit-checkpoint"
     )
 
 
@@ -419,7 +423,7 @@ def test_checkpoints_are_written_automatically_every_1000_entries(
     audit_log: SqlAuditLog, keystore: KeyStore
 ):
     audit_log.attach_checkpoint_signer(keystore, AUDIT_KEY)
-    _fill(audit_log, 999)
+    _fill(audit_log, 999 - AUDIT_KEY_MADE)
     audit_log.wait_for_checkpoints()
     assert verify_audit_log(audit_log.url, keystore).checkpoints_verified == 0
     _fill(audit_log, 1)
@@ -439,7 +443,7 @@ def test_a_checkpoint_entry_landing_on_the_interval_starts_no_other(
     report = verify_audit_log(audit_log.url, keystore)
     assert report.ok, report.reason
     assert report.checkpoints_verified == 3
-    assert report.entry_count == 6
+    assert report.entry_count == AUDIT_KEY_MADE + 6
 
 
 # With the key store ------------------------------------------------------------------
@@ -452,11 +456,39 @@ def test_a_signature_through_a_key_handle_is_audited_with_its_context(
     handle = keystore.private_key("seal-1", usage=KeyUsage.SEAL)
     with signing_context(actor="agency-clerk:zhang.wei", operation="stamp-pdf"):
         handle.sign(b"the document", ec.ECDSA(hashes.SHA256()))
-    (entry,) = audit_log.recent_entries(5)
+    entry, made_seal_key, made_audit_key = audit_log.recent_entries(5)
+    assert [(e.operation, e.key_label) for e in (made_audit_key, made_seal_key)] == [
+        ("generate-key", AUDIT_KEY), ("generate-key", "seal-1")
+    ]
     assert (entry.actor, entry.operation, entry.key_label, entry.result) == (
         "agency-clerk:zhang.wei", "stamp-pdf", "seal-1", AuditResult.GRANTED
     )
     assert entry.data_sha256 == hashlib.sha256(b"the document").hexdigest()
+
+
+def test_making_and_destroying_a_key_are_chained_entries_like_signatures(
+    audit_log: SqlAuditLog, keystore: KeyStore, attacker: Engine
+):
+    keystore.generate_key("seal-1", KeyAlgorithm.EC_P256, frozenset({KeyUsage.SEAL}))
+    with signing_context(actor="operator:wang", operation="revoke-seal:350100000001"):
+        keystore.destroy_key("seal-1")
+    audit_log.write_checkpoint(keystore, AUDIT_KEY)
+
+    entries = sorted(audit_log.recent_entries(10), key=lambda e: e.seq)
+    assert [(e.seq, e.actor, e.operation, e.key_label, e.result) for e in entries] == [
+        (1, "system", "generate-key", AUDIT_KEY, AuditResult.GRANTED),
+        (2, "system", "generate-key", "seal-1", AuditResult.GRANTED),
+        (3, "operator:wang", "destroy-key", "seal-1", AuditResult.GRANTED),
+        (4, "system", "audit-checkpoint", AUDIT_KEY, AuditResult.GRANTED),
+    ]
+    assert [e.detail for e in entries[:3]] == [
+        "ec-p256 for audit", "ec-p256 for seal", "(revoke-seal:350100000001)"
+    ]
+    assert verify_audit_log(audit_log.url, keystore).ok
+    # Wiping out the trace of the destruction is caught like any other edit.
+    _sql(attacker, "DELETE FROM audit_entry WHERE seq = 3")
+    report = verify_audit_log(audit_log.url, keystore)
+    assert not report.ok and report.first_bad_seq == 3
 
 
 def test_the_key_store_refuses_to_sign_when_the_entry_cannot_be_written(
@@ -475,7 +507,8 @@ def test_the_key_store_refuses_to_sign_when_the_entry_cannot_be_written(
             store.sign("seal-1", b"refused", sha256, usage=KeyUsage.SEAL)
         holder.execute("ROLLBACK")
         store.sign("seal-1", b"granted", sha256, usage=KeyUsage.SEAL)
-        (entry,) = log.recent_entries(5)
+        entry, made = log.recent_entries(5)
+        assert (made.operation, made.key_label) == ("generate-key", "seal-1")
         assert entry.data_sha256 == hashlib.sha256(b"granted").hexdigest()
     finally:
         holder.close()

@@ -17,6 +17,7 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import NameOID
 
 from hsm_sim.api import (
+    AuditEvent,
     AuditResult,
     HashName,
     KeyAlgorithm,
@@ -69,6 +70,18 @@ MECHANISMS = {
     ],
 }
 CERT_USAGES = frozenset({KeyUsage.CERT_SIGN, KeyUsage.CRL_SIGN, KeyUsage.OCSP_SIGN})
+# Every key a test makes is audited first: the entry it writes.
+GENERATED = ("generate-key", AuditResult.GRANTED)
+
+
+def audit_trail(sink) -> list[tuple[str, AuditResult]]:
+    """(operation, result) of every event the store wrote, oldest first."""
+    return [(event.operation, event.result) for event in sink.events]
+
+
+def lifecycle_sha256(operation: str, label: str, request: str) -> str:
+    """The data_sha256 of a generate-key or destroy-key entry."""
+    return hashlib.sha256(f"{operation}\0{label}\0{request}".encode()).hexdigest()
 
 
 def payload_for(mechanism: SignatureMechanism, message: bytes) -> bytes:
@@ -173,7 +186,14 @@ def test_destroyed_key_is_gone_for_every_operation(store, audit_sink):
         store.sign("doomed", b"x", SHA256, usage=KeyUsage.SEAL)
     with pytest.raises(KeyNotFoundError):
         store.destroy_key("doomed")
-    assert [event.result for event in audit_sink.events] == [AuditResult.REFUSED]
+    assert [(e.operation, e.key_label, e.result) for e in audit_sink.events] == [
+        ("generate-key", "doomed", AuditResult.GRANTED),
+        ("generate-key", "kept", AuditResult.GRANTED),
+        ("destroy-key", "doomed", AuditResult.GRANTED),
+        ("sign:seal", "doomed", AuditResult.REFUSED),
+        ("destroy-key", "doomed", AuditResult.GRANTED),
+        ("destroy-key", "doomed", AuditResult.FAILED),
+    ]
 
 
 def test_destroyed_label_can_be_used_for_a_new_key(store):
@@ -218,14 +238,24 @@ def test_unknown_label_is_not_found_and_a_signing_attempt_is_audited(store, audi
 @pytest.mark.parametrize(
     "label", ["", " padded", "tab\there", "x" * 129, "new\nline"], ids=repr
 )
-def test_malformed_labels_are_refused(store, label):
+def test_malformed_labels_are_refused(store, audit_sink, label):
     with pytest.raises(InvalidKeyRequestError):
         store.generate_key(label, KeyAlgorithm.EC_P256, frozenset({KeyUsage.SEAL}))
+    with pytest.raises(InvalidKeyRequestError):
+        store.destroy_key(label)
+
+    # Refused before anything was attempted: nothing to audit.
+    assert audit_sink.events == []
 
 
-def test_a_key_needs_a_usage(store):
+def test_a_key_needs_a_usage(store, audit_sink):
     with pytest.raises(InvalidKeyRequestError):
         store.generate_key("no-usage", KeyAlgorithm.EC_P256, frozenset())
+    with pytest.raises(InvalidKeyRequestError):
+        store.generate_key("no-algorithm", "ec-p256", frozenset({KeyUsage.SEAL}))
+
+    assert audit_sink.events == []
+    assert store.list_keys() == []
 
 
 def test_any_printable_label_works(store):
@@ -278,6 +308,187 @@ def test_the_store_itself_cannot_be_pickled(store):
         pickle.dumps(store)
 
 
+# -- making and destroying keys: audited before they happen -------------------------
+
+
+def test_making_a_key_is_audited_granted_before_the_key_exists(
+    store, audit_sink, monkeypatch
+):
+    real_generate = store._generate_key
+    seen_while_making = []
+
+    def generate_after_checking_the_log(*args):
+        seen_while_making.append((list(audit_sink.events), store.list_keys()))
+        return real_generate(*args)
+
+    monkeypatch.setattr(store, "_generate_key", generate_after_checking_the_log)
+    with signing_context(actor="registrar:li", operation="make-seal:350100000001"):
+        store.generate_key("seal-1", KeyAlgorithm.EC_P256, frozenset({KeyUsage.SEAL}))
+    store.generate_key("issuer", KeyAlgorithm.EC_P384, CERT_USAGES)
+
+    (logged, keys_then), _ = seen_while_making
+    assert keys_then == []
+    assert logged == audit_sink.events[:1]
+    made_seal, made_issuer = audit_sink.events
+    assert made_seal == AuditEvent(
+        actor="registrar:li",
+        operation="generate-key",
+        key_label="seal-1",
+        data_sha256=lifecycle_sha256("generate-key", "seal-1", "ec-p256 for seal"),
+        result=AuditResult.GRANTED,
+        detail="ec-p256 for seal (make-seal:350100000001)",
+    )
+    assert (made_issuer.actor, made_issuer.detail) == (
+        "system",
+        "ec-p384 for cert-sign,crl-sign,ocsp-sign",
+    )
+    assert [info.label for info in store.list_keys()] == ["issuer", "seal-1"]
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [OSError("disk full"), AuditUnavailableError("audit database is read-only")],
+    ids=["sink-broken", "sink-unavailable"],
+)
+def test_no_key_is_made_when_the_audit_log_cannot_be_written(
+    store, audit_sink, monkeypatch, failure
+):
+    attempts = []
+    monkeypatch.setattr(store, "_generate_key", lambda *args: attempts.append(args))
+    audit_sink.fail_with = failure
+
+    with pytest.raises(AuditUnavailableError) as refused:
+        store.generate_key("seal-1", KeyAlgorithm.EC_P256, frozenset({KeyUsage.SEAL}))
+
+    assert attempts == []
+    assert store.list_keys() == []
+    assert audit_sink.events == []
+    if isinstance(failure, OSError):
+        assert str(refused.value) == (
+            "the audit log could not be written, so the generate-key was refused"
+        )
+        assert refused.value.__cause__ is failure
+    else:
+        assert refused.value is failure
+
+
+def test_a_taken_label_is_audited_granted_then_failed(store, audit_sink):
+    first = store.generate_key("dup", KeyAlgorithm.EC_P256, frozenset({KeyUsage.SEAL}))
+
+    with pytest.raises(KeyExistsError) as refused:
+        store.generate_key("dup", KeyAlgorithm.ED25519, frozenset({KeyUsage.TOKEN}))
+
+    assert store.list_keys() == [first]
+    _, attempt, failure = audit_sink.events
+    assert (attempt.operation, attempt.result, attempt.detail) == (
+        "generate-key",
+        AuditResult.GRANTED,
+        "ed25519 for token",
+    )
+    assert (failure.operation, failure.key_label, failure.result) == (
+        "generate-key",
+        "dup",
+        AuditResult.FAILED,
+    )
+    assert failure.detail == str(refused.value) == "a key labelled 'dup' already exists"
+    assert failure.data_sha256 == attempt.data_sha256
+
+
+def test_destroying_a_key_is_audited_granted_before_the_key_is_gone(
+    store, audit_sink, monkeypatch
+):
+    made = store.generate_key(
+        "doomed", KeyAlgorithm.EC_P256, frozenset({KeyUsage.SEAL})
+    )
+    real_destroy = store._destroy_key
+    seen_while_destroying = []
+
+    def destroy_after_checking_the_log(label):
+        seen_while_destroying.append((list(audit_sink.events), store.key_info(label)))
+        real_destroy(label)
+
+    monkeypatch.setattr(store, "_destroy_key", destroy_after_checking_the_log)
+    with signing_context(actor="operator:wang", operation="revoke-seal:350100000001"):
+        store.destroy_key("doomed")
+
+    ((logged, info_then),) = seen_while_destroying
+    assert info_then == made
+    assert logged == audit_sink.events
+    _, destroyed = audit_sink.events
+    assert destroyed == AuditEvent(
+        actor="operator:wang",
+        operation="destroy-key",
+        key_label="doomed",
+        data_sha256=lifecycle_sha256("destroy-key", "doomed", ""),
+        result=AuditResult.GRANTED,
+        detail="(revoke-seal:350100000001)",
+    )
+    assert store.list_keys() == []
+
+
+def test_a_key_stays_when_its_destruction_cannot_be_audited(store, audit_sink):
+    store.generate_key("kept", KeyAlgorithm.EC_P256, frozenset({KeyUsage.SEAL}))
+    audit_sink.fail_with = OSError("disk full")
+
+    with pytest.raises(AuditUnavailableError, match="the destroy-key was refused"):
+        store.destroy_key("kept")
+
+    audit_sink.fail_with = None
+    assert [info.label for info in store.list_keys()] == ["kept"]
+    signature = store.sign("kept", b"still here", SHA256, usage=KeyUsage.SEAL)
+    verify(store.public_key("kept"), signature, b"still here", SHA256)
+    assert audit_trail(audit_sink) == [GENERATED, ("sign:seal", AuditResult.GRANTED)]
+
+
+def test_destroying_an_unknown_label_is_audited_failed(store, audit_sink):
+    with pytest.raises(KeyNotFoundError) as refused:
+        store.destroy_key("never-made")
+
+    attempt, failure = audit_sink.events
+    assert (attempt.operation, attempt.key_label, attempt.result) == (
+        "destroy-key",
+        "never-made",
+        AuditResult.GRANTED,
+    )
+    assert (failure.operation, failure.key_label, failure.result) == (
+        "destroy-key",
+        "never-made",
+        AuditResult.FAILED,
+    )
+    assert failure.detail == str(refused.value)
+    assert "never-made" in failure.detail
+
+
+@pytest.mark.parametrize("operation", ["generate-key", "destroy-key"])
+def test_a_token_failing_to_make_or_destroy_a_key_is_audited_failed(
+    store, audit_sink, monkeypatch, operation
+):
+    store.generate_key("k", KeyAlgorithm.EC_P256, frozenset({KeyUsage.SEAL}))
+    keys_before = store.list_keys()
+
+    def broken_token(*args):
+        raise RuntimeError("device error 0x31")
+
+    if operation == "generate-key":
+        monkeypatch.setattr(store, "_generate_key", broken_token)
+        with pytest.raises(HsmError) as raised:
+            store.generate_key("k2", KeyAlgorithm.EC_P256, frozenset({KeyUsage.SEAL}))
+    else:
+        monkeypatch.setattr(store, "_destroy_key", broken_token)
+        with pytest.raises(HsmError) as raised:
+            store.destroy_key("k")
+
+    assert "0x31" not in str(raised.value)
+    assert isinstance(raised.value.__cause__, RuntimeError)
+    assert store.list_keys() == keys_before
+    assert audit_trail(audit_sink) == [
+        GENERATED,
+        (operation, AuditResult.GRANTED),
+        (operation, AuditResult.FAILED),
+    ]
+    assert audit_sink.events[-1].detail == str(raised.value)
+
+
 # -- usages and the audit log ------------------------------------------------------
 
 
@@ -289,7 +500,8 @@ def test_a_key_refuses_a_usage_it_was_not_made_for_and_the_refusal_is_audited(
     with signing_context(actor="clerk-7"), pytest.raises(UsageNotPermittedError):
         store.sign("seal-key", b"tbs certificate", SHA256, usage=KeyUsage.CERT_SIGN)
 
-    (event,) = audit_sink.events
+    made, event = audit_sink.events
+    assert (made.operation, made.key_label) == ("generate-key", "seal-key")
     assert event.result is AuditResult.REFUSED
     assert (event.actor, event.operation, event.key_label) == (
         "clerk-7",
@@ -305,7 +517,10 @@ def test_a_handle_for_a_missing_usage_is_refused_at_once(store, audit_sink):
     with pytest.raises(UsageNotPermittedError):
         store.private_key("seal-key", usage=KeyUsage.CRL_SIGN)
 
-    assert [event.result for event in audit_sink.events] == [AuditResult.REFUSED]
+    assert audit_trail(audit_sink) == [
+        GENERATED,
+        ("sign:crl-sign", AuditResult.REFUSED),
+    ]
 
 
 def test_every_signature_is_audited_granted_before_it_is_made(
@@ -318,7 +533,13 @@ def test_every_signature_is_audited_granted_before_it_is_made(
     def sign_after_checking_the_log(key, data, mechanism):
         granted_before_signing.append(
             [(e.result, e.data_sha256) for e in audit_sink.events]
-            == [(AuditResult.GRANTED, hashlib.sha256(data).hexdigest())]
+            == [
+                (
+                    AuditResult.GRANTED,
+                    lifecycle_sha256("generate-key", "k", "ec-p256 for ocsp-sign"),
+                ),
+                (AuditResult.GRANTED, hashlib.sha256(data).hexdigest()),
+            ]
         )
         return real_sign(key, data, mechanism)
 
@@ -327,7 +548,7 @@ def test_every_signature_is_audited_granted_before_it_is_made(
         store.sign("k", b"response", SHA256, usage=KeyUsage.OCSP_SIGN)
 
     assert granted_before_signing == [True]
-    (event,) = audit_sink.events
+    _, event = audit_sink.events
     assert (event.actor, event.operation, event.key_label, event.detail) == (
         "ocsp-responder",
         "ocsp:refresh",
@@ -381,9 +602,10 @@ def test_a_signature_that_fails_after_granted_is_audited_failed(
 
     assert "0x30" not in str(raised.value)
     assert isinstance(raised.value.__cause__, RuntimeError)
-    assert [event.result for event in audit_sink.events] == [
-        AuditResult.GRANTED,
-        AuditResult.FAILED,
+    assert audit_trail(audit_sink) == [
+        GENERATED,
+        ("sign:seal", AuditResult.GRANTED),
+        ("sign:seal", AuditResult.FAILED),
     ]
 
 
@@ -422,7 +644,7 @@ def test_a_mechanism_unfit_for_the_key_is_refused_and_audited(
     with pytest.raises(InvalidKeyRequestError):
         store.sign("k", b"not a digest", mechanism, usage=KeyUsage.SEAL)
 
-    assert [event.result for event in audit_sink.events] == [AuditResult.REFUSED]
+    assert audit_trail(audit_sink) == [GENERATED, ("sign:seal", AuditResult.REFUSED)]
 
 
 def test_sign_batch_writes_one_audit_entry_then_every_signature(store, audit_sink):
@@ -434,7 +656,8 @@ def test_sign_batch_writes_one_audit_entry_then_every_signature(store, audit_sin
     public_key = store.public_key("ocsp")
     for item, signature in zip(items, signatures, strict=True):
         verify(public_key, signature, item, SHA256)
-    (event,) = audit_sink.events
+    made, event = audit_sink.events
+    assert (made.operation, made.key_label) == ("generate-key", "ocsp")
     expected = hashlib.sha256(b"".join(hashlib.sha256(item).digest() for item in items))
     assert (event.result, event.detail) == (AuditResult.GRANTED, "batch of 5")
     assert event.data_sha256 == expected.hexdigest()
@@ -454,7 +677,7 @@ def test_sign_batch_checks_usage_and_signs_nothing_for_an_empty_batch(
             "seal", [b"a"], SignatureMechanism(hash=None), usage=KeyUsage.TOKEN
         )
 
-    assert [event.result for event in audit_sink.events] == [AuditResult.REFUSED]
+    assert audit_trail(audit_sink) == [GENERATED, ("sign:token", AuditResult.REFUSED)]
 
 
 def test_sign_batch_refuses_when_the_audit_log_is_down(store, audit_sink):
@@ -549,12 +772,13 @@ def test_certificate_crl_and_ocsp_builders_sign_with_a_handle(
     )
 
     assert [(e.actor, e.operation, e.result) for e in audit_sink.events] == [
+        ("system", "generate-key", AuditResult.GRANTED),
         ("ceremony", "issue-root", AuditResult.GRANTED),
         ("system", "sign:crl-sign", AuditResult.GRANTED),
         ("system", "sign:ocsp-sign", AuditResult.GRANTED),
     ]
     assert (
-        audit_sink.events[1].data_sha256
+        audit_sink.events[2].data_sha256
         == hashlib.sha256(crl.tbs_certlist_bytes).hexdigest()
     )
 
@@ -680,7 +904,10 @@ def test_a_handle_signs_for_the_usage_it_was_obtained_for(store, audit_sink):
 
     store.private_key("multi", usage=KeyUsage.TOKEN).sign(b"cwt")
 
-    assert [event.operation for event in audit_sink.events] == ["sign:token"]
+    assert [event.operation for event in audit_sink.events] == [
+        "generate-key",
+        "sign:token",
+    ]
 
 
 # -- opening -----------------------------------------------------------------------
@@ -712,4 +939,10 @@ def test_threads_can_share_one_store(store, audit_sink):
     public_key = store.public_key("shared")
     for message, signature in zip(messages, signatures, strict=True):
         verify(public_key, signature, message, SHA256)
-    assert len(audit_sink.events) == len(messages)
+    assert audit_trail(audit_sink) == [
+        GENERATED,
+        *[("sign:ocsp-sign", AuditResult.GRANTED)] * len(messages),
+    ]
+    assert sorted(event.data_sha256 for event in audit_sink.events[1:]) == sorted(
+        hashlib.sha256(message).hexdigest() for message in messages
+    )

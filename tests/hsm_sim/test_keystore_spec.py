@@ -112,7 +112,8 @@ PUBLIC_API_SCRIPT = textwrap.dedent(
         )
     certificate.verify_directly_issued_by(certificate)
     assert [(e.actor, e.operation, e.result) for e in sink.events] == [
-        ("ceremony", "issue-root", hsm_sim.AuditResult.GRANTED)
+        ("system", "generate-key", hsm_sim.AuditResult.GRANTED),
+        ("ceremony", "issue-root", hsm_sim.AuditResult.GRANTED),
     ]
     store.close()
     print("ok")

@@ -183,7 +183,11 @@ def test_a_swapped_key_file_is_detected_at_use(soft_token, audit_sink):
 
         with pytest.raises(TokenTamperedError):
             store.sign("seal-a", b"x", SHA256, usage=KeyUsage.SEAL)
-        (event,) = audit_sink.events
+        *made, event = audit_sink.events
+        assert [(e.operation, e.key_label) for e in made] == [
+            ("generate-key", "seal-a"),
+            ("generate-key", "seal-b"),
+        ]
         assert event.result is AuditResult.REFUSED
         assert "renamed or swapped" in event.detail
 

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 import pki.ca
 import pki.certificates
+from hsm_sim.api import AuditResult
 from hsm_sim.errors import ErrorCategory, HsmError
 from pki.ca import (
     SERIAL_ATTEMPTS,
@@ -41,7 +42,15 @@ from pki.oids import ProjectOID
 from pki.profiles import PROFILES, KeyUsageFlag
 from pki.ra import RegistrationAuthority
 from tests.conftest import require_tool
-from tests.helpers.node import AGENCY_NAME, AGENCY_USCC, PUBLIC_URL, Node, build_node
+from tests.helpers.node import (
+    AGENCY_NAME,
+    AGENCY_USCC,
+    DESTROY_KEY,
+    GENERATE_KEY,
+    PUBLIC_URL,
+    Node,
+    build_node,
+)
 
 PKILINT_BIN = Path(sys.executable).parent
 ETSI_LEGAL_PERSON = "NCP-LEGAL-PERSON-CERTIFICATE"
@@ -289,6 +298,7 @@ def test_a_broken_profile_is_refused_before_any_hsm_signature(
         seal_ca_key = node.ca.issuer("seal-ca").key_label
         seal_ca_signatures_before = node.granted_signatures(seal_ca_key)
         signatures_before = node.granted_signatures()
+        audit_before = node.audit_entry_count()
         rows_before = len(node.certificate_rows())
         keys_before = [info.label for info in node.keystore.list_keys()]
 
@@ -312,6 +322,11 @@ def test_a_broken_profile_is_refused_before_any_hsm_signature(
 
         assert node.granted_signatures(seal_ca_key) == seal_ca_signatures_before
         assert node.granted_signatures() == signatures_before
+        # The new key's life is on record: made, then destroyed when the gate refused.
+        assert node.audit_trail(after=audit_before) == [
+            (GENERATE_KEY, "broken", AuditResult.GRANTED),
+            (DESTROY_KEY, "broken", AuditResult.GRANTED),
+        ]
         assert len(node.certificate_rows()) == rows_before
         assert [info.label for info in node.keystore.list_keys()] == keys_before
         assert node.verify_audit().ok

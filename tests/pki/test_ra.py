@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, r
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import NameOID
 
-from hsm_sim.api import KeyAlgorithm
+from hsm_sim.api import AuditResult, KeyAlgorithm
 from hsm_sim.errors import ErrorCategory, KeyExistsError
 from pki.ca import CertificateAuthority
 from pki.certificates import AgencySubject, agency_subject_name
@@ -36,7 +36,14 @@ from pki.ra import MAX_CSR_BYTES, RegistrationAuthority, load_csr
 from pki.registry import register_agency
 from pki.uscc import compute_uscc_check_character
 from tests.conftest import require_tool
-from tests.helpers.node import AGENCY_NAME, AGENCY_USCC, Node, build_node
+from tests.helpers.node import (
+    AGENCY_NAME,
+    AGENCY_USCC,
+    DESTROY_KEY,
+    GENERATE_KEY,
+    Node,
+    build_node,
+)
 
 SHA256 = hashes.SHA256()
 UNREGISTERED_BODY = "91350100M000200Y4"
@@ -65,6 +72,19 @@ def _snapshot(node: Node) -> Snapshot:
         audit_entries=node.audit_entry_count(),
         keys=tuple(info.label for info in node.keystore.list_keys()),
     )
+
+
+def _with_audit_entries(snapshot: Snapshot, added: int) -> Snapshot:
+    """`snapshot` with `added` more audit entries and nothing else changed."""
+    return dataclasses.replace(snapshot, audit_entries=snapshot.audit_entries + added)
+
+
+def _made_and_destroyed(label: str) -> list[tuple[str, str, AuditResult]]:
+    """The audit trail of a key the RA made and destroyed again, signing nothing."""
+    return [
+        (GENERATE_KEY, label, AuditResult.GRANTED),
+        (DESTROY_KEY, label, AuditResult.GRANTED),
+    ]
 
 
 def _csr(key, *, hash_algorithm=SHA256, subject=None, extensions=()) -> bytes:
@@ -401,21 +421,36 @@ def test_a_lint_failure_destroys_the_new_key_again(node) -> None:
             profile_name="seal", key_label="doomed", agency_uscc=AGENCY_USCC
         )
     assert "doomed" not in {info.label for info in node.keystore.list_keys()}
-    assert _snapshot(node) == before
+    # Nothing signed and nothing kept, and the key's short life is on record.
+    assert node.audit_trail(after=before.audit_entries) == _made_and_destroyed("doomed")
+    assert _snapshot(node) == _with_audit_entries(before, 2)
+    assert node.verify_audit().ok
 
 
 @pytest.mark.parametrize(
-    ("arguments", "error_type", "message"),
+    ("arguments", "error_type", "message", "audit_trail"),
     [
-        ({"agency_uscc": UNREGISTERED_USCC}, AgencyNotFoundError, "no agency"),
-        ({"agency_uscc": None}, MissingAgencyError, "give its USCC"),
+        ({"agency_uscc": UNREGISTERED_USCC}, AgencyNotFoundError, "no agency", []),
+        ({"agency_uscc": None}, MissingAgencyError, "give its USCC", []),
         (
             {"algorithm": KeyAlgorithm.RSA_2048, "profile_name": "document-signer"},
             KeyPolicyError,
             "not allowed",
+            [],
         ),
-        ({"profile_name": "sub-ca"}, UnknownProfileError, "only by the CA ceremony"),
-        ({"profile_name": "ocsp"}, UnknownCaError, "say which CA"),
+        (
+            {"profile_name": "sub-ca"},
+            UnknownProfileError,
+            "only by the CA ceremony",
+            [],
+        ),
+        # The CA finds no issuer only once the key is made: it is destroyed again.
+        (
+            {"profile_name": "ocsp"},
+            UnknownCaError,
+            "say which CA",
+            _made_and_destroyed("never-kept"),
+        ),
     ],
     ids=[
         "unknown-agency",
@@ -426,13 +461,14 @@ def test_a_lint_failure_destroys_the_new_key_again(node) -> None:
     ],
 )
 def test_a_refused_new_key_request_leaves_no_key(
-    node, arguments, error_type, message
+    node, arguments, error_type, message, audit_trail
 ) -> None:
     arguments = {"profile_name": "seal", "agency_uscc": AGENCY_USCC, **arguments}
     before = _snapshot(node)
     with pytest.raises(error_type, match=message):
         node.ra.issue_with_new_key(key_label="never-kept", **arguments)
-    assert _snapshot(node) == before
+    assert node.audit_trail(after=before.audit_entries) == audit_trail
+    assert _snapshot(node) == _with_audit_entries(before, len(audit_trail))
 
 
 def test_a_taken_key_label_is_refused_and_the_existing_key_kept(node) -> None:
@@ -446,4 +482,11 @@ def test_a_taken_key_label_is_refused_and_the_existing_key_kept(node) -> None:
             profile_name="seal", key_label="kept", agency_uscc=AGENCY_USCC
         )
     assert node.keystore.public_key("kept") == public_key
-    assert _snapshot(node) == before
+    # The attempt is on record: granted before the token looked, then failed.
+    assert node.audit_trail(after=before.audit_entries) == [
+        (GENERATE_KEY, "kept", AuditResult.GRANTED),
+        (GENERATE_KEY, "kept", AuditResult.FAILED),
+    ]
+    (failed,) = node.audit.recent_entries(1)
+    assert failed.detail == "a key labelled 'kept' already exists"
+    assert _snapshot(node) == _with_audit_entries(before, 2)

@@ -300,10 +300,29 @@ def test_ca_issue_refuses_bad_requests_with_one_line_and_changes_nothing(
 
     assert reason in one_error_line(result, category)
     after = state_of(instance_home)
-    if case == "taken label":
-        # The key store audits an attempt to create a key, refused or not.
-        assert after.pop("audit_entry") >= before.pop("audit_entry")  # type: ignore[operator]
-    assert after == before
+    audit_before = before["audit_entry"]
+    assert isinstance(audit_before, int)
+    with sqlite3.connect(
+        f"file:{instance_home / 'yinxin.sqlite3'}?mode=ro", uri=True
+    ) as db:
+        added = db.execute(
+            "SELECT operation, key_label, result, detail FROM audit_entry "
+            "WHERE seq > ? ORDER BY seq",
+            (audit_before,),
+        ).fetchall()
+    # Only a taken label gets as far as the key store, which audits the attempt to make
+    # the key before the token finds the label taken: nothing is signed or kept.
+    taken = "a key labelled 'ca-root' already exists"
+    expected_audit = (
+        [
+            ("generate-key", "ca-root", "granted", "ec-p256 for seal"),
+            ("generate-key", "ca-root", "failed", taken),
+        ]
+        if case == "taken label"
+        else []
+    )
+    assert added == expected_audit
+    assert after == {**before, "audit_entry": audit_before + len(added)}
     assert not out.exists()
 
 

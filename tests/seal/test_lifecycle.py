@@ -23,8 +23,7 @@ from PIL import Image
 from pyhanko.pdf_utils.reader import PdfFileReader
 from sqlalchemy import func, select
 
-from hsm_sim.api import KeyAlgorithm, KeyUsage
-from hsm_sim.audit import AuditEntry
+from hsm_sim.api import AuditResult, KeyAlgorithm, KeyUsage
 from hsm_sim.errors import ErrorCategory, KeyNotFoundError
 from hsm_sim.storage import utcnow
 from pki.ca_models import CertificateRow, RevocationReason, ServicePurpose
@@ -66,7 +65,14 @@ from seal.models import SealCodeSequenceRow, SealRow, StampLogRow, StampOutcome
 from seal.sesdata import parse_seal, verify_seal
 from seal.signer import SEAL_DATA_ATTRIBUTE_OID
 from seal.stamping import At, Level, Stamper, StampRequest
-from tests.helpers.node import AGENCY_NAME, AGENCY_USCC, Node, build_node
+from tests.helpers.node import (
+    AGENCY_NAME,
+    AGENCY_USCC,
+    DESTROY_KEY,
+    GENERATE_KEY,
+    Node,
+    build_node,
+)
 from tests.seal.conftest import validate_all
 
 OTHER_NAME = "荥阳市司法局"
@@ -428,6 +434,13 @@ def test_a_failure_after_the_certificate_leaves_nothing_usable(
     assert certificate.revocation_reason is RevocationReason.CESSATION_OF_OPERATION
     with pytest.raises(KeyNotFoundError):
         node.keystore.key_info(certificate.key_label)  # type: ignore[arg-type]
+    # The key made for the seal and destroyed again signed nothing, and the audit log
+    # shows both.
+    assert node.audit_trail(key_label=certificate.key_label) == [
+        (GENERATE_KEY, certificate.key_label, AuditResult.GRANTED),
+        (DESTROY_KEY, certificate.key_label, AuditResult.GRANTED),
+    ]
+    assert node.verify_audit().ok
     assert _seal_key_labels(node) == labels_before
     assert _count(node, SealRow) == seals_before
 
@@ -476,6 +489,7 @@ def test_suspend_and_reinstate(node, seals):
 
 def test_revoke_revokes_the_certificate_and_destroys_the_key(node, seals):
     seal = _make(seals)
+    audit_before = node.audit_entry_count()
     revoked = seals.revoke_seal(seal.id, "superseded")
     assert revoked.status is SealStatus.REVOKED
     assert (
@@ -489,6 +503,11 @@ def test_revoke_revokes_the_certificate_and_destroys_the_key(node, seals):
     )
     with pytest.raises(KeyNotFoundError):
         node.keystore.key_info(seal.key_label)
+    # The destruction is on record, written before the key was gone.
+    assert node.audit_trail(after=audit_before, key_label=seal.key_label) == [
+        (DESTROY_KEY, seal.key_label, AuditResult.GRANTED)
+    ]
+    assert node.verify_audit().ok
 
     again = seals.revoke_seal(seal.id, RevocationReason.KEY_COMPROMISE)
     assert (
@@ -790,12 +809,7 @@ def test_a_stamp_is_logged_before_and_after_its_signature(
     )
     assert entry.finished_at is not None and entry.finished_at >= entry.started_at
     # The key store's audit entry of the signature names the log entry.
-    with node.sessions() as session:
-        actors = session.scalars(
-            select(AuditEntry.actor).where(
-                AuditEntry.key_label == granted_seal.key_label
-            )
-        ).all()
+    actors = [e.actor for e in node.signing_entries(granted_seal.key_label)]
     assert actors == [f"client:{principals['client']}#stamp-{entry.log_id}"]
 
 

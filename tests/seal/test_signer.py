@@ -18,7 +18,7 @@ from hsm_sim.audit import AuditEntry
 from hsm_sim.errors import ErrorCategory, HsmError
 from seal.signer import SEAL_DATA_ATTRIBUTE_OID, HsmSigner
 from seal.stamping import Level, SealCredential, Stamper, StampRequest, stamp_pdf
-from tests.helpers.node import AGENCY_USCC, Node
+from tests.helpers.node import AGENCY_USCC, DESTROY_KEY, GENERATE_KEY, Node
 from tests.seal.conftest import issue_credential, validate_all
 
 B_B = StampRequest(level=Level.B_B)
@@ -155,6 +155,12 @@ def test_a_destroyed_key_is_refused_by_the_key_store_and_nothing_is_signed(
         stamper.stamp(pdf_factory(), B_B)
     assert refused.value.category is ErrorCategory.NOT_FOUND
     assert node.granted_signatures(credential.key.label) == 0
+    # The key's whole life on record: made, destroyed, then the stamp refused.
+    made, destroyed, stamp = node.audit_trail(key_label=credential.key.label)
+    assert (made[0], made[2]) == (GENERATE_KEY, AuditResult.GRANTED)
+    assert (destroyed[0], destroyed[2]) == (DESTROY_KEY, AuditResult.GRANTED)
+    assert stamp[0].startswith("stamp pdf-sha256:")
+    assert stamp[2] is AuditResult.REFUSED
 
 
 def test_key_and_certificate_must_match(node, credential):
