@@ -186,7 +186,7 @@ class CertificateAuthority:
     def lint(self, request: IssuanceRequest) -> tuple[x509.CertificateBuilder, x509.Certificate, LintReport, Issuer]:
         """Build the certificate and lint its throwaway-signed copy; nothing is stored."""
         profile = self.profile(request.profile)
-        issuer = self._issuer_for(request, profile)
+        issuer = self.issuer_for(profile, request.issuer_name)
         builder = self._build(request, profile, issuer, random_serial())
         lint_copy = builder.sign(self._throwaway_key(issuer.algorithm), signature_hash_for(issuer.certificate.public_key()))
         report = lint_certificate(
@@ -235,9 +235,10 @@ class CertificateAuthority:
             tolerated_findings=tuple(str(f) for f in report.tolerated),
         )
 
-    def _issuer_for(self, request: IssuanceRequest, profile: CertificateProfile) -> Issuer:
-        if request.issuer_name is not None:
-            issuer = self.issuer(request.issuer_name)
+    def issuer_for(self, profile: CertificateProfile, issuer_name: str | None = None) -> Issuer:
+        """The CA that signs `profile`'s certificates (the named one, if it may)."""
+        if issuer_name is not None:
+            issuer = self.issuer(issuer_name)
             if profile.issuer_role not in (IssuerRole.ANY, issuer.role):
                 raise UnknownCaError(
                     f"the {issuer.name} CA does not issue {profile.name} certificates"

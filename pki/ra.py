@@ -10,6 +10,7 @@ its subject is ignored.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import datetime as dt
 
 from cryptography import x509
@@ -27,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from sqlalchemy.orm import Session, sessionmaker
 
 from hsm_sim.api import KeyAlgorithm, KeyStore
+from hsm_sim.errors import HsmError
 from pki.ca import CertificateAuthority, IssuanceRequest, IssuedCertificate
 from pki.certificates import AgencySubject, agency_subject_name, node_subject_name
 from pki.errors import CsrError, KeyPolicyError, MissingAgencyError, UnknownProfileError
@@ -35,6 +37,8 @@ from pki.profiles import CertificateProfile, SubjectKind
 from pki.registry import get_agency
 
 __all__ = ["MAX_CSR_BYTES", "RegistrationAuthority", "load_csr", "check_key_policy"]
+
+_log = logging.getLogger(__name__)
 
 MAX_CSR_BYTES = 64 * 1024
 
@@ -196,6 +200,8 @@ class RegistrationAuthority:
                 f"{algorithm.value} is not allowed for a {profile.name} certificate; use one of: {allowed}"
             )
         subject = self._subject(profile, agency_uscc, common_name)
+        # Refused requests leave no trace in the token: find the issuer before the key.
+        self.ca.issuer_for(profile, issuer_name)
         info = self.keystore.generate_key(key_label, algorithm, profile.hsm_usages)
         try:
             return self.ca.issue(
@@ -210,5 +216,10 @@ class RegistrationAuthority:
                 )
             )
         except BaseException:
-            self.keystore.destroy_key(info.label)
+            try:
+                self.keystore.destroy_key(info.label)
+            except HsmError as cleanup:
+                # The issuance failure is what the caller must see; the stray key is
+                # logged so an operator can destroy it (`yinxin hsm keys`).
+                _log.error("key %r left in the token after a failed issuance: %s", info.label, cleanup)
             raise
