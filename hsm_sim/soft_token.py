@@ -74,7 +74,9 @@ __all__ = [
 
 FORMAT = "yinxin-soft-token/1"
 MAX_FAILED_USER_LOGINS = 5
-MIN_PIN_LENGTH = 4
+# The PIN guards the wrapped keys against an offline guesser who copied the token
+# directory: with scrypt at ~0.25 s a guess, 8 characters is the floor.
+MIN_PIN_LENGTH = 8
 MAX_PIN_LENGTH = 255
 # scrypt N = 2**17, r = 8 (128 MiB, about 0.25 s) is OWASP's recommendation; 2**14 is
 # the floor from the scrypt paper for interactive logins, allowed for throwaway tokens.
@@ -96,7 +98,10 @@ _SO = "so"
 @dataclasses.dataclass(frozen=True)
 class _SoftKey:
     info: KeyInfo
-    private_key: PrivateKeyTypes
+    # Unwrapped on the key's first signature in this login, not before: a process
+    # holds in memory only the keys it actually uses (a web worker that never signs
+    # with the root CA key never has it).
+    private_key: PrivateKeyTypes | None
     path: str
     file_stamp: tuple[int, int, int, int]
 
@@ -197,7 +202,8 @@ class SoftKeyStore(AuditedKeyStore[_SoftKey]):
         self._master = AESGCM(_log_in_user(self._root, token, pin))
         self._keys_dir = str(self._root / _KEYS_DIR)
         self._keys: dict[str, _SoftKey] = {}
-        # Reading every key now is the login-time integrity check of the whole token.
+        # Checking every key file now is the login-time integrity check of the whole
+        # token; the keys themselves stay wrapped until they are used.
         self._list_found_keys()
 
     @property
@@ -314,12 +320,27 @@ class SoftKeyStore(AuditedKeyStore[_SoftKey]):
     def _sign_with_key(
         self, key: _SoftKey, data: bytes, mechanism: SignatureMechanism
     ) -> bytes:
-        return _sign_locally(key.private_key, data, mechanism)
+        return _sign_locally(self._unwrapped(key), data, mechanism)
 
     def _sign_many_with_key(
         self, key: _SoftKey, items: Sequence[bytes], mechanism: SignatureMechanism
     ) -> list[bytes]:
-        return [_sign_locally(key.private_key, item, mechanism) for item in items]
+        private_key = self._unwrapped(key)
+        return [_sign_locally(private_key, item, mechanism) for item in items]
+
+    def _unwrapped(self, key: _SoftKey) -> PrivateKeyTypes:
+        """The key's private half, unwrapped once per login on its first use."""
+        if key.private_key is not None:
+            return key.private_key
+        loaded = self._open_key_file(key.path, unwrap=True)
+        if loaded.info != key.info:
+            raise TokenTamperedError(
+                f"key file {os.path.basename(key.path)} changed while it was in use"
+            )
+        with self._state_lock:
+            self._keys[key.info.label] = loaded
+        assert loaded.private_key is not None
+        return loaded.private_key
 
     # -- key files -------------------------------------------------------------
 
@@ -350,8 +371,12 @@ class SoftKeyStore(AuditedKeyStore[_SoftKey]):
             }
         )
 
-    def _open_key_file(self, path: str) -> _SoftKey:
-        """The key in `path`, checked against tampering; TokenTamperedError if it fails."""
+    def _open_key_file(self, path: str, *, unwrap: bool = False) -> _SoftKey:
+        """The key in `path`, checked against tampering; TokenTamperedError if it fails.
+
+        The wrapped key is always decrypted, because that is how AES-GCM checks it;
+        it is kept as a key object only when `unwrap` asks for it.
+        """
         with open(path, "rb") as handle:
             stamp = _file_stamp(os.fstat(handle.fileno()))
             content = handle.read()
@@ -378,7 +403,8 @@ class SoftKeyStore(AuditedKeyStore[_SoftKey]):
                 f"key file {name} failed its integrity check (edited, or from another token)"
             ) from None
         info = _key_info(public_fields)
-        private_key = serialization.load_der_private_key(pkcs8, password=None)
+        private_key = serialization.load_der_private_key(pkcs8, password=None) if unwrap else None
+        del pkcs8
         return _SoftKey(info, private_key, path, stamp)
 
 

@@ -95,7 +95,7 @@ PUBLIC_API_SCRIPT = textwrap.dedent(
             self.events.append(event)
 
     directory = sys.argv[1]
-    hsm_sim.init_soft_token(directory, user_pin="1111-user", so_pin="2222-so", scrypt_log2_n=14)
+    hsm_sim.init_soft_token(directory, user_pin="1111-user", so_pin="2222-so-pin", scrypt_log2_n=14)
     sink = ListSink()
     store = hsm_sim.open_keystore(f"soft:{directory}", pin="1111-user", audit=sink)
     assert isinstance(store, hsm_sim.KeyStore)

@@ -156,6 +156,28 @@ def test_keys_are_unwrapped_once_per_login_not_per_signature(
     assert derivations == []
 
 
+def test_a_login_holds_only_the_keys_it_has_used(soft_token, audit_sink, monkeypatch):
+    with soft_token.open(audit_sink) as maker:
+        for label in ("root", "seal", "token"):
+            maker.generate_key(label, KeyAlgorithm.EC_P256, SEAL)
+    loads = []
+    real_load = soft_token_module.serialization.load_der_private_key
+    monkeypatch.setattr(
+        soft_token_module.serialization,
+        "load_der_private_key",
+        lambda *args, **kwargs: loads.append(1) or real_load(*args, **kwargs),
+    )
+    with soft_token.open(audit_sink) as store:
+        # Logging in checks every key file but turns none into a key object.
+        assert loads == []
+        assert all(key.private_key is None for key in store._keys.values())
+        for n in range(5):
+            store.sign("seal", b"%d" % n, SHA256, usage=KeyUsage.SEAL)
+        assert len(loads) == 1  # once per login, on first use
+        held = {label for label, key in store._keys.items() if key.private_key is not None}
+        assert held == {"seal"}
+
+
 # -- tampering ---------------------------------------------------------------------
 
 
@@ -306,7 +328,7 @@ def test_an_existing_token_is_never_overwritten(soft_token):
 
     with pytest.raises(TokenExistsError):
         init_soft_token(
-            soft_token.location, user_pin="1111-a", so_pin="2222-b", scrypt_log2_n=14
+            soft_token.location, user_pin="1111-aaaa", so_pin="2222-bbbb", scrypt_log2_n=14
         )
 
     assert (soft_token.location / "token.json").read_bytes() == before
@@ -315,10 +337,10 @@ def test_an_existing_token_is_never_overwritten(soft_token):
 @pytest.mark.parametrize(
     ("user_pin", "so_pin", "log2_n", "reason"),
     [
-        ("123", "2222-b", 14, "user PIN must have"),
-        ("1111-a", "", 14, "SO PIN must have"),
-        ("1111-a", "1111-a", 14, "must differ"),
-        ("1111-a", "2222-b", 10, "scrypt_log2_n"),
+        ("123", "2222-bbbb", 14, "user PIN must have"),
+        ("1111-aaaa", "", 14, "SO PIN must have"),
+        ("1111-aaaa", "1111-aaaa", 14, "must differ"),
+        ("1111-aaaa", "2222-bbbb", 10, "scrypt_log2_n"),
     ],
 )
 def test_weak_token_settings_are_refused(tmp_path, user_pin, so_pin, log2_n, reason):
@@ -332,11 +354,11 @@ def test_a_token_is_made_only_in_an_empty_directory(tmp_path):
     (tmp_path / "notes.txt").write_text("someone's files")
 
     with pytest.raises(KeyStoreConfigError, match="not empty"):
-        init_soft_token(tmp_path, user_pin="1111-a", so_pin="2222-b", scrypt_log2_n=14)
+        init_soft_token(tmp_path, user_pin="1111-aaaa", so_pin="2222-bbbb", scrypt_log2_n=14)
 
 
 def test_the_default_kdf_cost_is_scrypt_2_to_the_17(tmp_path, audit_sink):
-    init_soft_token(tmp_path / "t", user_pin="1111-a", so_pin="2222-b")
+    init_soft_token(tmp_path / "t", user_pin="1111-aaaa", so_pin="2222-bbbb")
 
     token = json.loads((tmp_path / "t" / "token.json").read_bytes())
     assert token["kdf"] == {
@@ -346,14 +368,14 @@ def test_the_default_kdf_cost_is_scrypt_2_to_the_17(tmp_path, audit_sink):
         "p": 1,
     }
     assert DEFAULT_SCRYPT_LOG2_N == 17
-    open_keystore(f"soft:{tmp_path / 't'}", pin="1111-a", audit=audit_sink).close()
+    open_keystore(f"soft:{tmp_path / 't'}", pin="1111-aaaa", audit=audit_sink).close()
 
 
 def test_a_missing_token_is_not_found(tmp_path, audit_sink):
     with pytest.raises(TokenNotFoundError):
-        open_keystore(f"soft:{tmp_path / 'nowhere'}", pin="1111-a", audit=audit_sink)
+        open_keystore(f"soft:{tmp_path / 'nowhere'}", pin="1111-aaaa", audit=audit_sink)
     with pytest.raises(TokenNotFoundError):
-        unlock_token(f"soft:{tmp_path / 'nowhere'}", so_pin="2222-b")
+        unlock_token(f"soft:{tmp_path / 'nowhere'}", so_pin="2222-bbbb")
 
 
 # -- other processes ---------------------------------------------------------------

@@ -502,7 +502,7 @@ def test_seal_signed_by_the_software_hsm_is_audited_and_verifies(
     init_soft_token(
         tmp_path / "token",
         user_pin="4821-user",
-        so_pin="9377-so",
+        so_pin="9377-officer",
         scrypt_log2_n=MIN_SCRYPT_LOG2_N,
     )
     audit = _Events()
