@@ -2,7 +2,8 @@
 
     licences = LicenceRegistry(seals=seal_registry, services=trust_services,
                                region="350100", base_url="http://pki.example.gov.cn")
-    issued = licences.issue_licence(type_code, agency_uscc, data, actor="client:cl_...")
+    issued = licences.issue_licence(type_code, agency_uscc, data, actor="client:cl_...",
+                                    principal=Principal.of(client_id="cl_..."))
     issued.identifier, issued.token, issued.sd_jwt, issued.pdf, issued.qr_version
     licences.revoke(issued.identifier, "吊销", actor="staff:li")   # the list is re-signed
 
@@ -33,10 +34,15 @@ Decisions:
   when the signer has less than a day left (rotate it first). The SD-JWT has the
   same iat and exp.
 - The seal: the agency's active official seal (公章), the newest when it has
-  several, or the one named; stamped by the node's operator on the actor's behalf
-  (SealRegistry.authorize_stamp(operator=...), logged in the stamp log) at the
-  type's seal spot, PAdES B-LT with this node's TSA and revocation data, so the PDF
-  verifies offline; a certification signature allowing no changes.
+  several, or the one named; stamped for the `principal` who issues (the API client
+  or staff user, who must belong to the agency and hold a grant for the seal; the
+  node's operator from the CLI needs none). The seal registry authorizes the
+  principal before anything is signed and again when the stamp is logged, which
+  names the principal. At the type's seal spot, PAdES B-LT with this node's TSA and
+  revocation data, so the PDF verifies offline; a certification signature allowing
+  no changes.
+- Status lists re-signed after an issuance or a change are signed under the
+  actor who caused it (the audit log names them, not "system").
 - A change or renewal is the next version of the identifier, linked to the
   previous one, which becomes SUPERSEDED: its status-list entry says INVALID, so its
   old QR codes and credentials verify as REVOKED; online, this node names the
@@ -121,7 +127,14 @@ from pki.models import Agency
 from pki.profiles import IssuerRole
 from pki.registry import get_agency
 from seal.image import SealKind
-from seal.lifecycle import SealRecord, SealRegistry, SealStatus, StampAuthorization
+from seal.lifecycle import (
+    Principal,
+    SealRecord,
+    SealRegistry,
+    SealStatus,
+    StampAuthorization,
+)
+from seal.models import PrincipalKind
 from seal.stamping import At, Level, Stamper, StampRequest
 from seal.trust_services import RevocationSource, TrustServices
 
@@ -155,7 +168,12 @@ ISSUE_REASON = "颁发电子证照"
 COPY_REASON = "电子证照用证副本"
 _RESERVE_ATTEMPTS = 3
 _IDENTIFIER_NUMBER = re.compile(r"[0-9A-Z]{1,40}")
-_PRINCIPAL_LENGTH = 64
+# How SealRegistry.authorize_stamp names each kind of principal.
+_PRINCIPAL_ARGUMENT = {
+    PrincipalKind.CLIENT: "client_id",
+    PrincipalKind.STAFF: "staff_username",
+    PrincipalKind.OPERATOR: "operator",
+}
 # Claims of the SD-JWT VC that describe the licence rather than the holder: always in
 # clear. Type fields may not use these names.
 _ENVELOPE = ("licence_id", "licence_type", "issuing_agency", "issued_on", "valid_until")
@@ -319,7 +337,7 @@ class _Reservation:
     status: StatusReference
     status_list_id: int
     previous_id: int | None
-    seal: SealRecord
+    authorization: StampAuthorization
     holder_key: ec.EllipticCurvePublicKey | None
     token_expires_at: dt.datetime
 
@@ -332,7 +350,7 @@ class _Plan:
     data: Mapping[str, str]
     agency_uscc: str
     valid_until: dt.date | None
-    seal: SealRecord
+    authorization: StampAuthorization  # of the principal, for the agency's seal
     holder_key: ec.EllipticCurvePublicKey | None
 
 
@@ -398,13 +416,16 @@ class LicenceRegistry:
         data: Mapping[str, Any],
         *,
         actor: str,
+        principal: Principal,
         valid_until: dt.date | None = None,
         long_term: bool = False,
         holder_key: ec.EllipticCurvePublicKey | None = None,
         seal_id: str | None = None,
     ) -> IssuedLicence:
-        """Issue one licence: LicenceDataError names every problem with `data`;
-        NoOfficialSealError, DocumentSignerError, LicenceConflictError otherwise."""
+        """Issue one licence, stamped for `principal` (who must be allowed to use the
+        agency's official seal; `actor` names them in the audit log).
+        LicenceDataError names every problem with `data`; NoOfficialSealError,
+        StampForbiddenError, DocumentSignerError, LicenceConflictError otherwise."""
         request = LicenceRequest(
             type_code=type_code,
             agency_uscc=agency_uscc,
@@ -416,7 +437,7 @@ class LicenceRegistry:
         )
         now = self._now()
         signer = self._signer(now)
-        plan = self._plan(request, now)
+        plan = self._plan(request, now, principal)
         reservation = self._reserve(plan, now, signer, actor=actor)
         return self._complete(reservation, signer, actor=actor)
 
@@ -425,17 +446,19 @@ class LicenceRegistry:
         requests: Sequence[LicenceRequest],
         *,
         actor: str,
+        principal: Principal,
         progress: Callable[[int, int], None] | None = None,
     ) -> BatchIssuance:
-        """Issue many licences; the LC1 tokens are signed in one batch (one audit
-        entry). A request that fails is reported with its reason and leaves nothing."""
+        """Issue many licences, all stamped for `principal`; the LC1 tokens are signed
+        in one batch (one audit entry). A request that fails is reported with its
+        reason and leaves nothing."""
         now = self._now()
         signer = self._signer(now)
         failed: list[BatchFailure] = []
         reserved: list[tuple[int, _Reservation]] = []
         for position, request in enumerate(requests):
             try:
-                plan = self._plan(request, now)
+                plan = self._plan(request, now, principal)
                 reserved.append(
                     (position, self._reserve(plan, now, signer, actor=actor))
                 )
@@ -482,13 +505,15 @@ class LicenceRegistry:
         new_data: Mapping[str, Any],
         *,
         actor: str,
+        principal: Principal,
         valid_until: dt.date | None = None,
         long_term: bool = False,
         holder_key: ec.EllipticCurvePublicKey | None = None,
         seal_id: str | None = None,
     ) -> IssuedLicence:
-        """Issue the next version of a valid (possibly expired) licence with `new_data`;
-        the previous version becomes SUPERSEDED when the new one is stored."""
+        """Issue the next version of a valid (possibly expired) licence with `new_data`,
+        stamped for `principal`; the previous version becomes SUPERSEDED when the new
+        one is stored."""
         previous = self.get_licence(identifier)
         if previous.status not in (LicenceStatus.VALID, LicenceStatus.EXPIRED):
             raise LicenceStateError(
@@ -506,7 +531,7 @@ class LicenceRegistry:
         )
         now = self._now()
         signer = self._signer(now)
-        plan = self._plan(request, now)
+        plan = self._plan(request, now, principal)
         reservation = self._reserve(
             plan, now, signer, actor=actor, previous=previous.identifier
         )
@@ -521,7 +546,9 @@ class LicenceRegistry:
             )
         return signer
 
-    def _plan(self, request: LicenceRequest, now: dt.datetime) -> _Plan:
+    def _plan(
+        self, request: LicenceRequest, now: dt.datetime, principal: Principal
+    ) -> _Plan:
         licence_type = self._type(request.type_code)
         clashing = sorted({spec.name for spec in licence_type.fields} & set(_ENVELOPE))
         if clashing:
@@ -545,8 +572,21 @@ class LicenceRegistry:
             data=data,
             agency_uscc=seal.agency_uscc,
             valid_until=valid_until,
-            seal=seal,
+            authorization=self._authorize(seal, principal),
             holder_key=request.holder_key,
+        )
+
+    def _authorize(self, seal: SealRecord, principal: Principal) -> StampAuthorization:
+        """The seal registry's check that `principal` may stamp with `seal` now: its
+        agency's own, with a grant (StampForbiddenError otherwise). Checked before
+        anything is signed; the stamp log checks it again when the stamp is made."""
+        if not isinstance(principal, Principal):
+            raise TypeError(
+                "principal must be a seal.lifecycle.Principal, not "
+                f"{type(principal).__name__}"
+            )
+        return self.seals.authorize_stamp(
+            seal.id, **{_PRINCIPAL_ARGUMENT[principal.kind]: principal.id}
         )
 
     def _official_seal(self, agency_uscc: str, seal_id: str | None) -> SealRecord:
@@ -686,7 +726,7 @@ class LicenceRegistry:
             state_changed_at=now,
             status_list_id=status_list.id,
             status_index=index,
-            seal_id=plan.seal.id,
+            seal_id=plan.authorization.seal.id,
             created_by=actor[:ACTOR_LENGTH],
             created_at=now,
         )
@@ -704,7 +744,7 @@ class LicenceRegistry:
             status=StatusReference(index=index, uri=status_list.uri),
             status_list_id=status_list.id,
             previous_id=row.previous_id,
-            seal=plan.seal,
+            authorization=plan.authorization,
             holder_key=plan.holder_key,
             token_expires_at=token_expires_at,
         )
@@ -775,17 +815,19 @@ class LicenceRegistry:
                 valid_until=reservation.valid_until,
             )
             sealed = self._stamp(
-                reservation.seal,
+                reservation.authorization,
                 reservation.licence_type,
                 pdf,
-                actor=actor,
                 reason=ISSUE_REASON,
             )
             self._store(reservation, token, sd_jwt, sealed, version)
         except BaseException:
             self._discard(reservation)
             raise
-        self._publish_after_issue(reservation)
+        with signing_context(
+            actor=_audit_actor(actor, f"licence-{reservation.row_id}")
+        ):
+            self._publish_after_issue(reservation)
         return IssuedLicence(
             record=self.get_licence(str(reservation.identifier)),
             token=token,
@@ -838,16 +880,12 @@ class LicenceRegistry:
 
     def _stamp(
         self,
-        seal: SealRecord,
+        authorization: StampAuthorization,
         licence_type: LicenceType,
         pdf: bytes,
         *,
-        actor: str,
         reason: str,
     ) -> bytes:
-        authorization = self.seals.authorize_stamp(
-            seal.id, operator=_principal_name(actor)
-        )
         spot = seal_spot(licence_type)
         request = StampRequest(
             placements=(At(page=spot.page, x_mm=spot.x_mm, y_mm=spot.y_mm),),
@@ -987,6 +1025,7 @@ class LicenceRegistry:
             allowed=(LicenceState.VALID, LicenceState.SUSPENDED),
             to=LicenceState.REVOKED,
             note=f"{note} ({_one_line(actor, ACTOR_LENGTH)})",
+            actor=actor,
         )
 
     def suspend(
@@ -999,6 +1038,7 @@ class LicenceRegistry:
             allowed=(LicenceState.VALID,),
             to=LicenceState.SUSPENDED,
             note=f"{text} ({_one_line(actor, ACTOR_LENGTH)})",
+            actor=actor,
         )
 
     def reinstate(self, identifier: str, *, actor: str) -> LicenceRecord:
@@ -1008,6 +1048,7 @@ class LicenceRegistry:
             allowed=(LicenceState.SUSPENDED,),
             to=LicenceState.VALID,
             note=f"reinstated ({_one_line(actor, ACTOR_LENGTH)})",
+            actor=actor,
         )
 
     def _change_state(
@@ -1017,6 +1058,7 @@ class LicenceRegistry:
         allowed: tuple[LicenceState, ...],
         to: LicenceState,
         note: str,
+        actor: str,
     ) -> LicenceRecord:
         with write_transaction(self.sessions) as session:
             row = session.scalars(
@@ -1038,11 +1080,12 @@ class LicenceRegistry:
             row.state_changed_at = self._now()
             row.state_note = note[:NOTE_LENGTH]
             StatusLists.record_change(session, row.status_list_id)
-            list_id = row.status_list_id
+            list_id, row_id = row.status_list_id, row.id
         # Committed: the change stands even if the signing below fails (the list is
         # then stale and signed by the next publish_due or request for it).
         try:
-            self.status_lists.publish(list_id)
+            with signing_context(actor=_audit_actor(actor, f"licence-{row_id}")):
+                self.status_lists.publish(list_id)
         except Exception as exc:
             if not isinstance(getattr(exc, "category", None), ErrorCategory):
                 raise
@@ -1273,17 +1316,21 @@ class LicenceRegistry:
         return sd_jwt
 
     def copy_with_watermark(
-        self, identifier: str, purpose: str, *, actor: str
+        self, identifier: str, purpose: str, *, principal: Principal
     ) -> bytes:
         """A copy for one purpose: re-rendered with 仅供<purpose>使用 and the date
         across the page and the same QR code, stamped again with the agency's
-        official seal (so the watermark is under the seal). Valid licences only."""
+        official seal for `principal` (so the watermark is under the seal; the stamp
+        log records the copy and the principal). Valid licences only."""
         record = self.get_licence(identifier)
         if record.status is not LicenceStatus.VALID:
             raise LicenceStateError(
                 f"licence {record.identifier} is {record.status.value}; copies are "
                 "made of valid licences only"
             )
+        authorization = self._authorize(
+            self._official_seal(record.agency_uscc, None), principal
+        )
         licence_type = self._type(record.type_code)
         now = self._now()
         watermark = usage_watermark(purpose, now.astimezone(CHINA_STANDARD_TIME).date())
@@ -1299,12 +1346,10 @@ class LicenceRegistry:
             valid_until=record.valid_until,
             watermark=watermark,
         )
-        seal = self._official_seal(record.agency_uscc, None)
         return self._stamp(
-            seal,
+            authorization,
             licence_type,
             pdf,
-            actor=actor,
             reason=f"{COPY_REASON}：{watermark}",
         )
 
@@ -1466,13 +1511,6 @@ def _not_found(identifier: str) -> LicenceNotFoundError:
     return LicenceNotFoundError(
         f"no licence with identifier {str(identifier).strip()[:128]!r}"
     )
-
-
-def _principal_name(actor: str) -> str:
-    """The operator name the stamp log records: who asked, through the licence service."""
-    text = "licences/" + " ".join(str(actor).split())
-    text = "".join(char for char in text if char.isprintable())
-    return text[:_PRINCIPAL_LENGTH]
 
 
 def _audit_actor(actor: str, what: str) -> str:

@@ -449,9 +449,10 @@ def verify_presentation(
 ) -> PresentationVerification:
     """Verify an SD-JWT VC presentation; hostile input gives a verdict with a reason, not an exception.
 
-    A key-binding JWT, when present, is always verified; its nonce and audience are
-    compared when expected values are given (both are required with
-    `require_key_binding`). `status_lookup` answers the status type at the credential's
+    A credential bound to a holder key (`cnf`) is accepted only with a key-binding JWT;
+    `require_key_binding` demands one of every credential. A key-binding JWT, when
+    present, is always verified; its nonce and audience are compared when expected
+    values are given (both are required with `require_key_binding`). `status_lookup` answers the status type at the credential's
     status reference; errors it raises (list unavailable, untrusted) propagate.
     """
     if not isinstance(presentation, str):
@@ -553,6 +554,14 @@ def _verify(
         raise _Rejected(
             Verdict.INVALID_SIGNATURE,
             "key binding: required, but the presentation has none",
+        )
+    elif holder_key is not None:
+        # Without the holder's proof a bound credential is only a copy: anyone who
+        # saw one presentation could replay it.
+        raise _Rejected(
+            Verdict.INVALID_SIGNATURE,
+            "key binding: the credential is bound to its holder's key, but the "
+            "presentation has no key-binding JWT",
         )
 
     fields = {k: v for k, v in disclosed_claims.items() if k not in _ENVELOPE_CLAIMS}

@@ -11,7 +11,8 @@ What each input goes through:
 - LC1 token: `certs.token.verify_token` (bounded decoding, the signer by kid among the
   trusted document signers, issuer and dates), then the status.
 - SD-JWT presentation: `certs.sdjwt.verify_presentation` (signature, disclosures,
-  key binding with the expected nonce and audience), then the status.
+  key binding with the expected nonce and audience, always for a credential bound to
+  its holder's key), then the status.
 - PDF: `seal.verify_pdf` must find a valid certification seal (the licence is sealed
   as a certification signature, so nothing may change after it), made by the agency
   the licence identifier names as issuer (the seal certificate's

@@ -40,7 +40,9 @@ Decisions:
   needs no grant. Another agency's principal is refused before the seal's state is
   looked at, so a refusal tells it nothing about the seal.
 - Every stamp is logged (stamp_log) before it is signed and completed after; the
-  key store's audit entry of the signature names the log entry in its actor.
+  key store's audit entry of the signature names the log entry in its actor. An
+  entry a dead worker left PENDING is failed as "abandoned" by
+  `fail_abandoned_stamps()`, for the portal's schedule to run.
 """
 
 from __future__ import annotations
@@ -1179,6 +1181,24 @@ class SealRegistry:
         return self._finish(
             intent, StampOutcome.FAILED, error=_one_line(reason) or "failed"
         )
+
+    def fail_abandoned_stamps(self, *, older_than: dt.timedelta) -> int:
+        """Mark stampings still PENDING after `older_than` as failed, reason
+        "abandoned" (a worker died mid-stamp); returns how many. For the portal's
+        schedule: `older_than` must exceed the longest a stamping can take (TSA and
+        revocation timeouts included), or a slow one could no longer complete."""
+        if older_than <= dt.timedelta(0):
+            raise ValueError("older_than must be a positive duration")
+        now = self._now()
+        with write_transaction(self.sessions) as session:
+            return session.execute(
+                update(StampLogRow)
+                .where(
+                    StampLogRow.outcome == StampOutcome.PENDING,
+                    StampLogRow.started_at < now - older_than,
+                )
+                .values(outcome=StampOutcome.FAILED, error="abandoned", finished_at=now)
+            ).rowcount
 
     def _finish(
         self,

@@ -15,10 +15,13 @@ process (the portal, and the tests) or to any node over HTTP:
 from __future__ import annotations
 
 import dataclasses
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import AsyncGenerator, Callable, Iterable
-from typing import Protocol
+from email.message import Message
+from typing import IO, Protocol
 
 from asn1crypto import cms, crl, ocsp, pem, tsp, x509
 from pyhanko.sign.timestamps import TimeStamper
@@ -88,31 +91,80 @@ class TrustServices:
     revocation: RevocationSource | None = None
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as the HTTP error it is: the URLs come from certificates
+    in uploaded documents, and urllib would follow them to ftp:// or another host."""
+
+    def redirect_request(
+        self,
+        req: urllib.request.Request,
+        fp: IO[bytes],
+        code: int,
+        msg: str,
+        headers: Message,
+        newurl: str,
+    ) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+# urllib opens file://, ftp:// and data: URLs too; certificates name what they like.
+_SCHEMES = ("http", "https")
+_CHUNK = 64 * 1024
+
+
 def _http_exchange(
     url: str, body: bytes | None, content_type: str | None, timeout: float
 ) -> bytes:
+    """POST `body` (GET without one) to an http(s) URL; the answer's body.
+
+    At most MAX_RESPONSE_BYTES, within `timeout` seconds in all (not per read: a server
+    sending a byte at a time cannot hold the caller)."""
+    shown = _shown(url)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        fetchable = parts.scheme.lower() in _SCHEMES and bool(parts.hostname)
+    except ValueError:
+        fetchable = False
+    if not fetchable:
+        raise TrustServiceError(
+            f"{shown} is not an http or https URL; it is not fetched"
+        )
     request = urllib.request.Request(
         url, data=body, method="POST" if body is not None else "GET"
     )
     if content_type is not None:
         request.add_header("Content-Type", content_type)
+    deadline = time.monotonic() + timeout
+    data = bytearray()
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            data = response.read(MAX_RESPONSE_BYTES + 1)
+        with _OPENER.open(request, timeout=timeout) as response:
+            while chunk := response.read1(_CHUNK):
+                data += chunk
+                if len(data) > MAX_RESPONSE_BYTES:
+                    raise TrustServiceError(
+                        f"{shown} answered with more than {MAX_RESPONSE_BYTES} bytes"
+                    )
+                if time.monotonic() > deadline:
+                    raise TrustServiceError(
+                        f"{shown} did not answer within {timeout:g} s"
+                    )
     except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise TrustServiceError(f"{url} did not answer: {_reason(exc)}") from exc
-    if len(data) > MAX_RESPONSE_BYTES:
-        raise TrustServiceError(
-            f"{url} answered with more than {MAX_RESPONSE_BYTES} bytes"
-        )
-    return data
+        raise TrustServiceError(f"{shown} did not answer: {_reason(exc)}") from exc
+    return bytes(data)
+
+
+def _shown(url: str) -> str:
+    """The URL as an error message may show it: one line, not too long."""
+    text = "".join(char if char.isprintable() else "?" for char in url)
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _reason(exc: Exception) -> str:
     if isinstance(exc, urllib.error.HTTPError):
         return f"HTTP {exc.code}"
     if isinstance(exc, urllib.error.URLError):
-        return str(exc.reason)
+        return _shown(str(exc.reason))
     return type(exc).__name__
 
 
@@ -142,7 +194,7 @@ class HttpRevocationSource:
 
 def http_trust_services(tsa_url: str | None, *, timeout: float = 10.0) -> TrustServices:
     """Trust services reached over HTTP: the TSA at `tsa_url`, revocation data from the
-    URLs the certificates name."""
+    URLs the certificates name (http and https only, no redirects, bounded answers)."""
     return TrustServices(
         timestamp=http_timestamp_client(tsa_url, timeout=timeout) if tsa_url else None,
         revocation=HttpRevocationSource(timeout=timeout),

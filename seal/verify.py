@@ -71,6 +71,7 @@ import io
 import json
 import logging
 import threading
+import traceback
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -142,6 +143,18 @@ __all__ = [
 ]
 
 _LOG = logging.getLogger(__name__)
+# pyHanko and its certificate validator log what they meet in a file: warnings with
+# tracebacks that quote certificate subjects (the person named on a legal
+# representative's seal) and other text the file's author chose, newlines included,
+# which would forge log lines. While a document is verified, their records below ERROR
+# are dropped and the others keep only their level and logger name. A context
+# variable scopes this to the verification, so stamping keeps pyHanko's diagnostics.
+_LIBRARY_LOGGERS = ("pyhanko", "pyhanko_certvalidator")
+_VERIFYING = contextvars.ContextVar("yinxin_verifying_pdf", default=False)
+_WITHHELD = (
+    "pyHanko reported an error verifying a document"
+    " (details withheld: they may quote the document)"
+)
 MiB = 1024 * 1024
 DEFAULT_MAX_INPUT_BYTES = 100 * MiB
 _WHITESPACE = b"\x00\t\n\x0c\r "
@@ -472,6 +485,35 @@ def _size(count: int) -> str:
     return f"{count / MiB:g} MiB" if count >= MiB else f"{count} bytes"
 
 
+class _WithholdDocumentDetails(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _VERIFYING.get():
+            return True
+        if record.levelno < logging.ERROR:
+            return False
+        record.msg, record.args = _WITHHELD, None
+        record.exc_info = record.exc_text = record.stack_info = None
+        return True
+
+
+_WITHHOLD = _WithholdDocumentDetails()
+
+
+def _withhold_library_details() -> None:
+    """Put the filter on every pyHanko logger.
+
+    A logger's filters see only its own records, not its children's, and pyHanko makes
+    one logger per module as it is imported: this runs before each verification and
+    after the lazy import of the online fetchers."""
+    for name, logger in list(logging.Logger.manager.loggerDict.items()):
+        if (
+            isinstance(logger, logging.Logger)
+            and name.partition(".")[0] in _LIBRARY_LOGGERS
+            and _WITHHOLD not in logger.filters
+        ):
+            logger.addFilter(_WITHHOLD)
+
+
 def _asn1_roots(trust_roots: object) -> list[asn1_x509.Certificate]:
     if isinstance(trust_roots, (str, bytes)) or not isinstance(trust_roots, Iterable):
         raise TypeError("trust_roots must be a list of certificates")
@@ -755,6 +797,8 @@ class _Verifier:
 
     # the entry point, in the worker thread
     def run(self) -> PdfVerification:
+        _withhold_library_details()
+        _VERIFYING.set(True)
         return asyncio.run(self._run())
 
     async def _run(self) -> PdfVerification:
@@ -897,6 +941,7 @@ class _Verifier:
                     AIOHttpFetcherBackend,
                 )
 
+                _withhold_library_details()
                 self._backend = AIOHttpFetcherBackend(
                     per_request_timeout=self.limits.fetch_timeout_seconds,
                     limits=FetchLimits(max_requests=32, max_cert_requests=8),
@@ -1024,8 +1069,14 @@ class _Verifier:
         try:
             return await examination
         except Exception as exc:  # noqa: BLE001 - see above
+            # Where, not what: the exception's text may quote the document.
+            where = traceback.extract_tb(exc.__traceback__)[-1]
             _LOG.warning(
-                "examining signature %r failed unexpectedly", name, exc_info=True
+                "examining signature %r failed unexpectedly: %s at %s:%s",
+                name[:64],
+                type(exc).__name__,
+                where.filename,
+                where.lineno,
             )
             return _ReportBuilder(name, kind).fail(
                 f"the signature cannot be validated: {_failure(exc)}"

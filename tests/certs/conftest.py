@@ -31,7 +31,7 @@ from pki.registry import register_agency
 from pki.timestamping import service_credential
 from pki.uscc import compute_uscc_check_character
 from seal.image import SealKind
-from seal.lifecycle import SealRecord, SealRegistry, SealRequest
+from seal.lifecycle import Principal, SealRecord, SealRegistry, SealRequest
 from seal.trust_services import TrustServices, node_trust_services
 from tests.helpers.node import AGENCY_USCC, Node, build_node
 
@@ -48,6 +48,8 @@ SEALLESS_USCC = "11350100MB0009102" + compute_uscc_check_character("11350100MB00
 # A second agency with an official seal of its own.
 OTHER_NAME = "某某市卫生健康委员会"
 OTHER_USCC = "11350100MB0009103" + compute_uscc_check_character("11350100MB0009103")
+# Who stamps the licences of most tests: the node's operator, who needs no grant.
+OPERATOR = Principal.of(operator="licence-tests")
 
 
 def example_data(type_code: str) -> dict[str, Any]:
@@ -178,10 +180,21 @@ class GuideCards:
         data.update(changes)
         return data
 
-    def issue(self, *, actor: str = "operator:tests", **options: Any) -> IssuedLicence:
+    def issue(
+        self,
+        *,
+        actor: str = "operator:tests",
+        principal: Principal = OPERATOR,
+        **options: Any,
+    ) -> IssuedLicence:
         data_changes: Mapping[str, Any] = options.pop("data", {})
         return self.licences.issue_licence(
-            TOUR_GUIDE, AGENCY_USCC, self.data(**data_changes), actor=actor, **options
+            TOUR_GUIDE,
+            AGENCY_USCC,
+            self.data(**data_changes),
+            actor=actor,
+            principal=principal,
+            **options,
         )
 
 

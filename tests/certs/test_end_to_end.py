@@ -24,6 +24,7 @@ from pki.ca_models import ServicePurpose
 from pki.timestamping import service_credential
 from tests.certs.conftest import (
     FOOD_PERMIT,
+    OPERATOR,
     MovableClock,
     example_data,
 )
@@ -76,7 +77,9 @@ def test_issue_print_scan_verify_revoke(
 ) -> None:
     data = example_data(FOOD_PERMIT)
     data["number"] = "JY23501000000777"
-    issued = licences.issue_licence(FOOD_PERMIT, AGENCY_USCC, data, actor="client:e2e")
+    issued = licences.issue_licence(
+        FOOD_PERMIT, AGENCY_USCC, data, actor="client:e2e", principal=OPERATOR
+    )
 
     page = printed_page(issued.pdf, tmp_path)
     scanned = zbar_read(page)
@@ -140,7 +143,9 @@ def test_suspend_expire_trust_and_tamper_from_the_printed_page(
 ) -> None:
     data = example_data(FOOD_PERMIT)
     data["number"] = "JY33501000000888"
-    issued = licences.issue_licence(FOOD_PERMIT, AGENCY_USCC, data, actor="client:e2e")
+    issued = licences.issue_licence(
+        FOOD_PERMIT, AGENCY_USCC, data, actor="client:e2e", principal=OPERATOR
+    )
     scanned = zbar_read(printed_page(issued.pdf, tmp_path))
 
     def verdict(token: str = scanned, **options) -> Verdict:
@@ -175,7 +180,9 @@ def test_suspend_expire_trust_and_tamper_from_the_printed_page(
 def test_usage_code_round_trip(licences: LicenceRegistry, licence_node: Node) -> None:
     data = example_data(FOOD_PERMIT)
     data["number"] = "JY13501000000999"
-    issued = licences.issue_licence(FOOD_PERMIT, AGENCY_USCC, data, actor="client:e2e")
+    issued = licences.issue_licence(
+        FOOD_PERMIT, AGENCY_USCC, data, actor="client:e2e", principal=OPERATOR
+    )
     code, _ = licences.create_usage_code(
         issued.identifier, actor="holder:e2e", purpose="办理食品经营备案"
     )

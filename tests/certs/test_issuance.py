@@ -56,17 +56,20 @@ from certs.types import get_licence_type, mask_id_number
 from certs.verdict import Verdict
 from certs.verify import verify_licence
 from hsm_sim.audit import AuditEntry
-from seal.errors import SealNotUsableError
+from pki.registry import add_api_client
+from seal.errors import SealNotUsableError, StampForbiddenError
 from seal.image import SealKind
 from seal.keyword import find_text
-from seal.lifecycle import SealRegistry, SealRequest, StampAuthorization
-from seal.models import StampLogRow
+from seal.lifecycle import Principal, SealRegistry, SealRequest, StampAuthorization
+from seal.models import PrincipalKind, StampLogRow, StampOutcome
 from seal.stamping import Stamper
 from seal.trust_services import node_trust_services
 from seal.verify import SignatureKind, verify_pdf
 from tests.certs.conftest import (
+    BASE_URL,
     BUSINESS_LICENCE,
     FOOD_PERMIT,
+    OPERATOR,
     OTHER_USCC,
     REGION,
     SEALLESS_USCC,
@@ -124,7 +127,7 @@ def test_issuance_yields_identifier_token_credential_and_sealed_pdf(
     if type_code == FOOD_PERMIT:
         data["number"] = "JY23501000000011"
     issued = licences.issue_licence(
-        type_code, AGENCY_USCC, data, actor="client:cl_issuer"
+        type_code, AGENCY_USCC, data, actor="client:cl_issuer", principal=OPERATOR
     )
     record = issued.record
 
@@ -189,20 +192,114 @@ def test_issuance_yields_identifier_token_credential_and_sealed_pdf(
         stamp = session.scalars(
             select(StampLogRow).order_by(StampLogRow.id.desc()).limit(1)
         ).one()
-    assert stamp.principal_id == "licences/client:cl_issuer"
+    assert (stamp.principal_kind, stamp.principal_id) == (
+        PrincipalKind.OPERATOR,
+        OPERATOR.id,
+    )
     assert stamp.outcome.value == "stamped"
+
+
+# -- who stamps: the principal, as the seal registry allows it --------------------------
+
+
+@pytest.fixture(scope="module")
+def issuing_client(licence_node: Node) -> Principal:
+    """An API client of the issuing agency, without a grant for its seal."""
+    with licence_node.sessions.begin() as session:
+        client, _ = add_api_client(
+            session, agency_uscc=AGENCY_USCC, name="licence-system"
+        )
+    return Principal.of(client_id=client.client_id)
+
+
+def test_a_client_stamps_licences_only_with_a_grant_and_the_log_names_it(
+    licences: LicenceRegistry,
+    seals: SealRegistry,
+    official_seal,
+    other_official_seal,
+    guide_cards: GuideCards,
+    licence_node: Node,
+    issuing_client: Principal,
+) -> None:
+    actor = str(issuing_client)
+    before = (licence_rows(licence_node), audit_head(licence_node))
+    with pytest.raises(StampForbiddenError, match="no grant"):
+        guide_cards.issue(actor=actor, principal=issuing_client)
+    # A grant for another agency's seal is no grant for this one's.
+    with licence_node.sessions.begin() as session:
+        stranger, _ = add_api_client(session, agency_uscc=OTHER_USCC, name="stranger")
+    seals.grant(other_official_seal.id, client_id=stranger.client_id)
+    with pytest.raises(StampForbiddenError, match="another agency"):
+        guide_cards.issue(principal=Principal.of(client_id=stranger.client_id))
+    assert (licence_rows(licence_node), audit_head(licence_node)) == before
+
+    seals.grant(official_seal.id, client_id=issuing_client.id)
+    try:
+        issued = guide_cards.issue(actor=actor, principal=issuing_client)
+        licences.copy_with_watermark(
+            issued.identifier, "银行开户", principal=issuing_client
+        )
+    finally:
+        seals.withdraw_grant(official_seal.id, client_id=issuing_client.id)
+    stamps = seals.stamp_log(official_seal.id, limit=2)  # the copy, the licence
+    assert [(s.principal, s.outcome) for s in stamps] == [
+        (issuing_client, StampOutcome.STAMPED)
+    ] * 2
+    with licence_node.sessions() as session:
+        signers = session.scalars(
+            select(AuditEntry.actor)
+            .where(AuditEntry.key_label == official_seal.key_label)
+            .order_by(AuditEntry.seq.desc())
+            .limit(2)
+        ).all()
+    assert signers == [f"{actor}#stamp-{s.log_id}" for s in stamps]
+
+
+def test_a_grant_withdrawn_during_issuance_stops_the_stamp(
+    seals: SealRegistry,
+    trust_services,
+    official_seal,
+    guide_cards: GuideCards,
+    licence_node: Node,
+    issuing_client: Principal,
+) -> None:
+    def withdraw_first(authorization: StampAuthorization) -> Stamper:
+        seals.withdraw_grant(official_seal.id, client_id=issuing_client.id)
+        return Stamper(seals.credential(authorization), services=trust_services)
+
+    registry = LicenceRegistry(
+        seals=seals,
+        services=trust_services,
+        region=REGION,
+        base_url=BASE_URL,
+        stamper_for=withdraw_first,
+    )
+    seals.grant(official_seal.id, client_id=issuing_client.id)
+    rows = licence_rows(licence_node)
+    # Checked when the licence is planned, and again when its stamp is logged.
+    with pytest.raises(StampForbiddenError, match="no grant"):
+        registry.issue_licence(
+            TOUR_GUIDE,
+            AGENCY_USCC,
+            guide_cards.data(),
+            actor=str(issuing_client),
+            principal=issuing_client,
+        )
+    assert licence_rows(licence_node) == rows
 
 
 def test_licence_numbers_come_from_the_data_or_a_serial(
     licences: LicenceRegistry, guide_cards: GuideCards
 ) -> None:
     business = licences.issue_licence(
-        BUSINESS_LICENCE, AGENCY_USCC, business_data(2), actor="t"
+        BUSINESS_LICENCE, AGENCY_USCC, business_data(2), actor="t", principal=OPERATOR
     )
     assert business.record.number == uscc(2)
     food = example_data(FOOD_PERMIT)
     food["number"] = "JY13501000000022"
-    permit = licences.issue_licence(FOOD_PERMIT, AGENCY_USCC, food, actor="t")
+    permit = licences.issue_licence(
+        FOOD_PERMIT, AGENCY_USCC, food, actor="t", principal=OPERATOR
+    )
     assert permit.record.number == "JY13501000000022"
     # The card number D-3501-... has hyphens: the identifier takes year and serial.
     first, second = guide_cards.issue(), guide_cards.issue()
@@ -215,10 +312,16 @@ def test_licence_numbers_come_from_the_data_or_a_serial(
 
 
 def test_same_own_number_twice_is_a_conflict(licences: LicenceRegistry) -> None:
-    licences.issue_licence(BUSINESS_LICENCE, AGENCY_USCC, business_data(3), actor="t")
+    licences.issue_licence(
+        BUSINESS_LICENCE, AGENCY_USCC, business_data(3), actor="t", principal=OPERATOR
+    )
     with pytest.raises(LicenceConflictError, match="change or renew it"):
         licences.issue_licence(
-            BUSINESS_LICENCE, AGENCY_USCC, business_data(3), actor="t"
+            BUSINESS_LICENCE,
+            AGENCY_USCC,
+            business_data(3),
+            actor="t",
+            principal=OPERATOR,
         )
 
 
@@ -228,7 +331,7 @@ def test_token_expiry_is_the_licence_end_or_the_signer_end(
     document_signer: DocumentSigner,
 ) -> None:
     long_term = licences.issue_licence(
-        BUSINESS_LICENCE, AGENCY_USCC, business_data(4), actor="t"
+        BUSINESS_LICENCE, AGENCY_USCC, business_data(4), actor="t", principal=OPERATOR
     )
     assert long_term.record.valid_until is None
     assert long_term.record.token_expires_at == (
@@ -262,7 +365,9 @@ def test_bad_data_names_every_problem_and_reserves_nothing(
     del data["operator"]
     data["colour"] = "red"
     with pytest.raises(LicenceDataError) as raised:
-        licences.issue_licence(FOOD_PERMIT, AGENCY_USCC, data, actor="t")
+        licences.issue_licence(
+            FOOD_PERMIT, AGENCY_USCC, data, actor="t", principal=OPERATOR
+        )
     message = str(raised.value)
     assert len(raised.value.problems) == 4
     for name in ("number", "business_form", "operator", "colour"):
@@ -279,7 +384,11 @@ def test_an_agency_without_an_official_seal_cannot_issue(
     before = licence_rows(licence_node)
     with pytest.raises(NoOfficialSealError, match="no active official seal"):
         licences.issue_licence(
-            TOUR_GUIDE, SEALLESS_USCC, example_data(TOUR_GUIDE), actor="t"
+            TOUR_GUIDE,
+            SEALLESS_USCC,
+            example_data(TOUR_GUIDE),
+            actor="t",
+            principal=OPERATOR,
         )
     # Another agency's seal cannot be named either.
     with pytest.raises(NoOfficialSealError, match="not an official seal"):
@@ -288,6 +397,7 @@ def test_an_agency_without_an_official_seal_cannot_issue(
             AGENCY_USCC,
             example_data(TOUR_GUIDE),
             actor="t",
+            principal=OPERATOR,
             seal_id=other_official_seal.id,
         )
     assert licence_rows(licence_node) == before
@@ -323,7 +433,11 @@ def test_a_failure_after_the_reservation_leaves_nothing(
     try:
         with pytest.raises(SealNotUsableError, match="cannot stamp"):
             registry.issue_licence(
-                TOUR_GUIDE, OTHER_USCC, example_data(TOUR_GUIDE), actor="t"
+                TOUR_GUIDE,
+                OTHER_USCC,
+                example_data(TOUR_GUIDE),
+                actor="t",
+                principal=OPERATOR,
             )
     finally:
         seals.reinstate_seal(other_official_seal.id)
@@ -334,7 +448,7 @@ def test_a_failure_after_the_reservation_leaves_nothing(
         )
     # The agency issues normally once its seal is back.
     issued = registry.issue_licence(
-        TOUR_GUIDE, OTHER_USCC, example_data(TOUR_GUIDE), actor="t"
+        TOUR_GUIDE, OTHER_USCC, example_data(TOUR_GUIDE), actor="t", principal=OPERATOR
     )
     assert issued.record.agency_uscc == OTHER_USCC
 
@@ -345,7 +459,7 @@ def test_discard_unfinished_removes_what_a_killed_process_left(
     moment = licences._now()
     signer = licences._signer(moment)
     plan = licences._plan(
-        LicenceRequest(TOUR_GUIDE, AGENCY_USCC, guide_cards.data()), moment
+        LicenceRequest(TOUR_GUIDE, AGENCY_USCC, guide_cards.data()), moment, OPERATOR
     )
     reservation = licences._reserve(plan, moment, signer, actor="killed")
     with pytest.raises(LicenceNotFoundError):
@@ -363,7 +477,11 @@ def test_a_document_signer_about_to_expire_is_refused(
     registry = make_registry(seals, trust_services, clock=fixed_clock(late))
     with pytest.raises(DocumentSignerError, match="rotate it"):
         registry.issue_licence(
-            TOUR_GUIDE, AGENCY_USCC, example_data(TOUR_GUIDE), actor="t"
+            TOUR_GUIDE,
+            AGENCY_USCC,
+            example_data(TOUR_GUIDE),
+            actor="t",
+            principal=OPERATOR,
         )
 
 
@@ -379,7 +497,9 @@ def test_a_change_issues_the_next_version_and_supersedes_the_previous(
 ) -> None:
     first = guide_cards.issue()
     changed = dict(first.record.data, level="senior")
-    second = licences.renew_or_change(first.identifier, changed, actor="staff:li")
+    second = licences.renew_or_change(
+        first.identifier, changed, actor="staff:li", principal=OPERATOR
+    )
     assert (
         LicenceIdentifier.parse(second.identifier)
         == LicenceIdentifier.parse(first.identifier).next_version()
@@ -405,26 +525,79 @@ def test_a_change_issues_the_next_version_and_supersedes_the_previous(
     assert new_qr.verdict is Verdict.VALID, new_qr.reason
 
     with pytest.raises(LicenceStateError, match="superseded"):
-        licences.renew_or_change(first.identifier, changed, actor="t")
+        licences.renew_or_change(
+            first.identifier, changed, actor="t", principal=OPERATOR
+        )
 
 
 def test_a_new_own_number_is_not_a_new_version(licences: LicenceRegistry) -> None:
     data = example_data(FOOD_PERMIT)
     data["number"] = "JY23501000000055"
-    first = licences.issue_licence(FOOD_PERMIT, AGENCY_USCC, data, actor="t")
+    first = licences.issue_licence(
+        FOOD_PERMIT, AGENCY_USCC, data, actor="t", principal=OPERATOR
+    )
     renumbered = dict(first.record.data, number="JY23501000000056")
     with pytest.raises(LicenceConflictError, match="a new number is a new licence"):
-        licences.renew_or_change(first.identifier, renumbered, actor="t")
+        licences.renew_or_change(
+            first.identifier, renumbered, actor="t", principal=OPERATOR
+        )
     # A business licence's number is its holder's code: a new one is a new holder.
     business = licences.issue_licence(
-        BUSINESS_LICENCE, AGENCY_USCC, business_data(5), actor="t"
+        BUSINESS_LICENCE, AGENCY_USCC, business_data(5), actor="t", principal=OPERATOR
     )
     with pytest.raises(LicenceConflictError, match="the holder changed"):
-        licences.renew_or_change(business.identifier, business_data(6), actor="t")
+        licences.renew_or_change(
+            business.identifier, business_data(6), actor="t", principal=OPERATOR
+        )
     assert licences.get_licence(first.identifier).status is LicenceStatus.VALID
 
 
 # -- status ----------------------------------------------------------------------------
+
+
+def status_list_signers(node: Node, after: int) -> list[str]:
+    """The actors of the status-list signatures after audit entry `after`."""
+    with node.sessions() as session:
+        return list(
+            session.scalars(
+                select(AuditEntry.actor)
+                .where(
+                    AuditEntry.operation == "sign-status-list", AuditEntry.seq > after
+                )
+                .order_by(AuditEntry.seq)
+            )
+        )
+
+
+def audit_head(node: Node) -> int:
+    with node.sessions() as session:
+        return session.scalar(select(func.max(AuditEntry.seq))) or 0
+
+
+def test_status_lists_are_re_signed_under_the_actor_who_changed_them(
+    licences: LicenceRegistry, guide_cards: GuideCards, licence_node: Node
+) -> None:
+    first = guide_cards.issue()
+    # A new version supersedes the first: the first one's list is signed afterwards.
+    before = audit_head(licence_node)
+    second = licences.renew_or_change(
+        first.identifier,
+        dict(first.record.data, level="senior"),
+        actor="client:cl_lists",
+        principal=OPERATOR,
+    )
+    signers = status_list_signers(licence_node, before)  # its JWT and CWT forms
+    assert signers and all(s.startswith("client:cl_lists#licence-") for s in signers)
+    identifier = second.identifier
+    for change, actor in (
+        (lambda: licences.suspend(identifier, actor="staff:wang"), "staff:wang"),
+        (lambda: licences.reinstate(identifier, actor="client:cl_x"), "client:cl_x"),
+        (lambda: licences.revoke(identifier, "吊销", actor="staff:li"), "staff:li"),
+    ):
+        before = audit_head(licence_node)
+        change()
+        signers = status_list_signers(licence_node, before)
+        assert signers and all(s.startswith(f"{actor}#licence-") for s in signers)
 
 
 def test_revoke_suspend_reinstate_re_sign_the_status_list(
@@ -528,7 +701,7 @@ def test_lists_open_and_fill_with_random_indexes(
     requests = [
         LicenceRequest(TOUR_GUIDE, AGENCY_USCC, guide_cards.data()) for _ in range(8)
     ]
-    batch = registry.issue_licences(requests, actor="t")
+    batch = registry.issue_licences(requests, actor="t", principal=OPERATOR)
     assert not batch.failed
     by_list: dict[str, list[int]] = {}
     for issued in batch.issued:
@@ -573,7 +746,10 @@ def test_batch_issuance_signs_tokens_once_and_reports_failures(
     ]
     progress: list[tuple[int, int]] = []
     batch = licences.issue_licences(
-        requests, actor="t", progress=lambda d, t: progress.append((d, t))
+        requests,
+        actor="t",
+        principal=OPERATOR,
+        progress=lambda d, t: progress.append((d, t)),
     )
     assert len(batch.issued) == 2
     assert [f.index for f in batch.failed] == [1, 3]
@@ -673,7 +849,9 @@ def test_a_watermarked_copy_is_sealed_again_with_the_watermark_under_the_seal(
     node_status,
 ) -> None:
     issued = guide_cards.issue()
-    copy = licences.copy_with_watermark(issued.identifier, "银行开户", actor="holder")
+    copy = licences.copy_with_watermark(
+        issued.identifier, "银行开户", principal=OPERATOR
+    )
     assert copy != issued.pdf
     assert find_text(copy, "仅供银行开户使用")
     assert not find_text(issued.pdf, "仅供银行开户使用")
@@ -690,7 +868,7 @@ def test_a_watermarked_copy_is_sealed_again_with_the_watermark_under_the_seal(
     assert "仅供银行开户使用" in str(field.get_object()["/V"]["/Reason"])
     licences.revoke(issued.identifier, "test", actor="t")
     with pytest.raises(LicenceStateError):
-        licences.copy_with_watermark(issued.identifier, "银行开户", actor="holder")
+        licences.copy_with_watermark(issued.identifier, "银行开户", principal=OPERATOR)
 
 
 def test_record_as_json_and_pending_rows_are_invisible(
@@ -737,7 +915,7 @@ def test_concurrent_issuance_and_status_changes(
             identifiers = []
             for item in data[offset::4]:
                 issued = registry.issue_licence(
-                    TOUR_GUIDE, AGENCY_USCC, item, actor="t"
+                    TOUR_GUIDE, AGENCY_USCC, item, actor="t", principal=OPERATOR
                 )
                 identifiers.append(issued.identifier)
             registry.revoke(identifiers[0], "test", actor="t")
@@ -770,7 +948,9 @@ def test_a_change_keeps_the_holder_and_a_revocation_needs_a_reason(
     issued = guide_cards.issue()
     other_holder = dict(issued.record.data, id_number=guide_cards.data()["id_number"])
     with pytest.raises(LicenceConflictError, match="the holder changed"):
-        licences.renew_or_change(issued.identifier, other_holder, actor="t")
+        licences.renew_or_change(
+            issued.identifier, other_holder, actor="t", principal=OPERATOR
+        )
     with pytest.raises(LicenceRequestError, match="say why"):
         licences.revoke(issued.identifier, "  ", actor="t")
     assert licences.get_licence(issued.identifier).status is LicenceStatus.VALID

@@ -343,6 +343,12 @@ def test_presentations(
     )
     assert wrong_nonce.verdict is not Verdict.VALID
     assert "nonce" in wrong_nonce.reason
+    # The same credential shown without the holder's key-binding JWT is a copy.
+    copied = licences.present_licence(issued.identifier, ["name", "level"])
+    for nonce in (None, "n1"):
+        replayed = check(licence_trust, node_status, sd_jwt=copied, nonce=nonce)
+        assert replayed.verdict is Verdict.INVALID_SIGNATURE
+        assert "no key-binding JWT" in replayed.reason
     licences.revoke(issued.identifier, "test", actor="t")
     revoked = check(licence_trust, node_status, sd_jwt=shown, nonce="n1", aud="bank")
     assert revoked.verdict is Verdict.REVOKED

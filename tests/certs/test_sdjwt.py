@@ -363,6 +363,40 @@ def test_key_bound_presentation_verifies(signer, now, holder) -> None:
     assert set(result.fields) == ALWAYS | {"address"}
 
 
+def test_a_bound_credential_is_accepted_only_with_its_holders_proof(
+    signer, now, holder
+) -> None:
+    # Without a key-binding JWT a presentation of a bound credential is a copy anyone
+    # who once saw it could replay, whether or not the verifier asks for a nonce.
+    credential = issue(signer, now, holder=holder)
+    for copied in (present(credential, disclose=["address"]), credential):
+        assert_rejected(
+            verify(signer, copied, now),
+            Verdict.INVALID_SIGNATURE,
+            "bound to its holder's key, but the presentation has no key-binding JWT",
+        )
+    proved = present(
+        credential, disclose=["address"], holder_key=holder, nonce="n", aud="a", now=now
+    )
+    result = verify(signer, proved, now)
+    assert result.verdict is Verdict.VALID and result.key_bound, result.reason
+    # A credential without cnf needs none, unless the verifier requires it.
+    plain = present(issue(signer, now), disclose=["address"])
+    assert verify(signer, plain, now).verdict is Verdict.VALID
+    assert_rejected(
+        verify(
+            signer,
+            plain,
+            now,
+            expected_nonce="n",
+            expected_aud="a",
+            require_key_binding=True,
+        ),
+        Verdict.INVALID_SIGNATURE,
+        "required",
+    )
+
+
 @pytest.mark.parametrize(
     ("nonce", "aud", "words"),
     [

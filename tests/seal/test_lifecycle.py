@@ -860,6 +860,26 @@ def test_the_stamp_log_refuses_what_does_not_fit(
     )
 
 
+def test_stamps_a_dead_worker_left_pending_are_failed_as_abandoned(seals, granted_seal):
+    authorization = seals.authorize_stamp(granted_seal.id, operator="cli")
+    stale = seals.record_stamp_intent(authorization, document=b"%PDF", level="B-B")
+    an_hour_later = _at(seals, dt.timedelta(hours=1))
+    fresh = an_hour_later.record_stamp_intent(
+        authorization, document=b"%PDF", level="B-B"
+    )
+
+    assert an_hour_later.fail_abandoned_stamps(older_than=dt.timedelta(minutes=30)) == 1
+    latest, earlier = seals.stamp_log(granted_seal.id, limit=2)
+    assert (latest.log_id, latest.outcome) == (fresh.log_id, StampOutcome.PENDING)
+    assert (earlier.log_id, earlier.outcome) == (stale.log_id, StampOutcome.FAILED)
+    assert earlier.error == "abandoned" and earlier.finished_at is not None
+    with pytest.raises(SealStateError, match="already finished"):
+        seals.complete_stamp(stale, b"%PDF sealed too late")
+    with pytest.raises(ValueError, match="positive"):
+        seals.fail_abandoned_stamps(older_than=dt.timedelta(0))
+    seals.fail_stamp(fresh, "test over")
+
+
 # -- SQLite and PostgreSQL -------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import subprocess
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from seal.stamping import (
 )
 from seal.trust_services import TrustServices
 from tests.conftest import require_tool
+from tests.seal import attacks
 from tests.seal.conftest import (
     KEYWORD,
     SEAL_DIAMETER_MM,
@@ -668,6 +670,23 @@ def test_a_page_tree_loop_is_refused_when_every_page_is_visited(
     looped = _page_tree_loop(pdf_factory(2), tmp_path)
     with pytest.raises(StampError, match="page tree has a loop"):
         stamper.stamp(looped, StampRequest(seam=SeamSeal(), level=B_B))
+
+
+def test_a_decompression_bomb_is_refused_when_the_seal_goes_on_a_keyword(stamper):
+    # A quarter-megabyte upload whose page content inflates to 256 MiB: finding the
+    # keyword in it must not take the worker's memory (the review saw 3.2 GB).
+    bomb = attacks.zlib_bomb_content()
+    tracemalloc.start()
+    try:
+        with pytest.raises(StampError, match="expands beyond 64 MiB") as refused:
+            stamper.stamp(
+                bomb, StampRequest(placements=(OnKeyword(KEYWORD),), level=B_B)
+            )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert refused.value.category is ErrorCategory.BAD_REQUEST
+    assert peak < 200 * 1024 * 1024
 
 
 def test_documents_over_the_size_limit_are_refused_unread(credential, pdf_factory):

@@ -1,15 +1,25 @@
 """Trust services for stamping: the HTTP clients against a node's endpoints served over
-real HTTP, the in-process node source, and failures that become TrustServiceError."""
+real HTTP, the in-process node source, and failures that become TrustServiceError; the
+HTTP source fetches only http(s) URLs, follows no redirect and bounds the whole answer
+in time."""
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import io
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import DocumentSecurityStore, validate_pdf_signature
 
@@ -18,6 +28,7 @@ from seal.errors import TrustServiceError
 from seal.signer import to_asn1_certificate
 from seal.stamping import At, Level, Stamper, StampRequest
 from seal.trust_services import (
+    HttpRevocationSource,
     NodeRevocationSource,
     TrustServices,
     http_timestamp_client,
@@ -202,3 +213,133 @@ def test_the_node_source_serves_only_this_nodes_urls(node):
         source.crl("http://elsewhere.example/ca.crl")
     crl_url = node.ca.endpoints.crl_url("seal-ca")
     assert source.crl(crl_url) == node.revocation.latest_crl("seal-ca").der
+
+
+# -- what the HTTP source fetches: URLs from uploaded documents' certificates -----------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pki:
+    """A CA, its CRL (DER) and a certificate whose CRL distribution point and OCSP
+    responder are the URLs given."""
+
+    ca: x509.Certificate
+    crl_der: bytes
+    leaf: x509.Certificate
+
+
+def _pki(url: str) -> _Pki:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test CA")])
+    now = dt.datetime.now(dt.UTC)
+
+    def certificate(subject: x509.Name, *extensions: x509.ExtensionType):
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+        )
+        for extension in extensions:
+            builder = builder.add_extension(extension, critical=False)
+        return builder.sign(key, hashes.SHA256())
+
+    where = x509.UniformResourceIdentifier(url)
+    crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(name)
+        .last_update(now - dt.timedelta(hours=1))
+        .next_update(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    return _Pki(
+        ca=certificate(name, x509.BasicConstraints(ca=True, path_length=None)),
+        crl_der=crl.public_bytes(Encoding.DER),
+        leaf=certificate(
+            x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Uploaded")]),
+            x509.CRLDistributionPoints(
+                [x509.DistributionPoint([where], None, None, None)]
+            ),
+            x509.AuthorityInformationAccess(
+                [x509.AccessDescription(AuthorityInformationAccessOID.OCSP, where)]
+            ),
+        ),
+    )
+
+
+@pytest.mark.parametrize("local", [False, True], ids=["etc-passwd", "a-real-crl"])
+def test_a_file_url_named_by_an_uploaded_certificate_is_not_opened(tmp_path, local):
+    # pyhanko-certvalidator happens to pass on only http(s) URLs today; the source
+    # must not depend on what its callers filter.
+    crl_file = tmp_path / "ca.crl"
+    pki = _pki(crl_file.as_uri() if local else "file:///etc/passwd")
+    crl_file.write_bytes(pki.crl_der)  # what urllib would read from the disk
+    extensions = pki.leaf.extensions
+    (point,) = extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    (responder,) = extensions.get_extension_for_class(
+        x509.AuthorityInformationAccess
+    ).value
+    source = HttpRevocationSource(timeout=2)
+    with pytest.raises(TrustServiceError, match="not an http or https URL"):
+        source.crl(point.full_name[0].value)
+    with pytest.raises(TrustServiceError, match="not an http or https URL"):
+        source.ocsp(responder.access_location.value, b"0\x00")
+
+
+class _Tricks(BaseHTTPRequestHandler):
+    """/crl serves a CRL, /moved redirects to it, /drip sends it a byte at a time."""
+
+    crl_der: bytes
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Keep the test output quiet."""
+
+    def do_GET(self) -> None:
+        if self.path == "/moved":
+            self.send_response(302)
+            self.send_header("Location", "/crl")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/pkix-crl")
+        self.send_header("Content-Length", str(len(self.crl_der)))
+        self.end_headers()
+        if self.path == "/crl":
+            self.wfile.write(self.crl_der)
+            return
+        try:
+            for at in range(len(self.crl_der)):
+                self.wfile.write(self.crl_der[at : at + 1])
+                self.wfile.flush()
+                time.sleep(0.05)
+        except OSError:
+            pass  # the client gave up, as it should
+
+
+@pytest.fixture(scope="module")
+def tricks() -> Iterator[str]:
+    handler = type("Handler", (_Tricks,), {"crl_der": _pki("http://x/").crl_der})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_redirects_are_not_followed(tricks):
+    source = HttpRevocationSource(timeout=2)
+    assert source.crl(f"{tricks}/crl")
+    with pytest.raises(TrustServiceError, match="HTTP 302"):
+        source.crl(f"{tricks}/moved")
+
+
+def test_the_timeout_bounds_the_whole_answer_not_each_read(tricks):
+    # About 0.05 s per byte: every read is quick, the whole CRL takes seconds.
+    with pytest.raises(TrustServiceError, match=r"did not answer within 0.3 s"):
+        HttpRevocationSource(timeout=0.3).crl(f"{tricks}/drip")

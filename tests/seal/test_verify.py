@@ -1,6 +1,7 @@
 """seal.verify: genuine seals at every PAdES level verify with the right report fields;
 co-seals, certification seals and the /Info stance; revocation at the signing time;
-unusable input, limits and the wall-clock budget; the JSON the CLI prints."""
+unusable input, limits and the wall-clock budget; the JSON the CLI prints; nothing of an
+upload's certificates in the logs."""
 
 from __future__ import annotations
 
@@ -8,11 +9,16 @@ import datetime as dt
 import hashlib
 import io
 import json
+import logging
 import threading
 import time
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
 from reportlab.pdfgen import canvas
 
 from pki.ca_models import RevocationReason
@@ -457,3 +463,39 @@ def test_wrong_arguments_raise(root_certificate):
         verify_pdf(b"%PDF", trust_roots=[root_certificate], now=dt.datetime(2030, 1, 1))
     with pytest.raises(ValueError, match="positive"):
         VerifyLimits(time_budget_seconds=0)
+
+
+# -- what pyHanko may log while it reads an upload ------------------------------------------------------------
+
+
+def _stranger_root() -> x509.Certificate:
+    """A self-signed root no seal chains to: every chain fails, and pyHanko logs why."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Stranger Root")])
+    now = dt.datetime.now(dt.UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+
+
+def test_no_certificate_subject_or_traceback_of_an_upload_is_logged(
+    sealed, agency_credential, caplog
+):
+    # Subjects name people (a legal representative's seal) and carry text an attacker
+    # chose, newlines included, which would forge log lines.
+    caplog.set_level(logging.DEBUG)
+    report = _verify(sealed(Level.B_LT), _stranger_root())
+    assert not report.valid
+    subject = agency_credential.certificate.subject
+    names = [attribute.value for attribute in subject]
+    assert names and not any(str(name) in caplog.text for name in names)
+    assert "Traceback" not in caplog.text
+    assert not any(record.exc_info for record in caplog.records)
