@@ -6,26 +6,31 @@
     POST /api/v1/seals/<id>/stamp        stamp a PDF (multipart) -> the sealed PDF
     POST /api/v1/verify/pdf              verify a PDF (multipart) -> the report (public)
 
-Authentication is portal/api_auth.py (HTTP Basic, an API client's id and secret).
-Every error is RFC 9457 problem+json. Status decisions:
-- Another agency's seal is 403 for reading and stamping alike, and an unknown one 404.
-  Seal ids are random and seal codes are printed on every document the seal stamps,
-  so telling "not yours" from "none" reveals nothing a stamped document does not.
+Authentication is portal/api_auth.py (an API client's id and secret, HTTP Basic or
+Bearer); stamping, as every request that changes something, must also carry the header
+X-Yinxin-Client (or a JSON body), which no other web site can make a browser send
+(415 without it). Every error is RFC 9457 problem+json. Status decisions:
+- A client sees only its own agency's seals: another agency's seal is 404 with the
+  same words as a seal that does not exist, for reading and stamping alike. Seal
+  codes are sequential, so a 403 would confirm that a code exists and name its seal.
 - Stamping needs the client's `seal:stamp` scope (pki.registry.ClientScope; 403
-  without it). A seal the client may not stamp with is 403: another agency's, no
-  grant, or not active (suspended, revoked, expired; the problem type is then
-  seal-not-usable). The authorization is checked before the upload is read and again,
-  in the stamp log's transaction, before the signature: nothing is signed or logged
-  as signed.
+  without it). An own seal the client may not stamp with is 403: no grant, or not
+  active (suspended, revoked, expired; the problem type is then seal-not-usable).
+  The authorization is checked before the upload is read and again, in the stamp
+  log's transaction, before the signature: nothing is signed or logged as signed.
 - A body over the upload limit (50 MiB by default) is 413 before it is read; a part
   that is not a PDF is 400 with the stamper's reason.
 - Verification is public, as any relying party must be able to check a seal: per
   address at most YINXIN_VERIFY_RATE_LIMIT requests a minute (429 beyond), the same
   size limit. Its answer is always 200 with the report — `valid` false for an invalid
   document, and `usable` false (exit_code 2) for input that is no signed PDF at all:
-  the report is the answer in every case. Revocation is checked against this node's
-  own OCSP responses and CRLs, in process; no URL from an uploaded document is ever
-  fetched (that would let anyone make the node send requests where they like).
+  the report is the answer in every case. Seals are checked against this node's own
+  root CAs only: a caller's `trust` certificates are refused (400), since a "valid"
+  from the node must never rest on a root anyone can make (`yinxin verify pdf
+  --trust` verifies against other roots, on the caller's own machine). Revocation is
+  checked against this node's own OCSP responses and CRLs, in process; no URL from an
+  uploaded document is ever fetched (that would let anyone make the node send
+  requests where they like).
 """
 
 from __future__ import annotations
@@ -36,10 +41,8 @@ from pathlib import PurePath
 from typing import Any
 from urllib.parse import quote
 
-from cryptography import x509
 from flask import Blueprint, Response, jsonify, request
 
-from hsm_sim.errors import ErrorCategory
 from pki.registry import ClientScope
 from portal.api_auth import current_client, public
 from portal.api_support import (
@@ -48,6 +51,7 @@ from portal.api_support import (
     install_api_support,
     limit_verifications,
     no_store,
+    own_seal,
     read_upload,
     upload_limit,
 )
@@ -70,18 +74,9 @@ from seal.lifecycle import SealRecord, SealStatus, describe_seal_record
 from seal.stamping import Level, StampRequest
 from seal.verify import VerifyLimits, verify_pdf
 
-__all__ = ["MAX_TRUST_CERTIFICATES", "blueprint"]
+__all__ = ["blueprint"]
 
 blueprint = Blueprint("api", __name__, url_prefix="/api/v1")
-
-MAX_TRUST_CERTIFICATES = 8
-MAX_TRUST_BYTES = 64 * 1024
-
-
-class SealAccessError(Exception):
-    """Another agency's seal: a client sees and uses only its own agency's."""
-
-    category = ErrorCategory.FORBIDDEN
 
 
 @blueprint.record_once
@@ -140,12 +135,7 @@ def list_seals() -> Response:
 @blueprint.get("/seals/<seal_id>")
 def get_seal(seal_id: str) -> Response:
     client = current_client()
-    record = current_services().seal_registry().get_seal(seal_id)
-    if record.agency_uscc != client.agency_uscc:
-        raise SealAccessError(
-            f"seal {record.id} belongs to another agency; a client sees only its own "
-            "agency's seals"
-        )
+    record = own_seal(seal_id)
     return no_store(
         jsonify(_seal_document(record, _granted(record.id, client.client_id)))
     )
@@ -202,8 +192,9 @@ def stamp(seal_id: str) -> Response:
     services = current_services()
     registry = services.seal_registry()
     # Before the upload is read: a client that may not stamp learns it at once.
+    record = own_seal(seal_id)
     try:
-        authorization = registry.authorize_stamp(seal_id, client_id=client.client_id)
+        authorization = registry.authorize_stamp(record.id, client_id=client.client_id)
     except SealNotUsableError as exc:
         return problem_response(
             403, str(exc), type_="urn:yinxin:problem:seal-not-usable"
@@ -220,41 +211,22 @@ def stamp(seal_id: str) -> Response:
 # -- verification ----------------------------------------------------------------------
 
 
-def _trust_roots_from_form() -> list[x509.Certificate]:
-    parts = request.files.getlist("trust")
-    if len(parts) > MAX_TRUST_CERTIFICATES:
-        raise ApiRequestError(
-            f"at most {MAX_TRUST_CERTIFICATES} trust certificate files"
-        )
-    roots: list[x509.Certificate] = []
-    for part in parts:
-        data = part.stream.read(MAX_TRUST_BYTES + 1)
-        if len(data) > MAX_TRUST_BYTES:
-            raise ApiRequestError("a trust certificate file is too large")
-        try:
-            if b"-----BEGIN" in data:
-                roots.extend(x509.load_pem_x509_certificates(data))
-            else:
-                roots.append(x509.load_der_x509_certificate(data))
-        except ValueError:
-            raise ApiRequestError(
-                "a trust file holds no certificate (PEM or DER)"
-            ) from None
-    return roots
-
-
 @blueprint.post("/verify/pdf")
 @public
 def verify_pdf_upload() -> Response:
     limited = limit_verifications()
     if limited is not None:
         return limited
+    if "trust" in request.files or "trust" in request.form:
+        raise ApiRequestError(
+            "this node verifies seals against its own root CAs only; to verify "
+            "against other roots, run yinxin verify pdf --trust ROOT on your own machine"
+        )
     document, _ = read_upload("file")
-    extra_roots = _trust_roots_from_form()
     services = current_services()
     report = verify_pdf(
         document,
-        trust_roots=[*services.trust_roots(), *extra_roots],
+        trust_roots=services.trust_roots(),
         revocation=services.verification_revocation(),
         limits=dataclasses.replace(VerifyLimits(), max_input_bytes=upload_limit()),
     )

@@ -2,6 +2,7 @@
 
     POST /api/v1/licenses                         issue (the client's agency)      201
     GET  /api/v1/licenses                         the agency's licences, newest first
+    POST /api/v1/licenses/search                  the same, the filters in a JSON body
     GET  /api/v1/licenses/<id>                    one of them
     GET  /api/v1/licenses/<id>/pdf                its sealed PDF
     POST /api/v1/licenses/<id>/renew              its next version                  201
@@ -33,8 +34,11 @@ Status decisions:
   beyond) and every fetch is logged with the address, whatever its outcome. An
   unknown, expired or used-up code, or one whose licence is no longer valid, is the
   same 404 with the same words: a guesser learns nothing, the reason is in the log.
-  (The code is in the URL and so in access logs; codes are short-lived and one use
-  by default.)
+  (The code is in the URL; the access log writes `<code>` in its place, see
+  portal/access_log.py. Codes are short-lived and one use by default.)
+- Searching by holder: the holder's name or ID number is personal data, so besides
+  the `holder` query parameter (left out of the access log, as every query string)
+  there is POST /licenses/search with the filters in a JSON body.
 - Verification is public and rate-limited like PDF verification. A processed request
   is always 200 with the verdict (VALID, REVOKED, MALFORMED...): the verdict is the
   answer. 400 only when the request does not hold exactly one licence input. Status
@@ -66,9 +70,11 @@ from portal.api_support import (
     install_api_support,
     limit_verifications,
     no_store,
+    own_seal,
     read_json_body,
     read_upload,
 )
+from portal.config import WEB_LIMIT_DEFAULTS
 from portal.context import current_services
 from portal.errors import one_line, problem_response
 from portal.licence_options import (
@@ -78,14 +84,14 @@ from portal.licence_options import (
 )
 from portal.rate_limit import SlidingWindowCounter
 from seal.image import SealKind
-from seal.lifecycle import SealStatus
+from seal.lifecycle import Principal, SealStatus
 
 __all__ = ["USAGE_CODE_RATE_LIMIT", "blueprint"]
 
 blueprint = Blueprint("api_licences", __name__, url_prefix="/api/v1")
 
 USAGE_CODE_RATE_LIMIT = "YINXIN_USAGE_CODE_RATE_LIMIT"  # fetches a minute per address
-DEFAULT_USAGE_CODE_RATE_LIMIT = 10
+DEFAULT_USAGE_CODE_RATE_LIMIT = WEB_LIMIT_DEFAULTS[USAGE_CODE_RATE_LIMIT]
 MAX_REQUEST_JSON_BYTES = MAX_DATA_BYTES + 16 * 1024
 MAX_LIST_LIMIT = 1000
 _USAGE_FETCHES_KEY = "yinxin-usage-code-fetches"
@@ -98,6 +104,7 @@ ISSUE_KEYS = frozenset(
 )
 RENEW_KEYS = ISSUE_KEYS - {"type", "agency"}
 VERIFY_KEYS = frozenset({"token", "sd_jwt", "nonce", "aud"})
+SEARCH_KEYS = frozenset({"holder", "type", "limit"})
 USAGE_CODE_KEYS = frozenset({"ttl", "uses", "purpose"})
 
 
@@ -140,6 +147,11 @@ def _licences() -> LicenceRegistry:
 
 def _actor(client: ApiClientRecord) -> str:
     return f"client:{client.client_id}"
+
+
+def _principal(client: ApiClientRecord) -> Principal:
+    """The client as the seal registry knows it: who stamps the licence."""
+    return Principal.of(client_id=client.client_id)
 
 
 def _check_keys(body: dict[str, Any], allowed: frozenset[str]) -> None:
@@ -216,8 +228,9 @@ def _issuing_seal(client: ApiClientRecord, requested: str | None) -> str | None:
     (the registry then says so)."""
     seals = current_services().seal_registry()
     if requested is not None:
-        seals.authorize_stamp(requested, client_id=client.client_id)
-        return requested
+        record = own_seal(requested)
+        seals.authorize_stamp(record.id, client_id=client.client_id)
+        return record.id
     official = sorted(
         (
             seal
@@ -305,6 +318,7 @@ def issue_licence() -> Response:
             client.agency_uscc,
             data,
             actor=_actor(client),
+            principal=_principal(client),
             seal_id=seal_id,
             **validity,
         )
@@ -313,25 +327,51 @@ def issue_licence() -> Response:
     return _issued_response(issued)
 
 
-@blueprint.get("/licenses")
-def list_licences() -> Response:
-    client = _client_with(ClientScope.LICENCE_READ)
-    limit_text = request.args.get("limit", "100")
-    if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_LIST_LIMIT:
+def _found_licences(holder: str | None, type_code: str | None, limit: int) -> Response:
+    client = current_client()
+    if not 1 <= limit <= MAX_LIST_LIMIT:
         raise ApiRequestError(
             f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}"
         )
-    holder = request.args.get("holder")
-    type_code = request.args.get("type")
     if (holder and len(holder) > 200) or (type_code and len(type_code) > 32):
         raise ApiRequestError("holder or type is too long")
     records = _licences().find_licences(
         holder=holder,
         type_code=type_code,
         agency_uscc=client.agency_uscc,
-        limit=int(limit_text),
+        limit=limit,
     )
     return no_store(jsonify(licences=[_licence_document(r) for r in records]))
+
+
+@blueprint.get("/licenses")
+def list_licences() -> Response:
+    _client_with(ClientScope.LICENCE_READ)
+    limit_text = request.args.get("limit", "100")
+    if not limit_text.isdigit() or len(limit_text) > 7:
+        raise ApiRequestError(
+            f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}"
+        )
+    return _found_licences(
+        request.args.get("holder"), request.args.get("type"), int(limit_text)
+    )
+
+
+@blueprint.post("/licenses/search")
+def search_licences() -> Response:
+    """As GET /licenses, with the filters in the body: a holder's name or ID number
+    then stays out of URLs, and so out of proxies' and browsers' logs and histories."""
+    _client_with(ClientScope.LICENCE_READ)
+    body = read_json_body(16 * 1024)
+    _check_keys(body, SEARCH_KEYS)
+    limit = body.get("limit", 100)
+    if isinstance(limit, bool) or not isinstance(limit, int):
+        raise ApiRequestError(
+            f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}"
+        )
+    return _found_licences(
+        _text(body, "holder"), _text(body, "type", max_length=32), limit
+    )
 
 
 @blueprint.get("/licenses/<identifier>")
@@ -358,7 +398,12 @@ def renew_licence(identifier: str) -> Response:
     validity = _validity(body)
     seal_id = _issuing_seal(client, _text(body, "seal", max_length=64))
     issued = _licences().renew_or_change(
-        own, data, actor=_actor(client), seal_id=seal_id, **validity
+        own,
+        data,
+        actor=_actor(client),
+        principal=_principal(client),
+        seal_id=seal_id,
+        **validity,
     )
     return _issued_response(issued)
 

@@ -1,10 +1,11 @@
-"""What the /api/v1 blueprints share: authentication and body limits before each view,
-uploads and JSON bodies read within their limits, the verification rate limit, and
-the answers those limits give (413, 429).
+"""What the /api/v1 blueprints share: authentication, the cross-site guard and body
+limits before each view, uploads and JSON bodies read within their limits (JSON also
+within a nesting depth), the verification rate limit, and the answers those limits
+give (413, 415, 429).
 
 Config keys (app.config; create_app's test_config may set them), with defaults:
-YINXIN_MAX_UPLOAD_BYTES (50 MiB) and YINXIN_VERIFY_RATE_LIMIT (60 a minute per
-address, shared by every verification route).
+YINXIN_MAX_UPLOAD_BYTES (50 MiB) and YINXIN_VERIFY_RATE_LIMIT (the setting
+verify_rate_limit, 60 a minute per address, shared by every verification route).
 """
 
 from __future__ import annotations
@@ -19,11 +20,18 @@ from hsm_sim.errors import ErrorCategory
 from portal.api_auth import (
     authenticate_request,
     client_address,
+    current_client,
     install_authentication,
+    require_non_simple_request,
     too_many_requests,
 )
+from portal.config import WEB_LIMIT_DEFAULTS
+from portal.context import current_services
 from portal.errors import problem_response
+from portal.json_input import load_json
 from portal.rate_limit import SlidingWindowCounter
+from seal.errors import SealNotFoundError
+from seal.lifecycle import SealRecord
 
 __all__ = [
     "DEFAULT_MAX_UPLOAD_BYTES",
@@ -32,11 +40,13 @@ __all__ = [
     "NO_STORE",
     "VERIFY_RATE_LIMIT",
     "ApiRequestError",
+    "NoSuchSealError",
     "UploadTooLarge",
     "authenticate_and_limit",
     "install_api_support",
     "limit_verifications",
     "no_store",
+    "own_seal",
     "read_json_body",
     "read_upload",
     "too_large",
@@ -46,7 +56,7 @@ __all__ = [
 MAX_UPLOAD_BYTES = "YINXIN_MAX_UPLOAD_BYTES"
 DEFAULT_MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 VERIFY_RATE_LIMIT = "YINXIN_VERIFY_RATE_LIMIT"  # requests per minute per address
-DEFAULT_VERIFY_RATE_LIMIT = 60
+DEFAULT_VERIFY_RATE_LIMIT = WEB_LIMIT_DEFAULTS[VERIFY_RATE_LIMIT]
 NO_STORE = "no-store"
 # Room for the multipart framing and the small form fields next to the file.
 _FORM_OVERHEAD = 256 * 1024
@@ -57,6 +67,12 @@ class ApiRequestError(ValueError):
     """A request the API cannot act on as sent."""
 
     category = ErrorCategory.BAD_REQUEST
+
+
+class NoSuchSealError(Exception):
+    """No seal of the client's agency by that id or seal code (404)."""
+
+    category = ErrorCategory.NOT_FOUND
 
 
 class UploadTooLarge(Exception):
@@ -98,9 +114,10 @@ def _upload_too_large(error: UploadTooLarge) -> Response:
 
 
 def authenticate_and_limit() -> Response | None:
-    """A blueprint's before_request: the client (unless the view is public), then the
-    body limit, refused before the body is read."""
-    refused = authenticate_request()
+    """A blueprint's before_request: the client (unless the view is public), that a
+    state-changing request is no cross-site "simple" one, then the body limit, refused
+    before the body is read."""
+    refused = authenticate_request() or require_non_simple_request()
     if refused is not None:
         return refused
     if request.method == "POST":
@@ -147,12 +164,30 @@ def read_json_body(limit: int) -> dict[str, Any]:
     if len(raw) > limit:
         raise UploadTooLarge(limit)
     try:
-        document = json.loads(raw.decode("utf-8"))
+        document = load_json(raw.decode("utf-8"), source="the body")
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ApiRequestError("the body is not valid JSON (UTF-8)") from None
     if not isinstance(document, dict):
         raise ApiRequestError("the body must be a JSON object")
     return document
+
+
+def own_seal(reference: str) -> SealRecord:
+    """The calling client's agency's seal with this id or seal code.
+
+    An unknown seal and another agency's are the same 404, in the same words, made
+    from the reference as sent: seal codes are sequential, so anything else would let
+    a client list other agencies' seals and learn their ids.
+    """
+    try:
+        record = current_services().seal_registry().get_seal(reference)
+    except SealNotFoundError:
+        record = None
+    if record is None or record.agency_uscc != current_client().agency_uscc:
+        raise NoSuchSealError(
+            f"this agency has no seal with id or seal code {reference.strip()[:40]!r}"
+        )
+    return record
 
 
 def no_store(response: Response) -> Response:

@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import os
+import stat
 import sys
 import tempfile
 import traceback
@@ -46,7 +47,7 @@ from portal.config import (
     DEFAULT_REFRESH_INTERVAL,
     ENV_HSM_PIN,
     MAX_REFRESH_INTERVAL,
-    ConfigError,
+    read_secret_file,
 )
 from portal.errors import (
     EXIT_CHECK_FAILED,
@@ -64,19 +65,43 @@ ENV_SO_PIN = "YINXIN_HSM_SO_PIN"
 # -- error handling: every failure ends as one line on stderr ------------------------
 
 
-def _error_log_path(home: Path | None) -> Path:
-    """The instance's log directory when there is an instance, else the temp directory."""
+def _error_log_directory(home: Path | None) -> Path | None:
+    """Where the traceback goes: the instance's logs directory when there is an
+    instance, else a directory of this user's own in the temp directory. Only a real
+    directory (no symlink) of this user's that nobody else may enter or change; None
+    when there is none."""
     if home is not None and home.is_dir():
-        return home / "logs" / ERROR_LOG_NAME
-    return Path(tempfile.gettempdir()) / ERROR_LOG_NAME
+        directory = home / "logs"
+    else:
+        directory = Path(tempfile.gettempdir()) / f"yinxin-{os.geteuid()}"
+    try:
+        directory.mkdir(mode=0o700, exist_ok=True)
+        status = os.lstat(directory)
+    except OSError:
+        return None
+    if (
+        not stat.S_ISDIR(status.st_mode)
+        or status.st_uid != os.geteuid()
+        or status.st_mode & 0o077
+    ):
+        return None
+    return directory
 
 
 def _write_error_log(error: BaseException, state: CliState) -> Path | None:
-    path = _error_log_path(state.home)
+    directory = _error_log_directory(state.home)
+    if directory is None:
+        return None
+    path = directory / ERROR_LOG_NAME
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # Never through a symlink, never into a file of someone else's.
+        descriptor = os.open(
+            path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o600
+        )
         with os.fdopen(descriptor, "a", encoding="utf-8") as log:
+            status = os.fstat(log.fileno())
+            if not stat.S_ISREG(status.st_mode) or status.st_uid != os.geteuid():
+                return None
             stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             log.write(f"--- {stamp} {state.command_path}\n")
             log.write("".join(traceback.format_exception(error)))
@@ -196,6 +221,12 @@ def cli() -> None:
     help="Also register a demo agency, API client and staff user, and run the demo "
     "ceremony unless another is given.",
 )
+@click.option(
+    "--so-pin-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the software HSM's SO PIN to this new file (e.g. on an offline "
+    "medium) [default: <home>/move-offline/hsm-so.pin, to be moved offline].",
+)
 @json_option
 def init(
     home: Path | None,
@@ -205,6 +236,7 @@ def init(
     public_url: str | None,
     ceremony_config: Path | None,
     demo: bool,
+    so_pin_file: Path | None,
     as_json: bool,
 ) -> None:
     """Create an instance: config, database, HSM token and PINs, audit key, CA."""
@@ -214,7 +246,10 @@ def init(
         home, database_url, hsm, region=region, public_base_url=public_url
     )
     result = init_instance(
-        settings, demo=demo, ceremony_file=ceremony_file_setting(ceremony_config)
+        settings,
+        demo=demo,
+        ceremony_file=ceremony_file_setting(ceremony_config),
+        so_pin_file=so_pin_file,
     )
     for note in result.notes:
         warn(note)
@@ -239,7 +274,9 @@ def init(
     if result.user_pin_file is not None:
         rows.append(("user PIN", f"in {result.user_pin_file} (owner only)"))
     if result.so_pin_file is not None:
-        rows.append(("SO PIN", f"in {result.so_pin_file} (owner only)"))
+        rows.append(
+            ("SO PIN", f"in {result.so_pin_file} (owner only): move it offline now")
+        )
     if result.demo is not None:
         rows += [
             ("demo agency", f"{result.demo.agency_name} ({result.demo.agency_uscc})"),
@@ -605,22 +642,10 @@ def hsm_generate(
         )
 
 
-def _read_pin_file(path: Path, what: str) -> str:
-    try:
-        pin = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(
-            f"the {what} file {path} cannot be read: {exc.strerror}"
-        ) from None
-    if not pin:
-        raise ConfigError(f"the {what} file {path} is empty")
-    return pin
-
-
 def _so_pin(so_pin_file: Path | None) -> str:
     """The SO PIN: --so-pin-file, else YINXIN_HSM_SO_PIN, else a prompt on a terminal."""
     if so_pin_file is not None:
-        return _read_pin_file(so_pin_file, "SO PIN")
+        return read_secret_file(so_pin_file, "SO PIN")
     from_env = os.environ.get(ENV_SO_PIN, "").strip()
     if from_env:
         return from_env
@@ -674,7 +699,7 @@ def hsm_unlock(
     so_pin = _so_pin(so_pin_file)
     new_pin: str | None = None
     if new_user_pin_file is not None:
-        new_pin = _read_pin_file(new_user_pin_file, "new user PIN")
+        new_pin = read_secret_file(new_user_pin_file, "new user PIN")
     elif prompt_new_pin:
         new_pin = click.prompt(
             "New user PIN", hide_input=True, confirmation_prompt=True

@@ -551,7 +551,7 @@ def ca_refresh(
     home: Path | None, database_url: str | None, hsm: str | None, as_json: bool
 ) -> None:
     """Re-sign CRLs past half their life, stale OCSP responses and due licence status
-    lists; delete licence reservations a dead process left (for cron)."""
+    lists; clear licence reservations and stamps a dead process left (for cron)."""
     settings = load_settings(home, database_url, hsm)
     with open_services(settings) as services, signing_context(actor=cli_actor()):
         report = services.scheduled_refresh(keep_going=False)
@@ -562,5 +562,6 @@ def ca_refresh(
             f"Re-signed {report['crls']} CRL(s), each with its delta CRL, "
             f"{report['ocsp']} OCSP response(s) and {report['status_lists']} licence "
             f"status list(s); discarded {report['discarded_licences']} unfinished "
-            "licence reservation(s)."
+            f"licence reservation(s); failed {report['abandoned_stamps']} abandoned "
+            "stamp(s)."
         )

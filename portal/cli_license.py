@@ -55,6 +55,7 @@ from hsm_sim.errors import ErrorCategory
 from portal.cli_support import (
     check_output_path,
     cli_actor,
+    cli_principal,
     console,
     emit_json,
     instance_options,
@@ -355,6 +356,7 @@ def license_issue(
             agency_uscc,
             data,
             actor=cli_actor(),
+            principal=cli_principal(),
             valid_until=end,
             long_term=long,
             holder_key=key,
@@ -408,6 +410,7 @@ def license_renew(
             identifier,
             data,
             actor=cli_actor(),
+            principal=cli_principal(),
             valid_until=end,
             long_term=long,
             holder_key=key,
@@ -514,6 +517,7 @@ def license_batch(
                 result = licences.issue_licences(
                     [request for _, request in requests],
                     actor=cli_actor(),
+                    principal=cli_principal(),
                     progress=lambda done, _total, base=base: progress.update(
                         task, completed=base + done
                     ),
@@ -933,7 +937,7 @@ def license_copy(
     check_output_path(out)
     with open_services(settings) as services:
         pdf = services.licence_registry().copy_with_watermark(
-            identifier, purpose, actor=cli_actor()
+            identifier, purpose, principal=cli_principal()
         )
     write_output(out, pdf)
     if as_json:

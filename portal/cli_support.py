@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import getpass
 import json
 import os
+import pwd
+import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,7 @@ from hsm_sim.errors import ErrorCategory
 from portal.config import SettingOverrides, Settings, resolve_settings
 from portal.errors import InstanceNotFoundError
 from portal.services import Services
+from seal.lifecycle import Principal
 
 __all__ = [
     "CliState",
@@ -31,6 +33,7 @@ __all__ = [
     "OutputFileError",
     "check_output_path",
     "cli_actor",
+    "cli_principal",
     "console",
     "emit_json",
     "instance_options",
@@ -174,16 +177,27 @@ def open_services(settings: Settings) -> Iterator[Services]:
 
 
 def operator_name() -> str:
-    """The operating-system user running this command."""
+    """The operating-system user running this command, as `name(uid N)`.
+
+    From the process's real user id, never from LOGNAME or USER: anyone can set those,
+    and this name goes into the audit log and the stamp log.
+    """
+    uid = os.getuid()
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return f"uid-{os.getuid()}"
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:  # a uid without a passwd entry (containers)
+        name = "unknown"
+    return f"{name[:40]}(uid {uid})"
 
 
 def cli_actor() -> str:
     """Who the audit log names for signatures made by this command."""
     return f"cli:{operator_name()}"
+
+
+def cli_principal() -> Principal:
+    """Who stamps for this command: the node's operator, by name (the stamp log)."""
+    return Principal.of(operator=operator_name())
 
 
 # -- files the commands read and write ------------------------------------------------
@@ -231,13 +245,33 @@ def check_output_path(path: Path) -> None:
         raise OutputFileError(f"cannot write {path}: permission denied")
 
 
+def _umask() -> int:
+    """The process's umask. Reading it means setting it: meanwhile it is the strict
+    0o077, so a file another thread makes just then is only ever more private."""
+    current = os.umask(0o077)
+    os.umask(current)
+    return current
+
+
 def write_output(path: Path, data: bytes) -> None:
-    """Write `data` to `path` whole or not at all (a partial file is renamed into place)."""
-    partial = path.with_name(f".{path.name}.partial")
+    """Write `data` to `path` whole or not at all.
+
+    The data goes to a new file with a random name in the same directory, created
+    exclusively (so no file or symlink put there beforehand is followed), and is then
+    renamed over `path`; the file gets the mode a new file would (0666 less the umask).
+    """
+    directory = path.parent if str(path.parent) else Path(".")
+    partial: str | None = None
     try:
-        partial.write_bytes(data)
+        descriptor, partial = tempfile.mkstemp(
+            dir=directory, prefix=f".{path.name}.", suffix=".partial"
+        )
+        with os.fdopen(descriptor, "wb") as stream:
+            os.fchmod(stream.fileno(), 0o666 & ~_umask())
+            stream.write(data)
         os.replace(partial, path)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
+        if partial is not None:
+            Path(partial).unlink(missing_ok=True)
         reason = (exc.strerror or type(exc).__name__).lower()
         raise OutputFileError(f"cannot write {path}: {reason}") from None

@@ -3,8 +3,9 @@
 The instance directory (`YINXIN_HOME`, default `./instance`) holds the config file
 `yinxin.toml`, the SQLite database, the software-HSM token and the secrets directory.
 The config file names settings, never secrets: the HSM user PIN comes from
-`YINXIN_HSM_PIN` or from the PIN file the config points at (written by `yinxin init`).
-Next to it, `ceremony.toml` is the copy of the ceremony file the node's CA hierarchy
+`YINXIN_HSM_PIN` or from the PIN file the config points at (written by `yinxin init`),
+which is read only when it belongs to the user running Yinxin and nobody else may
+read it (0600: a PIN others can read is no secret). Next to it, `ceremony.toml` is the copy of the ceremony file the node's CA hierarchy
 was built from (profile lifetimes, revocation intervals, the node's organization).
 """
 
@@ -27,17 +28,22 @@ from pki.regions import validate_region_code
 __all__ = [
     "CEREMONY_FILE_NAME",
     "CONFIG_FILE_NAME",
+    "CONFIG_KEYS",
     "DEFAULT_HOME",
     "DEFAULT_PUBLIC_BASE_URL",
     "DEFAULT_REFRESH_INTERVAL",
     "DEFAULT_REGION",
+    "WEB_LIMITS",
+    "WEB_LIMIT_DEFAULTS",
     "ConfigError",
     "SettingOverrides",
     "Settings",
+    "WebLimit",
     "default_database_url",
     "default_hsm_spec",
     "describe_database_url",
     "read_config_file",
+    "read_secret_file",
     "resolve_settings",
 ]
 
@@ -54,6 +60,9 @@ DEFAULT_REFRESH_INTERVAL = 300
 MAX_REFRESH_INTERVAL = 24 * 3600
 SECRETS_DIR_NAME = "secrets"
 USER_PIN_FILE_NAME = "hsm-user.pin"
+# The SO PIN is needed only to unlock the token (`yinxin hsm unlock --so-pin-file`):
+# init writes it apart from everything the server reads, to be moved offline.
+OFFLINE_DIR_NAME = "move-offline"
 SO_PIN_FILE_NAME = "hsm-so.pin"
 
 # Environment variables and the setting each one sets.
@@ -67,6 +76,63 @@ ENV_REFRESH_INTERVAL = "YINXIN_REFRESH_INTERVAL"
 # The ceremony file `yinxin init` and `yinxin ca ceremony` run, when no flag names one.
 ENV_CEREMONY_CONFIG = "YINXIN_CEREMONY_CONFIG"
 
+
+@dataclasses.dataclass(frozen=True)
+class WebLimit:
+    """A whole-number setting of the web app: config key `key`, environment variable
+    YINXIN_<KEY> (also its key in the Flask app's config, where tests may set it)."""
+
+    key: str
+    default: int
+    minimum: int
+    maximum: int
+    meaning: str
+
+    @property
+    def env_name(self) -> str:
+        return f"YINXIN_{self.key.upper()}"
+
+
+# The web app's limits and trust in proxies (README.md, "Configuration"). Rate limits
+# count per client address and per web worker, in a sliding window.
+WEB_LIMITS: tuple[WebLimit, ...] = (
+    WebLimit(
+        "trusted_proxies", 0, 0, 10,
+        "reverse proxies in front of the node whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed (0: none, the peer is the client)",
+    ),
+    WebLimit(
+        "ocsp_live_rate_limit", 120, 1, 1_000_000,
+        "OCSP requests a minute per address that need a live signature (a nonce, "
+        "a CertID not hashed with SHA-1, or no pre-signed answer); beyond: tryLater",
+    ),
+    WebLimit(
+        "tsa_rate_limit", 60, 1, 1_000_000,
+        "timestamp requests a minute per address; beyond: 429 with a rejection",
+    ),
+    WebLimit(
+        "verify_rate_limit", 60, 1, 1_000_000,
+        "PDF and licence verifications a minute per address; beyond: 429",
+    ),
+    WebLimit(
+        "usage_code_rate_limit", 10, 1, 1_000_000,
+        "licence fetches by usage code a minute per address; beyond: 429",
+    ),
+    WebLimit(
+        "auth_failure_limit", 10, 1, 1_000_000,
+        "failed API authentications per address and client id in the window; "
+        "beyond: 429 for that pair",
+    ),
+    WebLimit(
+        "auth_failure_window", 300, 1, 86_400,
+        "the window of auth_failure_limit, in seconds",
+    ),
+)  # fmt: skip
+
+_WEB_DEFAULTS = {limit.key: limit.default for limit in WEB_LIMITS}
+# The defaults by environment-variable name, the web app config's keys.
+WEB_LIMIT_DEFAULTS = {limit.env_name: limit.default for limit in WEB_LIMITS}
+
 # Keys the config file may hold, and the TOML type of each.
 CONFIG_KEY_TYPES: dict[str, type] = {
     "region": str,
@@ -75,6 +141,7 @@ CONFIG_KEY_TYPES: dict[str, type] = {
     "hsm_pin_file": str,
     "public_base_url": str,
     "refresh_interval": int,
+    **{limit.key: int for limit in WEB_LIMITS},
 }
 CONFIG_KEYS = tuple(CONFIG_KEY_TYPES)
 
@@ -109,6 +176,14 @@ class Settings:
     hsm_pin: str | None = dataclasses.field(default=None, repr=False, compare=False)
     public_base_url: str = DEFAULT_PUBLIC_BASE_URL
     refresh_interval: int = DEFAULT_REFRESH_INTERVAL
+    # WEB_LIMITS, one field each
+    trusted_proxies: int = _WEB_DEFAULTS["trusted_proxies"]
+    ocsp_live_rate_limit: int = _WEB_DEFAULTS["ocsp_live_rate_limit"]
+    tsa_rate_limit: int = _WEB_DEFAULTS["tsa_rate_limit"]
+    verify_rate_limit: int = _WEB_DEFAULTS["verify_rate_limit"]
+    usage_code_rate_limit: int = _WEB_DEFAULTS["usage_code_rate_limit"]
+    auth_failure_limit: int = _WEB_DEFAULTS["auth_failure_limit"]
+    auth_failure_window: int = _WEB_DEFAULTS["auth_failure_window"]
 
     @property
     def config_file(self) -> Path:
@@ -126,6 +201,15 @@ class Settings:
     @property
     def secrets_dir(self) -> Path:
         return self.home / SECRETS_DIR_NAME
+
+    @property
+    def offline_dir(self) -> Path:
+        """Where init leaves what must be moved off the node (the SO PIN)."""
+        return self.home / OFFLINE_DIR_NAME
+
+    def web_limits(self) -> dict[str, int]:
+        """The WEB_LIMITS values by environment-variable name (the app config's keys)."""
+        return {limit.env_name: getattr(self, limit.key) for limit in WEB_LIMITS}
 
     @property
     def log_dir(self) -> Path:
@@ -250,15 +334,48 @@ def _check_refresh_interval(value: str | int, origin: str) -> int:
     return seconds
 
 
-def _read_pin_file(path: Path) -> str:
+def _check_web_limit(limit: WebLimit, value: str | int, origin: str) -> int:
     try:
-        pin = path.read_text(encoding="utf-8").strip()
+        number = int(value)
+    except ValueError:
+        raise ConfigError(
+            f"{origin}: {limit.key} is a whole number, got {str(value)[:20]!r}"
+        ) from None
+    if not limit.minimum <= number <= limit.maximum:
+        raise ConfigError(
+            f"{origin}: {limit.key} must be {limit.minimum} to {limit.maximum}, "
+            f"got {number}"
+        )
+    return number
+
+
+def read_secret_file(path: Path, what: str) -> str:
+    """The secret in `path` (a PIN), stripped; ConfigError unless only its owner, the
+    user running this process, can read it, and it holds something."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
     except OSError as exc:
         raise ConfigError(
-            f"HSM PIN file {path} cannot be read: {exc.strerror}"
+            f"the {what} file {path} cannot be read: {exc.strerror}"
         ) from None
+    with os.fdopen(descriptor, "rb") as stream:
+        status = os.fstat(stream.fileno())
+        if status.st_uid != os.geteuid():
+            raise ConfigError(
+                f"the {what} file {path} belongs to another user; it must be yours, "
+                f"readable by you only: chown {os.geteuid()} {path}; chmod 600 {path}"
+            )
+        if status.st_mode & 0o077:
+            raise ConfigError(
+                f"the {what} file {path} can be read or changed by others; "
+                f"make it yours only: chmod 600 {path}"
+            )
+        try:
+            pin = stream.read(4096).decode("utf-8").strip()
+        except UnicodeDecodeError:
+            raise ConfigError(f"the {what} file {path} is not UTF-8 text") from None
     if not pin:
-        raise ConfigError(f"HSM PIN file {path} is empty")
+        raise ConfigError(f"the {what} file {path} is empty")
     return pin
 
 
@@ -333,11 +450,18 @@ def resolve_settings(
     else:
         pin_file = home / SECRETS_DIR_NAME / USER_PIN_FILE_NAME
 
+    limits = {
+        limit.key: _check_web_limit(
+            limit, *pick(None, limit.env_name, limit.key, limit.default)
+        )
+        for limit in WEB_LIMITS
+    }
+
     pin: str | None = None
     if read_pin:
         pin = _environment_value(env, ENV_HSM_PIN)
         if pin is None and (pin_file_setting is not None or pin_file.exists()):
-            pin = _read_pin_file(pin_file)
+            pin = read_secret_file(pin_file, "HSM PIN")
 
     return Settings(
         home=home,
@@ -348,4 +472,5 @@ def resolve_settings(
         hsm_pin=pin,
         public_base_url=public_base_url,
         refresh_interval=refresh_interval,
+        **limits,
     )

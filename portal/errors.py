@@ -16,6 +16,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from hsm_sim.errors import ErrorCategory
+from portal.log_redaction import loggable_path
 
 __all__ = [
     "EXIT_CHECK_FAILED",
@@ -173,7 +174,7 @@ def _handle_unexpected(error: BaseException) -> Response:
     logger.error(
         "unexpected error handling %s %s [correlation id %s]",
         request.method,
-        request.path,
+        loggable_path(request.path),
         correlation_id,
         exc_info=error,
     )

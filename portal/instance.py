@@ -1,7 +1,8 @@
 """`yinxin init`: make a complete instance, or leave nothing behind.
 
 An instance is its config file, its database (schema made by the migrations), its HSM
-token with the user and SO PINs, the region's audit key with a first signed audit
+token with the user and SO PINs (the SO PIN written apart, to be moved offline: only
+`yinxin hsm unlock` needs it, the server never), the region's audit key with a first signed audit
 checkpoint, and — when a ceremony file is given (`--demo` gives the demo one) — the
 region's CA hierarchy made by the key ceremony, with a copy of the ceremony file kept
 as `ceremony.toml`. With `--demo` the demo agency also gets an official seal (公章),
@@ -19,6 +20,7 @@ import logging
 import os
 import secrets
 import shutil
+import textwrap
 import tomllib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -46,6 +48,7 @@ from pki.ra import RegistrationAuthority
 from pki.registry import ClientScope, add_api_client, add_staff_user, register_agency
 from pki.uscc import compute_uscc_check_character
 from portal.config import (
+    CONFIG_KEYS,
     DEFAULT_REFRESH_INTERVAL,
     SO_PIN_FILE_NAME,
     USER_PIN_FILE_NAME,
@@ -206,11 +209,16 @@ def _keep_ceremony_copy(settings: Settings, source: CeremonySource) -> None:
     os.replace(partial, settings.ceremony_file)
 
 
-def write_secret_file(path: Path, secret: str, *, replace: bool = False) -> None:
-    """Write `secret` to a file only its owner can read, in a directory only they can enter."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
+def write_secret_file(
+    path: Path, secret: str, *, replace: bool = False, private_directory: bool = True
+) -> None:
+    """Write `secret` to a file only its owner can read; with `private_directory`, in
+    a directory only they can enter (made so). Never through a symlink."""
+    if private_directory:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(path.parent, 0o700)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW
+    flags |= os.O_TRUNC if replace else os.O_EXCL
     descriptor = os.open(path, flags, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
         stream.write(secret + "\n")
@@ -300,11 +308,15 @@ def _holds_anything(path: Path) -> bool:
 def _config_text(settings: Settings) -> tuple[str, list[str]]:
     """The config file for `settings`: only what differs from the defaults, no secrets."""
     notes = []
+    keys = ", ".join(CONFIG_KEYS)
+    about = textwrap.wrap(
+        f"Keys: {keys}. Flags and YINXIN_* environment variables override them "
+        "(README.md). Secrets never go here: the user PIN lives in secrets/.",
+        width=84,
+    )
     lines = [
         "# Yinxin instance configuration, written by `yinxin init`.",
-        "# Keys: region, database_url, hsm, hsm_pin_file, public_base_url,",
-        "# refresh_interval. Flags and YINXIN_* environment variables override them.",
-        "# Secrets never go here: PINs live in secrets/.",
+        *(f"# {line}" for line in about),
         f"region = {json.dumps(settings.region, ensure_ascii=False)}",
         "# Every certificate's AIA and CRL distribution point name this URL.",
         f"public_base_url = {json.dumps(settings.public_base_url)}",
@@ -467,13 +479,44 @@ def _describe_os_error(error: OSError) -> str:
     return f"{reason}: {error.filename}" if error.filename else reason
 
 
+def _so_pin_path(
+    settings: Settings, so_pin_file: Path | None, spec: object
+) -> Path | None:
+    """Where init writes the soft token's SO PIN: `so_pin_file`, else
+    <home>/move-offline/hsm-so.pin; checked before anything is made."""
+    if not isinstance(spec, SoftTokenSpec):
+        if so_pin_file is not None:
+            raise InstanceError(
+                "a PKCS#11 token's SO PIN is set outside Yinxin; --so-pin-file is for "
+                "the software HSM"
+            )
+        return None
+    if so_pin_file is None:
+        return settings.offline_dir / SO_PIN_FILE_NAME
+    path = so_pin_file.expanduser().absolute()
+    if path.exists() or path.is_symlink():
+        raise InstanceExistsError(f"{path} already exists; init will not overwrite it")
+    if not path.parent.is_dir():
+        raise InstanceError(
+            f"cannot write the SO PIN to {path}: the directory {path.parent} does not "
+            "exist"
+        )
+    return path
+
+
 def init_instance(
-    settings: Settings, *, demo: bool = False, ceremony_file: Path | None = None
+    settings: Settings,
+    *,
+    demo: bool = False,
+    ceremony_file: Path | None = None,
+    so_pin_file: Path | None = None,
 ) -> InitResult:
     """Create the instance `settings` describe; InstanceExistsError if there is one.
 
     The CA ceremony runs from `ceremony_file` (with `demo`, the demo ceremony by
-    default); without one the instance has no CA until `yinxin ca ceremony`.
+    default); without one the instance has no CA until `yinxin ca ceremony`. A soft
+    token's SO PIN is written to `so_pin_file` (which must not exist) or, by default,
+    to <home>/move-offline/hsm-so.pin: either way, apart from what the server reads.
     """
     if ceremony_file is None and demo:
         ceremony_file = DEMO_CEREMONY_PATH
@@ -484,6 +527,7 @@ def init_instance(
         raise PinMissingError(
             "a PKCS#11 token is initialised outside Yinxin; give its user PIN in YINXIN_HSM_PIN"
         )
+    so_pin_path = _so_pin_path(settings, so_pin_file, spec)
     undo = _Undo()
     database_file = _sqlite_file(settings.database_url)
     with _step("creating the instance directory", undo):
@@ -506,16 +550,26 @@ def init_instance(
                     "schema; give init an empty database"
                 )
 
-        user_pin_file = so_pin_file = None
+        user_pin_file = None
+        pin_notes: list[str] = []
         if isinstance(spec, SoftTokenSpec):
+            assert so_pin_path is not None
             user_pin, so_pin = _new_pin(), _new_pin()
             with _step("writing the PIN files", undo):
                 user_pin_file = settings.secrets_dir / USER_PIN_FILE_NAME
-                so_pin_file = settings.secrets_dir / SO_PIN_FILE_NAME
                 _make_directory(settings.secrets_dir, undo, mode=0o700)
-                for path, pin in ((user_pin_file, user_pin), (so_pin_file, so_pin)):
-                    write_secret_file(path, pin)
-                    undo.push(str(path), _remove_path(path))
+                write_secret_file(user_pin_file, user_pin)
+                undo.push(str(user_pin_file), _remove_path(user_pin_file))
+                own_directory = so_pin_file is None
+                if own_directory:
+                    _make_directory(so_pin_path.parent, undo, mode=0o700)
+                write_secret_file(so_pin_path, so_pin, private_directory=own_directory)
+                undo.push(str(so_pin_path), _remove_path(so_pin_path))
+                pin_notes.append(
+                    f"move the SO PIN file {so_pin_path} off this machine now (to a "
+                    "safe or an offline medium): only `yinxin hsm unlock "
+                    "--so-pin-file FILE` needs it, and the server never reads it"
+                )
             with _step("creating the HSM token", undo):
                 _make_directory(spec.directory.parent, undo)
                 if spec.directory.exists():
@@ -608,6 +662,7 @@ def init_instance(
 
         with _step("writing the config file", undo):
             config_text, notes = _config_text(settings)
+            notes = pin_notes + notes
             if ceremony is None:
                 notes.append(
                     "this instance has no CA hierarchy yet; make it with: yinxin ca "
@@ -637,7 +692,7 @@ def init_instance(
         audit_key_label=audit_label,
         audit_entries=audit_entries,
         user_pin_file=user_pin_file,
-        so_pin_file=so_pin_file,
+        so_pin_file=so_pin_path,
         demo=demo_records,
         ceremony=ceremony,
         ceremony_file=settings.ceremony_file if ceremony is not None else None,

@@ -8,7 +8,8 @@ same way in both: usage-code lifetimes, holder keys, field lists and licence dat
     parse_licence_data(json_bytes)    -> the JSON object of field names and values
 
 Every refusal is a LicenceOptionError (400 / exit 2) saying what is wrong, never
-echoing a key or the data.
+echoing a key or the data; JSON nested too deeply is a JsonTooDeepError (the same
+400 / exit 2).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from hsm_sim.errors import ErrorCategory
+from portal.json_input import load_json
 
 __all__ = [
     "MAX_DATA_BYTES",
@@ -96,7 +98,7 @@ def parse_licence_data(raw: bytes, *, source: str) -> dict[str, Any]:
             f"{source} is larger than {MAX_DATA_BYTES // 1024} KiB, the most accepted"
         )
     try:
-        document = json.loads(raw.decode("utf-8-sig"))
+        document = load_json(raw.decode("utf-8-sig"), source=source)
     except UnicodeDecodeError:
         raise LicenceOptionError(f"{source} is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
@@ -126,7 +128,7 @@ def holder_public_key(data: bytes, *, source: str) -> ec.EllipticCurvePublicKey:
     text = data.strip()
     if text.startswith(b"{"):
         try:
-            jwk = json.loads(text)
+            jwk = load_json(text.decode("utf-8"), source=source)
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise LicenceOptionError(f"{source} is not a JWK (JSON)") from None
         return holder_public_key_from_jwk(jwk, source=source)

@@ -30,6 +30,16 @@ _SEAL_ID = {
     "schema": {"type": "string", "maxLength": 64},
 }
 
+_CLIENT_MARKER = {
+    "name": "X-Yinxin-Client",
+    "in": "header",
+    "required": True,
+    "description": "Any value (`1`). A request that changes something must carry a "
+    "JSON body or this header, which no other web site can make a browser send; "
+    "without either it is 415.",
+    "schema": {"type": "string", "examples": ["1"]},
+}
+
 _SCHEMAS: dict[str, Any] = {
     "Problem": {
         "type": "object",
@@ -174,18 +184,11 @@ _SCHEMAS: dict[str, Any] = {
     "VerifyForm": {
         "type": "object",
         "required": ["file"],
+        "description": "Seals are checked against this node's own root CAs only; a "
+        "`trust` part is refused (400). To verify against other roots, use `yinxin "
+        "verify pdf --trust ROOT` on your own machine.",
         "properties": {
             "file": {"type": "string", "contentMediaType": "application/pdf"},
-            "trust": {
-                "type": "array",
-                "maxItems": 8,
-                "items": {
-                    "type": "string",
-                    "contentMediaType": "application/pkix-cert",
-                },
-                "description": "More root certificates to trust (PEM or DER), on top "
-                "of this node's root CA.",
-            },
         },
     },
     "Verification": {
@@ -245,18 +248,30 @@ _RESPONSES = {
     "Unauthorized": {
         **_problem_response(
             "No or wrong client credentials (the answer never says which part). "
-            "Carries WWW-Authenticate."
+            'Carries `WWW-Authenticate: Bearer realm="yinxin-api"`, never a Basic '
+            "challenge (a browser would ask for credentials and keep them)."
         ),
         "headers": {"WWW-Authenticate": {"schema": {"type": "string"}}},
     },
     "Forbidden": _problem_response(
-        "Another agency's seal; or for stamping: no seal:stamp scope, no grant, or the "
-        "seal is not active (type urn:yinxin:problem:seal-not-usable)."
+        "For stamping: no seal:stamp scope, no grant, or the seal is not active "
+        "(type urn:yinxin:problem:seal-not-usable)."
     ),
-    "NotFound": _problem_response("No seal with this id or seal code."),
+    "NotFound": _problem_response(
+        "The client's agency has no seal with this id or seal code. Another agency's "
+        "seal gets this same answer."
+    ),
+    "NotAClientRequest": _problem_response(
+        "A request that changes something came without a JSON body and without the "
+        "X-Yinxin-Client header: one a browser could send from another site "
+        "(type urn:yinxin:problem:not-a-client-request)."
+    ),
     "TooLarge": _problem_response("The upload is over the limit (50 MiB by default)."),
     "TooManyRequests": {
-        **_problem_response("Too many failed authentications or verifications."),
+        **_problem_response(
+            "Too many failed authentications for this client id from this address, "
+            "or too many verifications or usage-code fetches from this address."
+        ),
         "headers": {"Retry-After": {"schema": {"type": "integer"}}},
     },
 }
@@ -264,6 +279,12 @@ _RESPONSES = {
 _AUTH_ERRORS = {
     "401": {"$ref": "#/components/responses/Unauthorized"},
     "429": {"$ref": "#/components/responses/TooManyRequests"},
+}
+
+# Every authenticated request that changes something (portal/api_auth.py).
+_CHANGE_ERRORS = {
+    **_AUTH_ERRORS,
+    "415": {"$ref": "#/components/responses/NotAClientRequest"},
 }
 
 _DOCUMENT: dict[str, Any] = {
@@ -275,13 +296,18 @@ _DOCUMENT: dict[str, Any] = {
         "list seals, stamp PDFs (PAdES, GB/T 38540 seal data) and verify sealed PDFs; "
         "issue licences (sealed PDF, LC1 QR token, SD-JWT VC), change their status, "
         "make usage codes, and verify licences. Errors are RFC 9457 problem+json. "
-        "Authentication: HTTP Basic with the API client's id as user name and its "
-        "secret as password (`yinxin client add`); verification, fetching by usage "
-        "code and this document are public. Status lists are served outside this "
-        "API, at /status/<list>.",
+        "Authentication: the API client's id and secret (`yinxin client add`), as "
+        "HTTP Basic (id as user name, secret as password: `curl -u ID:SECRET`) or as "
+        "`Authorization: Bearer ID:SECRET`; verification, fetching by usage code and "
+        "this document are public. Every authenticated request that changes "
+        "something (every POST) must carry a JSON body (Content-Type: "
+        "application/json) or the header `X-Yinxin-Client: 1` (multipart uploads), "
+        "else 415: a browser cannot send either from another site without a CORS "
+        "preflight, which the node never grants. Status lists are served outside "
+        "this API, at /status/<list>.",
     },
     "servers": [{"url": "/api/v1"}],
-    "security": [{"clientSecret": []}],
+    "security": [{"clientSecret": []}, {"clientBearer": []}],
     "paths": {
         "/openapi.json": {
             "get": {
@@ -345,7 +371,6 @@ _DOCUMENT: dict[str, Any] = {
                         },
                     },
                     **_AUTH_ERRORS,
-                    "403": {"$ref": "#/components/responses/Forbidden"},
                     "404": {"$ref": "#/components/responses/NotFound"},
                 },
             }
@@ -356,8 +381,9 @@ _DOCUMENT: dict[str, Any] = {
                 "summary": "Stamp a PDF with the seal; the answer is the sealed PDF.",
                 "description": "The client must belong to the seal's agency, hold a "
                 "grant for the seal, and the seal must be active. Each stamp is "
-                "logged (document SHA-256, seal, client) before it is signed.",
-                "parameters": [_SEAL_ID],
+                "logged (document SHA-256, seal, client) before it is signed. The "
+                "multipart request must carry the X-Yinxin-Client header.",
+                "parameters": [_SEAL_ID, _CLIENT_MARKER],
                 "requestBody": {
                     "required": True,
                     "content": {
@@ -379,7 +405,7 @@ _DOCUMENT: dict[str, Any] = {
                         },
                     },
                     "400": {"$ref": "#/components/responses/BadRequest"},
-                    **_AUTH_ERRORS,
+                    **_CHANGE_ERRORS,
                     "403": {"$ref": "#/components/responses/Forbidden"},
                     "404": {"$ref": "#/components/responses/NotFound"},
                     "409": _problem_response(
@@ -398,7 +424,8 @@ _DOCUMENT: dict[str, Any] = {
                 "summary": "Verify every seal in a PDF.",
                 "description": "Public. The answer is always the report (200): "
                 "`valid` false for an invalid document, `usable` false for input "
-                "that is no signed PDF. Rate-limited per address (429).",
+                "that is no signed PDF. Seals are checked against this node's root "
+                "CAs only (a `trust` part is 400). Rate-limited per address (429).",
                 "security": [],
                 "requestBody": {
                     "required": True,
@@ -430,13 +457,22 @@ _DOCUMENT: dict[str, Any] = {
                 "type": "http",
                 "scheme": "basic",
                 "description": "User name: the API client id (cl_...); password: its "
-                "secret. 401 with WWW-Authenticate when missing or wrong; too many "
-                "failures from one address: 429 with Retry-After. What a client may do "
+                "secret, sent with every request (the node never asks for them with "
+                "a Basic challenge). 401 with `WWW-Authenticate: Bearer` when missing "
+                "or wrong; too many failures for one client id from one address: 429 "
+                "with Retry-After for that pair only. What a client may do "
                 "is set by its scopes (yinxin client scopes): seal:stamp, "
                 "licence:issue (issue, renew), licence:read (list, fetch), "
                 "licence:manage (revoke, suspend, reinstate), licence:usage-code; "
                 "403 without the one a route needs.",
-            }
+            },
+            "clientBearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "<client id>:<client secret>",
+                "description": "The same credentials as `Authorization: Bearer "
+                "cl_...:ycs_...`.",
+            },
         },
         "schemas": _SCHEMAS,
         "responses": _RESPONSES,
@@ -605,6 +641,19 @@ _LICENCE_SCHEMAS: dict[str, Any] = {
             }
         },
     },
+    "LicenceSearch": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "holder": {
+                "type": "string",
+                "maxLength": 200,
+                "description": "In the holder's name, or the holder's code.",
+            },
+            "type": {"type": "string", "maxLength": 32},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+        },
+    },
     "UsageCodeRequest": {
         "type": "object",
         "additionalProperties": False,
@@ -740,12 +789,15 @@ def _status_change(verb: str, summary: str) -> dict[str, Any]:
             "summary": summary,
             "parameters": [_IDENTIFIER],
             "requestBody": {
-                "required": False,
+                "required": True,
+                "description": "A JSON object (`{}` when there is nothing to say), or "
+                "no body with the X-Yinxin-Client header.",
                 "content": _json(_ref("StatusChange")),
             },
             "responses": {
                 "200": _LICENCE,
                 **_LICENCE_ERRORS,
+                **_CHANGE_ERRORS,
                 "409": _problem_response("The licence's state does not allow it."),
             },
         }
@@ -774,9 +826,11 @@ _LICENCE_PATHS: dict[str, Any] = {
                     "No licence:issue scope, another agency, or no grant for an "
                     "official seal."
                 ),
+                "404": {"$ref": "#/components/responses/NotFound"},
                 "409": _problem_response(
                     "No active official seal, or this number was issued already."
                 ),
+                "415": {"$ref": "#/components/responses/NotAClientRequest"},
                 "413": {"$ref": "#/components/responses/TooLarge"},
                 "503": _problem_response(
                     "The HSM, document signer or timestamp authority is unavailable."
@@ -791,7 +845,9 @@ _LICENCE_PATHS: dict[str, Any] = {
                     "name": "holder",
                     "in": "query",
                     "required": False,
-                    "description": "In the holder's name, or the holder's code.",
+                    "description": "In the holder's name, or the holder's code. "
+                    "Personal data: prefer POST /licenses/search, which keeps it out "
+                    "of URLs (the node's own access log never shows query strings).",
                     "schema": {"type": "string", "maxLength": 200},
                 },
                 {
@@ -829,6 +885,32 @@ _LICENCE_PATHS: dict[str, Any] = {
             },
         },
     },
+    "/licenses/search": {
+        "post": {
+            "operationId": "searchLicences",
+            "summary": "As GET /licenses, with the filters in a JSON body (a "
+            "holder's name or ID number stays out of URLs and logs).",
+            "requestBody": {
+                "required": True,
+                "content": _json(_ref("LicenceSearch")),
+            },
+            "responses": {
+                "200": {
+                    "description": "The licences, newest first.",
+                    "content": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "licences": {"type": "array", "items": _ref("Licence")}
+                            },
+                        }
+                    ),
+                },
+                "400": {"$ref": "#/components/responses/BadRequest"},
+                **_CHANGE_ERRORS,
+            },
+        }
+    },
     "/licenses/{identifier}": {
         "get": {
             "operationId": "getLicence",
@@ -855,6 +937,7 @@ _LICENCE_PATHS: dict[str, Any] = {
             "responses": {
                 "201": _ISSUED,
                 **_LICENCE_ERRORS,
+                **_CHANGE_ERRORS,
                 "409": _problem_response(
                     "Not valid, already replaced, or another holder or number."
                 ),
@@ -878,7 +961,9 @@ _LICENCE_PATHS: dict[str, Any] = {
             "fetches the sealed PDF.",
             "parameters": [_IDENTIFIER],
             "requestBody": {
-                "required": False,
+                "required": True,
+                "description": "A JSON object (`{}` for the defaults), or no body "
+                "with the X-Yinxin-Client header.",
                 "content": _json(_ref("UsageCodeRequest")),
             },
             "responses": {
@@ -887,6 +972,7 @@ _LICENCE_PATHS: dict[str, Any] = {
                     "content": _json(_ref("UsageCode")),
                 },
                 **_LICENCE_ERRORS,
+                **_CHANGE_ERRORS,
                 "409": _problem_response("The licence is not valid."),
             },
         }
@@ -898,7 +984,8 @@ _LICENCE_PATHS: dict[str, Any] = {
             "description": "Public: the code is the holder's consent. Every fetch is "
             "logged with the requester's address. An unknown, expired or used-up "
             "code, or a licence no longer valid, is the same 404. Rate-limited per "
-            "address (429).",
+            "address (429). The node's access log shows the path with `<code>` in "
+            "place of the code.",
             "security": [],
             "parameters": [
                 {

@@ -19,6 +19,13 @@ gets `unauthorized`, a key store that cannot sign now (locked, unreachable) gets
 reason, and a TSA that cannot sign gets `systemFailure`. A body larger than
 the endpoint's limit (OCSP 16 KiB, TSA 64 KiB) is refused before it is read, with
 413 and a problem+json body; nothing is parsed, signed or stored for it.
+
+Flooding: every answer signed on the spot is a key-store operation and an audit
+entry, so those are limited per client address (settings, per minute and web
+worker). OCSP requests that need a live signature (portal/ocsp_limits.py) beyond
+ocsp_live_rate_limit get `tryLater`; pre-signed answers are never limited. Timestamp
+requests (each one signed and stored) beyond tsa_rate_limit get HTTP 429 with
+Retry-After and a TimeStampResp `rejection` (failInfo systemFailure) saying so.
 """
 
 from __future__ import annotations
@@ -30,9 +37,10 @@ import hashlib
 import logging
 import re
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
+from asn1crypto import core, tsp
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
@@ -44,11 +52,21 @@ from hsm_sim.errors import ErrorCategory
 from pki.errors import UnknownCaError
 from pki.ocsp import MAX_OCSP_REQUEST_SIZE, try_later_response
 from pki.tsa import MAX_TIMESTAMP_REQUEST_SIZE, system_failure_response
+from portal.api_auth import client_address
+from portal.config import WEB_LIMIT_DEFAULTS
 from portal.context import current_services
 from portal.errors import one_line, problem_response
 from portal.ocsp_cache import CachedOcspResponse, OcspResponseCache
+from portal.ocsp_limits import LiveSigningCheck
+from portal.rate_limit import SlidingWindowCounter
 
-__all__ = ["OCSP_RESPONSE_TYPE", "blueprint", "encode_ocsp_get_path"]
+__all__ = [
+    "OCSP_LIVE_RATE_LIMIT",
+    "OCSP_RESPONSE_TYPE",
+    "TSA_RATE_LIMIT",
+    "blueprint",
+    "encode_ocsp_get_path",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -77,12 +95,42 @@ class _EverythingConverter(BaseConverter):
 
 
 _OCSP_CACHE_KEY = "yinxin-ocsp-cache"
+_OCSP_LIVE_CHECK_KEY = "yinxin-ocsp-live-check"
+_OCSP_LIVE_SIGNATURES_KEY = "yinxin-ocsp-live-signatures"
+_TIMESTAMPS_KEY = "yinxin-timestamp-requests"
+# Config keys (portal.config.WEB_LIMITS): requests a minute per address.
+OCSP_LIVE_RATE_LIMIT = "YINXIN_OCSP_LIVE_RATE_LIMIT"
+TSA_RATE_LIMIT = "YINXIN_TSA_RATE_LIMIT"
 
 
 @blueprint.record_once
 def _set_up(state: Any) -> None:
-    state.app.url_map.converters["everything"] = _EverythingConverter
-    state.app.extensions[_OCSP_CACHE_KEY] = OcspResponseCache()
+    app = state.app
+    app.url_map.converters["everything"] = _EverythingConverter
+    app.extensions[_OCSP_CACHE_KEY] = OcspResponseCache()
+    for key in (OCSP_LIVE_RATE_LIMIT, TSA_RATE_LIMIT):
+        app.config.setdefault(key, WEB_LIMIT_DEFAULTS[key])
+    app.extensions[_OCSP_LIVE_SIGNATURES_KEY] = SlidingWindowCounter(
+        limit=int(app.config[OCSP_LIVE_RATE_LIMIT]), window=60.0
+    )
+    app.extensions[_TIMESTAMPS_KEY] = SlidingWindowCounter(
+        limit=int(app.config[TSA_RATE_LIMIT]), window=60.0
+    )
+
+
+def _live_signing_check() -> LiveSigningCheck:
+    """The app's check, made on first use (it needs the services, installed later)."""
+    check: LiveSigningCheck | None = current_app.extensions.get(_OCSP_LIVE_CHECK_KEY)
+    if check is None:
+        services = current_services()
+        check = current_app.extensions.setdefault(
+            _OCSP_LIVE_CHECK_KEY,
+            LiveSigningCheck(
+                issuers=lambda: services.certificate_authority().issuers(),
+                sessions=services.sessions,
+            ),
+        )
+    return check
 
 
 def encode_ocsp_get_path(request_der: bytes) -> str:
@@ -231,24 +279,38 @@ def _http_date(moment: dt.datetime) -> str:
     return format_datetime(moment.astimezone(dt.UTC), usegmt=True)
 
 
+def _over_live_signing_limit(request_der: bytes) -> bool:
+    """Whether this request would be signed now and its address has had its share."""
+    if not _live_signing_check().needs_live_signature(request_der):
+        return False
+    counter: SlidingWindowCounter = current_app.extensions[_OCSP_LIVE_SIGNATURES_KEY]
+    return counter.take(client_address()) is not None
+
+
 def _answer_ocsp(request_der: bytes) -> Response:
     cache: OcspResponseCache = current_app.extensions[_OCSP_CACHE_KEY]
     cached = cache.get(request_der)
     if cached is None:
-        try:
-            with signing_context(actor="http:ocsp"):
-                der = current_services().revocation().respond_ocsp(request_der)
-        except Exception as exc:
-            if getattr(exc, "category", None) not in _SIGNING_UNAVAILABLE:
-                raise  # a bug: the app's 500 handler logs it under a correlation id
-            logger.warning("OCSP: cannot sign now: %s", one_line(exc))
-            der = try_later_response()
-        cached = CachedOcspResponse(der, _ocsp_cache_headers(der))
+        cached = _respond_ocsp(request_der)
         if "ETag" in cached.headers:
             cache.put(request_der, cached)
     response = Response(cached.der, mimetype=OCSP_RESPONSE_TYPE)
     response.headers.update(cached.headers)
     return response
+
+
+def _respond_ocsp(request_der: bytes) -> CachedOcspResponse:
+    if _over_live_signing_limit(request_der):
+        return CachedOcspResponse(try_later_response(), {"Cache-Control": "no-store"})
+    try:
+        with signing_context(actor="http:ocsp"):
+            der = current_services().revocation().respond_ocsp(request_der)
+    except Exception as exc:
+        if getattr(exc, "category", None) not in _SIGNING_UNAVAILABLE:
+            raise  # a bug: the app's 500 handler logs it under a correlation id
+        logger.warning("OCSP: cannot sign now: %s", one_line(exc))
+        der = try_later_response()
+    return CachedOcspResponse(der, _ocsp_cache_headers(der))
 
 
 @blueprint.post("/ocsp")
@@ -272,8 +334,36 @@ def ocsp_get(encoded: str) -> Response:
 # -- timestamps ------------------------------------------------------------------------
 
 
+class _RefusedTimeStampResp(core.Sequence):  # type: ignore[misc]
+    """A TimeStampResp without a token (asn1crypto's requires one)."""
+
+    _fields: ClassVar = [("status", tsp.PKIStatusInfo)]
+
+
+def _timestamps_limited(wait: int) -> Response:
+    """429 with a TimeStampResp a client can read: rejected, try again later."""
+    reason = f"too many timestamp requests from this address; try again in {wait} s"
+    reply = _RefusedTimeStampResp(
+        {
+            "status": {
+                "status": "rejection",
+                "status_string": [reason],
+                "fail_info": tsp.PKIFailureInfo({"system_failure"}),
+            }
+        }
+    )
+    response = Response(reply.dump(), status=429, mimetype=TIMESTAMP_REPLY)
+    response.headers["Retry-After"] = str(wait)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @blueprint.post("/tsa")
 def timestamp() -> Response:
+    requests: SlidingWindowCounter = current_app.extensions[_TIMESTAMPS_KEY]
+    wait = requests.take(client_address())
+    if wait is not None:
+        return _timestamps_limited(wait)
     body = _read_body(MAX_TIMESTAMP_REQUEST_SIZE)
     if body is None:
         return _too_large(MAX_TIMESTAMP_REQUEST_SIZE, "timestamp request")

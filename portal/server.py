@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from portal.access_log import RedactingLogger
 from portal.app import create_app
 from portal.config import Settings
 from portal.context import current_services_of
@@ -83,6 +84,8 @@ def serve(
         "timeout": 60,
         "graceful_timeout": 10,
         "accesslog": "-",
+        # No query strings, usage codes or credentials in the access log.
+        "logger_class": RedactingLogger,
         "errorlog": "-",
         "proc_name": f"yinxin-{settings.region}",
         "preload_app": False,

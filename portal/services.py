@@ -14,8 +14,9 @@ stamp by `SealRegistry.authorize_stamp` and, in the stamp log's own transaction,
 
 Licences: one `LicenceRegistry` per process, stamping through the same stamper cache.
 The scheduled work (`scheduled_refresh`, once per instance: portal/scheduler.py)
-re-signs CRLs, OCSP responses and due status lists, and deletes licence reservations
-a killed process left behind.
+re-signs CRLs, OCSP responses and due status lists, deletes licence reservations
+a killed process left behind, and fails stamp-log entries a killed process left
+pending.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from seal.trust_services import (
 )
 
 __all__ = [
+    "ABANDONED_STAMP_AGE",
     "STAMPER_CACHE_SIZE",
     "UNFINISHED_LICENCE_AGE",
     "KeyStoreOnFirstUse",
@@ -80,6 +82,9 @@ STAMPER_CACHE_SIZE = 64
 # A licence reservation older than this was left by a process that died while issuing
 # (one issuance takes seconds; `yinxin license batch` issues in small chunks).
 UNFINISHED_LICENCE_AGE = dt.timedelta(hours=1)
+# A stamp-log entry still pending after this long was left by a process that died
+# while stamping: one stamping takes seconds, a web worker is killed after 60 s.
+ABANDONED_STAMP_AGE = dt.timedelta(hours=1)
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +205,8 @@ class Services:
 
     def scheduled_refresh(self, *, keep_going: bool = True) -> dict[str, int]:
         """The scheduled work: CRLs and OCSP responses, then the licences' status lists
-        (stale or soon expiring) and reservations left by a dead process.
+        (stale or soon expiring), and what a dead process left unfinished: licence
+        reservations and stamp-log entries.
 
         With `keep_going` (the server's schedule) a part that fails with a Yinxin error
         is logged and the other parts still run; without it (`yinxin ca refresh`) the
@@ -220,6 +226,14 @@ class Services:
                 lambda: {
                     "discarded_licences": self.licence_registry().discard_unfinished(
                         older_than=UNFINISHED_LICENCE_AGE
+                    )
+                },
+            ),
+            (
+                "abandoned stamps",
+                lambda: {
+                    "abandoned_stamps": self.seal_registry().fail_abandoned_stamps(
+                        older_than=ABANDONED_STAMP_AGE
                     )
                 },
             ),

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from hsm_sim.errors import ErrorCategory
+from portal.json_input import load_json
 from seal.stamping import At, Level, OnKeyword, Placement, SeamSeal, Side, StampRequest
 
 __all__ = [
@@ -159,8 +160,8 @@ def placements_from_json(text: str) -> tuple[Placement, ...]:
             f"placement is longer than {MAX_PLACEMENT_JSON} characters"
         )
     try:
-        value = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+        value = load_json(text, source="placement")
+    except json.JSONDecodeError:
         raise StampOptionError("placement is not valid JSON") from None
     items = value if isinstance(value, list) else [value]
     if len(items) > MAX_PLACEMENTS:

@@ -19,6 +19,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from portal.config import WEB_LIMITS
+
 YINXIN_VARIABLES = (
     "YINXIN_HOME",
     "YINXIN_DATABASE_URL",
@@ -30,6 +32,7 @@ YINXIN_VARIABLES = (
     "YINXIN_PUBLIC_URL",
     "YINXIN_REFRESH_INTERVAL",
     "YINXIN_CEREMONY_CONFIG",
+    *(limit.env_name for limit in WEB_LIMITS),
 )
 YINXIN_SCRIPT = Path(sys.executable).parent / "yinxin"
 

@@ -1,6 +1,7 @@
 """The REST API in process (Flask's test client) on a copy of the seal template:
-authentication on every route, an agency's own seals only, stamping and what is (not)
-signed and logged, upload limits, verification and the OpenAPI document."""
+authentication on every route, the cross-site guard, an agency's own seals only,
+stamping and what is (not) signed and logged, upload limits, verification, bounded
+JSON, security headers and the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ PUBLIC_ENDPOINTS = {
 }
 API_BLUEPRINTS = ("api", "api_licences")
 AT_150_240 = json.dumps({"page": 1, "x_mm": 150, "y_mm": 240})
+# What scripts send with a multipart upload; a browser cannot send it cross-site.
+CLIENT_MARKER = {"X-Yinxin-Client": "1"}
 
 
 def basic(client_id: str, secret: str) -> dict[str, str]:
@@ -100,7 +103,7 @@ def stamp(
 ) -> TestResponse:
     return client.post(
         f"/api/v1/seals/{seal_id}/stamp",
-        headers=headers,
+        headers={**headers, **CLIENT_MARKER},
         data={"file": (io.BytesIO(document), filename), **fields},
     )
 
@@ -160,9 +163,9 @@ def test_every_private_route_needs_a_client(
             environ_base={"REMOTE_ADDR": f"192.0.2.{number}"},
         )
         body = assert_problem(response, 401)
-        assert response.headers["WWW-Authenticate"].startswith(
-            'Basic realm="yinxin-api"'
-        )
+        # Never a Basic challenge: a browser would prompt, keep the credentials and
+        # send them with requests any other web page makes.
+        assert response.headers["WWW-Authenticate"] == 'Bearer realm="yinxin-api"'
         details.add(body["detail"])
     # Wrong secret or unknown client: the same answer, no hint which part was wrong.
     assert len(details) == 1
@@ -190,40 +193,135 @@ def test_public_routes_need_no_client(app: Flask, client: FlaskClient) -> None:
     assert_problem(response, 400, "'file'")
 
 
-def test_repeated_failures_from_one_address_are_slowed_down(
-    seal_home: Path, seal_world: SealWorld, demo: dict[str, str]
+def test_bearer_credentials_work_like_basic_ones(
+    client: FlaskClient, seal_world: SealWorld, demo: dict[str, str]
 ) -> None:
+    bearer = {
+        "Authorization": f"Bearer {seal_world.demo_client_id}:{seal_world.demo_secret}"
+    }
+    by_bearer = client.get("/api/v1/seals", headers=bearer)
+    assert by_bearer.status_code == 200
+    assert by_bearer.get_json() == client.get("/api/v1/seals", headers=demo).get_json()
+    wrong = client.get(
+        "/api/v1/seals",
+        headers={"Authorization": f"Bearer {seal_world.demo_client_id}:ycs_wrong"},
+    )
+    assert assert_problem(wrong, 401)["detail"] == "invalid API client credentials"
+
+
+def test_failures_are_counted_per_address_and_client_id(
+    seal_home: Path,
+    seal_world: SealWorld,
+    demo: dict[str, str],
+    other: dict[str, str],
+) -> None:
+    """One attacker behind an office's proxy guessing one client's secret slows down
+    that client id from that address only: the other clients there keep working."""
     settings = resolve_settings(SettingOverrides(home=seal_home), environ={})
     app = create_app(
         {"TESTING": True, "YINXIN_AUTH_FAILURE_LIMIT": 3}, settings=settings
     )
     client = app.test_client()
-    wrong = basic(seal_world.demo_client_id, "ycs_guess")
-    attacker = {"REMOTE_ADDR": "192.0.2.66"}
-    for _ in range(3):
-        assert (
-            client.get(
-                "/api/v1/seals", headers=wrong, environ_base=attacker
-            ).status_code
-            == 401
-        )
-    blocked = client.get("/api/v1/seals", headers=demo, environ_base=attacker)
-    assert_problem(blocked, 429, "too many failed authentications")
+    office = {"REMOTE_ADDR": "192.0.2.66"}
+    for guess in ("ycs_guess1", "ycs_guess2", "ycs_guess3"):
+        wrong = basic(seal_world.demo_client_id, guess)
+        response = client.get("/api/v1/seals", headers=wrong, environ_base=office)
+        assert response.status_code == 401
+    # The guessed-at pair is slowed down even with the right secret: else the answer
+    # would tell the guesser when a guess was right.
+    blocked = client.get("/api/v1/seals", headers=demo, environ_base=office)
+    assert_problem(blocked, 429, "too many failed authentications for this client id")
     assert 1 <= int(blocked.headers["Retry-After"]) <= 300
-    # Another address is not affected, and missing credentials do not count.
-    for _ in range(5):
-        assert (
-            client.get(
-                "/api/v1/seals", environ_base={"REMOTE_ADDR": "192.0.2.7"}
-            ).status_code
-            == 401
-        )
-    ok = client.get(
+    # Another client at the same address, and the same client elsewhere, go on.
+    colleague = client.get("/api/v1/seals", headers=other, environ_base=office)
+    assert colleague.status_code == 200
+    elsewhere = client.get(
         "/api/v1/seals", headers=demo, environ_base={"REMOTE_ADDR": "192.0.2.7"}
     )
-    assert ok.status_code == 200
+    assert elsewhere.status_code == 200
+    # Guesses at made-up client ids lock nobody real out either, and missing
+    # credentials do not count at all.
+    for number in range(5):
+        made_up = basic(f"cl_{number:016x}", "ycs_guess")
+        client.get("/api/v1/seals", headers=made_up, environ_base=office)
+        assert client.get("/api/v1/seals", environ_base=office).status_code == 401
+    assert (
+        client.get("/api/v1/seals", headers=other, environ_base=office).status_code
+        == 200
+    )
     with app.app_context():
         current_services().close()
+
+
+@pytest.mark.parametrize("proxies", [0, 1])
+def test_forwarded_addresses_count_only_behind_trusted_proxies(
+    seal_home: Path, proxies: int
+) -> None:
+    """Behind one trusted proxy, each forwarded client has its own limits; without
+    one, X-Forwarded-For is anyone's to write and changes nothing."""
+    settings = resolve_settings(
+        SettingOverrides(home=seal_home),
+        environ={"YINXIN_TRUSTED_PROXIES": str(proxies)},
+    )
+    assert settings.trusted_proxies == proxies
+    app = create_app(
+        {"TESTING": True, "YINXIN_VERIFY_RATE_LIMIT": 1}, settings=settings
+    )
+    client = app.test_client()
+    statuses = [
+        client.post(
+            "/api/v1/verify/pdf",
+            data={"file": (io.BytesIO(b"x"), "x.pdf")},
+            headers={"X-Forwarded-For": forwarded},
+            environ_base={"REMOTE_ADDR": "10.0.0.1"},
+        ).status_code
+        for forwarded in ("198.51.100.1", "198.51.100.2")
+    ]
+    assert statuses == ([200, 200] if proxies else [200, 429])
+    with app.app_context():
+        current_services().close()
+
+
+# -- the cross-site guard -----------------------------------------------------------------
+
+
+def test_every_state_changing_route_refuses_a_request_a_browser_could_forge(
+    app: Flask,
+    client: FlaskClient,
+    seal_home: Path,
+    seal_world: SealWorld,
+    demo: dict[str, str],
+    sample_pdf: bytes,
+) -> None:
+    """A cached credential sent by a browser with a form another site posts is no
+    client's request: 415 without a JSON body or the X-Yinxin-Client header, before
+    anything is read, signed or logged."""
+    signed = granted_signatures(seal_home)
+
+    def forgeable_bodies() -> list[dict[str, Any]]:
+        """What a form on another site makes a browser send (CORS simple requests)."""
+        return [
+            {},  # no body at all: suspend, reinstate and usage-codes took that
+            {"data": "type=x", "content_type": "application/x-www-form-urlencoded"},
+            {"data": '{"reason": "x"}', "content_type": "text/plain"},
+            {"data": {"file": (io.BytesIO(sample_pdf), "notice.pdf")}},  # multipart
+        ]
+
+    paths = [
+        path.replace("sl_0123456789abcdef", seal_world.official.id)
+        for endpoint, method, path in api_routes(app)
+        if method == "POST" and endpoint not in PUBLIC_ENDPOINTS
+    ]
+    assert len(paths) >= 8
+    for path in paths:
+        for body in forgeable_bodies():
+            response = client.post(path, headers=demo, **body)
+            assert_problem(response, 415, "X-Yinxin-Client")
+    assert granted_signatures(seal_home) == signed
+    assert stamp_log(seal_home) == []
+    # The same stamp with the header is a client's request.
+    stamped = stamp(client, seal_world.official.id, demo, sample_pdf, level="B-B")
+    assert stamped.status_code == 200
 
 
 # -- seals --------------------------------------------------------------------------------
@@ -267,11 +365,35 @@ def test_one_seal_of_the_agency_only(
     assert by_id.get_json()["es_id"] == seal_world.official.es_id
     by_code = client.get(f"/api/v1/seals/{seal_world.official.es_id}", headers=demo)
     assert by_code.get_json()["id"] == seal_world.official.id
-    foreign = client.get(f"/api/v1/seals/{seal_world.foreign.id}", headers=demo)
-    assert_problem(foreign, 403, "belongs to another agency")
-    assert_problem(
-        client.get("/api/v1/seals/sl_ffffffffffffffff", headers=demo), 404, "no seal"
+
+
+def test_another_agencys_seal_is_answered_like_one_that_does_not_exist(
+    client: FlaskClient, seal_world: SealWorld, demo: dict[str, str]
+) -> None:
+    """Seal codes are sequential: the answer about another agency's seal must not
+    confirm it exists, nor name its id."""
+    foreign = seal_world.foreign
+    unused_code = str(int(foreign.es_id) + 1000).zfill(len(foreign.es_id))
+    for theirs, nobodys in (
+        (foreign.es_id, unused_code),
+        (foreign.id, "sl_ffffffffffffffff"),
+    ):
+        answers = [
+            client.get(f"/api/v1/seals/{reference}", headers=demo)
+            for reference in (theirs, nobodys)
+        ]
+        bodies = [assert_problem(answer, 404) for answer in answers]
+        assert bodies[0]["detail"].replace(theirs, "REF") == bodies[1][
+            "detail"
+        ].replace(nobodys, "REF")
+        assert bodies[0]["detail"] == (
+            f"this agency has no seal with id or seal code {theirs!r}"
+        )
+        assert answers[0].headers == answers[1].headers
+    text = client.get(f"/api/v1/seals/{foreign.es_id}", headers=demo).get_data(
+        as_text=True
     )
+    assert foreign.id not in text and foreign.name not in text
 
 
 # -- stamping -----------------------------------------------------------------------------
@@ -339,14 +461,14 @@ def test_stamp_with_own_seal(
         (
             "foreign",
             "demo",
-            "belongs to another agency",
-            "urn:yinxin:problem:forbidden",
+            "this agency has no seal",
+            "urn:yinxin:problem:not_found",
         ),
         (
             "official",
             "other",
-            "belongs to another agency",
-            "urn:yinxin:problem:forbidden",
+            "this agency has no seal",
+            "urn:yinxin:problem:not_found",
         ),
         ("ungranted", "demo", "has no grant", "urn:yinxin:problem:forbidden"),
         ("suspended", "demo", "suspended", "urn:yinxin:problem:seal-not-usable"),
@@ -373,8 +495,15 @@ def test_stamp_refused_signs_and_logs_nothing(
         placement=AT_150_240,
         level="B-LT",
     )
-    body = assert_problem(response, 403, words)
+    not_found = problem_type.endswith("not_found")
+    body = assert_problem(response, 404 if not_found else 403, words)
     assert body["type"] == problem_type
+    if not_found:
+        # The words of a seal that does not exist: nothing about the seal but the
+        # reference the client sent.
+        assert body["detail"] == (
+            f"this agency has no seal with id or seal code {record.id!r}"
+        )
     assert granted_signatures(seal_home) == before
     assert stamp_log(seal_home) == []
 
@@ -451,7 +580,9 @@ def test_stamp_bad_requests(
     for fields, document, words in cases:
         if document is None:
             response = client.post(
-                f"/api/v1/seals/{seal_id}/stamp", headers=demo, data=fields
+                f"/api/v1/seals/{seal_id}/stamp",
+                headers={**demo, **CLIENT_MARKER},
+                data=fields,
             )
         else:
             response = stamp(client, seal_id, demo, document, **fields)
@@ -474,7 +605,7 @@ def test_uploads_over_the_limit_are_413(
     signed = granted_signatures(seal_home)
     too_big = b"%PDF-1.7\n" + b"0" * (50 * 1024 * 1024 + 1)
     for path, headers in (
-        (f"/api/v1/seals/{seal_world.official.id}/stamp", demo),
+        (f"/api/v1/seals/{seal_world.official.id}/stamp", {**demo, **CLIENT_MARKER}),
         ("/api/v1/verify/pdf", {}),
     ):
         response = client.post(
@@ -541,14 +672,35 @@ def test_verify_endpoint(
         unsigned.get_json()["reason"] == "the document carries no seals or signatures"
     )
 
-    nonsense_trust = client.post(
+
+def test_verify_refuses_trust_roots_from_the_caller(
+    client: FlaskClient,
+    seal_home: Path,
+    seal_world: SealWorld,
+    demo: dict[str, str],
+    sample_pdf: bytes,
+) -> None:
+    """A "valid" from the node rests on its own roots only: a caller's root (a
+    look-alike of a real agency's CA, say) is refused, never trusted."""
+    sealed = stamp(
+        client, seal_world.official.id, demo, sample_pdf, placement=AT_150_240
+    ).get_data()
+    root_pem = client.get("/pki/ca/root.pem").get_data()
+    for trust in (root_pem, b"not a certificate"):
+        response = client.post(
+            "/api/v1/verify/pdf",
+            data={
+                "file": (io.BytesIO(sealed), "x.pdf"),
+                "trust": (io.BytesIO(trust), "root.pem"),
+            },
+        )
+        body = assert_problem(response, 400, "against its own root CAs only")
+        assert "yinxin verify pdf --trust" in body["detail"]
+    as_text = client.post(
         "/api/v1/verify/pdf",
-        data={
-            "file": (io.BytesIO(sealed), "x.pdf"),
-            "trust": (io.BytesIO(b"not a certificate"), "root.der"),
-        },
+        data={"file": (io.BytesIO(sealed), "x.pdf"), "trust": root_pem.decode()},
     )
-    assert_problem(nonsense_trust, 400, "holds no certificate")
+    assert_problem(as_text, 400, "against its own root CAs only")
 
 
 def test_verify_is_rate_limited_per_address(seal_home: Path) -> None:
@@ -610,10 +762,77 @@ def test_openapi_document_describes_every_route(
         assert public == (endpoint in PUBLIC_ENDPOINTS), endpoint
         if not public:
             assert "401" in operation["responses"], endpoint
+        if not public and method == "POST":
+            assert "415" in operation["responses"], endpoint
     assert documented == served
+    assert set(document["components"]["schemas"]["VerifyForm"]["properties"]) == {
+        "file"
+    }
+    assert document["components"]["securitySchemes"]["clientBearer"]["scheme"] == (
+        "bearer"
+    )
     # Every reference resolves.
     text = json.dumps(document)
     for reference in set(re.findall(r'"\$ref": "#/([^"]+)"', text)):
         node: Any = document
         for part in reference.split("/"):
             node = node[part]
+
+
+# -- bounded JSON and security headers --------------------------------------------------
+
+
+def test_deeply_nested_json_is_refused_with_a_reason_not_a_500(
+    client: FlaskClient,
+    seal_home: Path,
+    seal_world: SealWorld,
+    demo: dict[str, str],
+    sample_pdf: bytes,
+) -> None:
+    deep = "[" * 50_000 + "]" * 50_000
+    # Public: anyone could otherwise make the node fail at will.
+    public = client.post(
+        "/api/v1/verify/licence",
+        data='{"token": ' + deep + "}",
+        content_type="application/json",
+    )
+    assert_problem(public, 400, "the body nests arrays or objects deeper than 32")
+    nested_placement = stamp(
+        client,
+        seal_world.official.id,
+        demo,
+        sample_pdf,
+        placement="[" * 5_000 + "]" * 5_000,
+    )
+    assert_problem(nested_placement, 400, "placement nests arrays or objects deeper")
+    issue = client.post(
+        "/api/v1/licenses",
+        data='{"type": "x", "data": {"a": ' + deep + "}}",
+        content_type="application/json",
+        headers=demo,
+    )
+    assert_problem(issue, 400, "deeper than 32 levels")
+    assert stamp_log(seal_home) == []
+
+
+def test_every_response_carries_the_security_headers(
+    client: FlaskClient, seal_world: SealWorld, demo: dict[str, str], sample_pdf: bytes
+) -> None:
+    responses = {
+        "JSON": client.get("/api/v1/seals", headers=demo),
+        "problem": client.get("/api/v1/seals"),
+        "OpenAPI": client.get("/api/v1/openapi.json"),
+        "PDF": stamp(client, seal_world.official.id, demo, sample_pdf, level="B-B"),
+        "DER": client.get("/pki/ca/root.crt"),
+        "not found": client.get("/nowhere"),
+        "health": client.get("/healthz"),
+    }
+    for name, response in responses.items():
+        headers = response.headers
+        assert headers["X-Content-Type-Options"] == "nosniff", name
+        assert headers["Content-Security-Policy"] == (
+            "default-src 'none'; frame-ancestors 'none'"
+        ), name
+        assert headers["Referrer-Policy"] == "no-referrer", name
+    assert responses["PDF"].status_code == 200
+    assert responses["PDF"].headers["Content-Disposition"].startswith("attachment;")

@@ -44,6 +44,7 @@ from tests.portal.seal_checks import verify_on_node
 from tests.portal.test_api import assert_problem, basic
 
 JSON_HEADERS = {"Content-Type": "application/json"}
+CLIENT_MARKER = {"X-Yinxin-Client": "1"}
 # An agency of the demo region with an API client and no seal.
 THIRD_AGENCY = "11110000MB0009102" + compute_uscc_check_character("11110000MB0009102")
 
@@ -159,6 +160,41 @@ def test_issued_licence_reads_back_with_its_pdf(
     assert_problem(client.get("/api/v1/licenses?limit=0", headers=demo), 400, "limit")
 
 
+def test_search_takes_the_holder_in_the_body(
+    client: FlaskClient, issued: Issued, demo: dict[str, str]
+) -> None:
+    """A holder's name or ID number is personal data: POST /licenses/search keeps it
+    out of the URL, and finds what GET /licenses?holder= finds."""
+    holder = issued.food["data"]["uscc"]  # the holder's code: an ID number
+    searched = client.post(
+        "/api/v1/licenses/search", json={"holder": holder}, headers=demo
+    )
+    assert (
+        searched.status_code == 200 and searched.headers["Cache-Control"] == "no-store"
+    )
+    found = [r["identifier"] for r in searched.get_json()["licences"]]
+    assert found == [issued.food["identifier"]]
+    by_query = client.get(f"/api/v1/licenses?holder={holder}", headers=demo)
+    assert [r["identifier"] for r in by_query.get_json()["licences"]] == found
+    typed = client.post(
+        "/api/v1/licenses/search",
+        json={"type": BUSINESS_LICENCE, "limit": 1},
+        headers=demo,
+    )
+    assert [r["identifier"] for r in typed.get_json()["licences"]] == [
+        issued.business["identifier"]
+    ]
+    for body, words in (
+        ({"holder": "x" * 201}, "holder must be text of at most 200"),
+        ({"limit": 0}, "limit must be a whole number from 1 to 1000"),
+        ({"limit": "5"}, "limit must be a whole number"),
+        ({"name": holder}, "unknown field(s) name"),
+    ):
+        assert_problem(
+            client.post("/api/v1/licenses/search", json=body, headers=demo), 400, words
+        )
+
+
 def test_issue_answers_201_with_location(
     client: FlaskClient, demo: dict[str, str]
 ) -> None:
@@ -209,7 +245,7 @@ def test_issue_answers_201_with_location(
             403,
             "cannot issue licences for 11410182005291054B",
         ),
-        ({"type": BUSINESS_LICENCE, "data": {}, "seal": "foreign"}, 403, "another agency"),
+        ({"type": BUSINESS_LICENCE, "data": {}, "seal": "foreign"}, 404, "this agency has no seal"),
         ({"type": BUSINESS_LICENCE, "data": {}, "seal": "ungranted"}, 403, "no grant"),
         ({"type": BUSINESS_LICENCE, "data": {}, "seal": "suspended"}, 403, "suspended"),
         ({"type": BUSINESS_LICENCE, "data": "example"}, 409, "already issued licence"),
@@ -255,7 +291,12 @@ def test_bodies_that_are_not_json_objects(
     )
     assert_problem(not_json, 400, "not valid JSON")
     form = client.post("/api/v1/licenses", data={"type": "x"}, headers=demo)
-    assert_problem(form, 400, "Content-Type: application/json")
+    assert_problem(form, 415, "X-Yinxin-Client")
+    # Not forgeable cross-site, but still no JSON.
+    marked_form = client.post(
+        "/api/v1/licenses", data={"type": "x"}, headers={**demo, **CLIENT_MARKER}
+    )
+    assert_problem(marked_form, 400, "Content-Type: application/json")
     a_list = client.post("/api/v1/licenses", json=[1], headers=demo)
     assert_problem(a_list, 400, "a JSON object")
     too_big = client.post(
@@ -367,7 +408,8 @@ def test_suspend_reinstate_revoke(
         suspended.status_code == 200 and suspended.get_json()["status"] == "suspended"
     )
     assert verdict() == "SUSPENDED"
-    reinstated = client.post(f"{base}/reinstate", headers=demo)
+    # No body at all: with the header that says a script, not a browser, sent it.
+    reinstated = client.post(f"{base}/reinstate", headers={**demo, **CLIENT_MARKER})
     assert reinstated.get_json()["status"] == "valid" and verdict() == "VALID"
     assert_problem(client.post(f"{base}/revoke", json={}, headers=demo), 400, "say why")
     assert_problem(
@@ -380,7 +422,9 @@ def test_suspend_reinstate_revoke(
     assert revoked.get_json()["status_note"].startswith("吊销 (client:cl_")
     assert verdict() == "REVOKED"
     assert_problem(
-        client.post(f"{base}/suspend", headers=demo), 409, "cannot become suspended"
+        client.post(f"{base}/suspend", json={}, headers=demo),
+        409,
+        "cannot become suspended",
     )
 
 
@@ -684,7 +728,7 @@ def test_each_licence_route_needs_its_scope(
         (
             client.post(
                 f"/api/v1/seals/{seal_world.official.id}/stamp",
-                headers=reader_headers,
+                headers={**reader_headers, **CLIENT_MARKER},
                 data={"file": (io.BytesIO(sample_pdf), "n.pdf")},
             ),
             "seal:stamp",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -17,6 +20,7 @@ from hsm_sim.soft_token import MAX_FAILED_USER_LOGINS
 from pki.registry import authenticate_client
 from pki.uscc import compute_uscc_check_character
 from portal.cli import cli
+from portal.cli_support import write_output
 from portal.config import SettingOverrides, resolve_settings
 from portal.errors import EXIT_CHECK_FAILED, EXIT_CODE_BY_CATEGORY, EXIT_UNEXPECTED
 from portal.services import Services
@@ -278,11 +282,38 @@ def test_hsm_unlock_with_the_so_pin_clears_the_lock(instance_home: Path) -> None
         "hsm",
         "unlock",
         "--so-pin-file",
-        str(instance_home / "secrets" / "hsm-so.pin"),
+        str(instance_home / "move-offline" / "hsm-so.pin"),
     )
 
     assert unlocked.exit_code == 0, unlocked.output
     assert invoke(instance_home, "hsm", "keys").exit_code == 0
+
+
+@pytest.mark.parametrize("option", ["--so-pin-file", "--new-user-pin-file"])
+def test_hsm_unlock_reads_no_pin_file_others_can_read(
+    instance_home: Path, tmp_path: Path, option: str
+) -> None:
+    so_pin_file = instance_home / "move-offline" / "hsm-so.pin"
+    exposed = tmp_path / "exposed.pin"
+    exposed.write_text(so_pin_file.read_text())
+    exposed.chmod(0o640)
+    arguments = (
+        [option, str(exposed)]
+        if option == "--so-pin-file"
+        else ["--so-pin-file", str(so_pin_file), option, str(exposed)]
+    )
+    pins_before = (instance_home / "secrets" / "hsm-user.pin").read_text()
+
+    result = invoke(instance_home, "hsm", "unlock", *arguments)
+
+    assert result.exit_code == exit_code(ErrorCategory.BAD_REQUEST)
+    assert one_error_line(result.stderr) == (
+        f"the {'SO PIN' if option == '--so-pin-file' else 'new user PIN'} file "
+        f"{exposed} can be read or changed by others; make it yours only: "
+        f"chmod 600 {exposed}"
+    )
+    assert exposed.read_text().strip() not in result.output
+    assert (instance_home / "secrets" / "hsm-user.pin").read_text() == pins_before
 
 
 def test_hsm_unlock_can_set_a_new_user_pin_and_updates_the_pin_file(
@@ -292,7 +323,8 @@ def test_hsm_unlock_can_set_a_new_user_pin_and_updates_the_pin_file(
     old_pin = pin_file.read_text().strip()
     new_pin_file = tmp_path / "new.pin"
     new_pin_file.write_text("a-brand-new-user-pin\n")
-    so_pin = (instance_home / "secrets" / "hsm-so.pin").read_text().strip()
+    new_pin_file.chmod(0o600)
+    so_pin = (instance_home / "move-offline" / "hsm-so.pin").read_text().strip()
 
     result = invoke(
         instance_home,
@@ -542,6 +574,76 @@ def test_an_unexpected_error_points_at_the_log_not_the_traceback(
     assert "RuntimeError: internal detail that must stay in the log" in logged
 
 
+def test_without_an_instance_the_error_log_is_in_a_private_directory(
+    tmp_path: Path, failing_command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not at a fixed name in the shared temp directory, where anyone may have put a
+    symlink to a file of the user's beforehand."""
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    (shared / "yinxin-errors.log").symlink_to(victim)
+
+    result = invoke(tmp_path / "no-instance", failing_command)
+
+    private = shared / f"yinxin-{os.geteuid()}"
+    log_file = private / "yinxin-errors.log"
+    assert f"details in {log_file} " in one_error_line(result.stderr)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o700
+    assert stat.S_IMODE(log_file.stat().st_mode) == 0o600
+    assert "RuntimeError: internal detail" in log_file.read_text()
+    assert victim.read_text() == "keep me\n"
+
+
+@pytest.mark.parametrize("trap", ["symlinked directory", "open directory", "symlink"])
+def test_the_error_log_goes_nowhere_it_was_led(
+    tmp_path: Path, failing_command: str, monkeypatch: pytest.MonkeyPatch, trap: str
+) -> None:
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(shared))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    private = shared / f"yinxin-{os.geteuid()}"
+    if trap == "symlinked directory":
+        private.symlink_to(elsewhere)
+    elif trap == "open directory":
+        private.mkdir()
+        private.chmod(0o777)
+    else:
+        private.mkdir(mode=0o700)
+        (private / "yinxin-errors.log").symlink_to(elsewhere / "log")
+
+    result = invoke(tmp_path / "no-instance", failing_command)
+
+    assert result.exit_code == EXIT_UNEXPECTED
+    assert "no log could be written" in one_error_line(result.stderr)
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_output_files_follow_nothing_put_in_their_way(tmp_path: Path) -> None:
+    """The old partial file had a fixed name next to the output: a symlink there
+    made the CLI write wherever it pointed."""
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    (tmp_path / ".sealed.pdf.partial").symlink_to(victim)
+    out = tmp_path / "sealed.pdf"
+
+    write_output(out, b"%PDF-1.7 sealed")
+
+    assert out.read_bytes() == b"%PDF-1.7 sealed"
+    assert victim.read_text() == "keep me\n"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~umask
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [".sealed.pdf.partial", "sealed.pdf", "victim"]
+    write_output(out, b"second")  # replaces the file
+    assert out.read_bytes() == b"second" and not out.is_symlink()
+
+
 def test_yinxin_debug_lets_the_traceback_through(
     instance_home: Path, failing_command: str
 ) -> None:
@@ -551,7 +653,7 @@ def test_yinxin_debug_lets_the_traceback_through(
 
 
 def test_hsm_unlock_can_take_the_new_user_pin_at_a_prompt(instance_home: Path) -> None:
-    so_pin = (instance_home / "secrets" / "hsm-so.pin").read_text().strip()
+    so_pin = (instance_home / "move-offline" / "hsm-so.pin").read_text().strip()
     result = CliRunner().invoke(
         cli,
         ["hsm", "unlock", "--home", str(instance_home), "--new-user-pin"],

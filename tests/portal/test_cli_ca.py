@@ -487,9 +487,11 @@ def test_ca_refresh_signs_what_is_missing_then_nothing(
         "ocsp": 0,
         "status_lists": 0,
         "discarded_licences": 0,
+        "abandoned_stamps": 0,
     }
     human = invoke(instance_home, "ca", "refresh")
     assert human.stdout == (
         "Re-signed 0 CRL(s), each with its delta CRL, 0 OCSP response(s) and 0 "
-        "licence status list(s); discarded 0 unfinished licence reservation(s).\n"
+        "licence status list(s); discarded 0 unfinished licence reservation(s); "
+        "failed 0 abandoned stamp(s).\n"
     )

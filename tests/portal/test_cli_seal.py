@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
+import pwd
 from pathlib import Path
 
 import pytest
@@ -328,8 +330,16 @@ def test_export_image_as_png_and_vector_pdf(
 
 
 def test_seal_log_lists_stamps_newest_first(
-    seal_home: Path, seal_world: SealWorld, sample_pdf: bytes, tmp_path: Path
+    seal_home: Path,
+    seal_world: SealWorld,
+    sample_pdf: bytes,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Who stamps is the process's real user, whatever the environment claims.
+    for variable in ("LOGNAME", "USER", "LNAME", "USERNAME"):
+        monkeypatch.setenv(variable, "mallory")
+    operator = f"{pwd.getpwuid(os.getuid()).pw_name}(uid {os.getuid()})"
     source = tmp_path / "in.pdf"
     source.write_bytes(sample_pdf)
     for index in range(2):
@@ -348,8 +358,14 @@ def test_seal_log_lists_stamps_newest_first(
     entries = run_json(seal_home, "seal", "log", seal_world.official.id)["stamps"]
     assert [e["outcome"] for e in entries] == ["stamped", "stamped"]
     assert entries[0]["id"] > entries[1]["id"]
-    assert entries[0]["principal"].startswith("operator:")
+    assert [e["principal"] for e in entries] == [f"operator:{operator}"] * 2
     assert entries[0]["sealed_sha256"] == hashlib_of(tmp_path / "out1.pdf")
+    assert (
+        count_rows(
+            seal_home, "SELECT count(*) FROM audit_entry WHERE actor LIKE '%mallory%'"
+        )
+        == 0
+    )
     text = invoke(seal_home, "seal", "log")
     assert text.exit_code == 0 and seal_world.official.es_id in text.stdout
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from portal.config import (
     describe_database_url,
     resolve_settings,
 )
+from tests.conftest import require
 
 
 def write_config(home: Path, text: str) -> None:
@@ -191,6 +193,7 @@ def test_pin_comes_from_environment_before_the_pin_file(tmp_path: Path) -> None:
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "hsm-user.pin").write_text("from-file-pin\n")
+    (secrets / "hsm-user.pin").chmod(0o600)
     home = SettingOverrides(home=tmp_path)
 
     assert resolve_settings(home, {}).hsm_pin == "from-file-pin"
@@ -199,6 +202,67 @@ def test_pin_comes_from_environment_before_the_pin_file(tmp_path: Path) -> None:
         == "from-env-pin"
     )
     assert resolve_settings(home, {}, read_pin=False).hsm_pin is None
+
+
+@pytest.mark.parametrize("file_mode", [0o640, 0o604, 0o660, 0o644])
+def test_a_pin_file_others_can_read_is_refused(tmp_path: Path, file_mode: int) -> None:
+    pin_file = tmp_path / "secrets" / "hsm-user.pin"
+    pin_file.parent.mkdir()
+    pin_file.write_text("exposed-pin\n")
+    pin_file.chmod(file_mode)
+    with pytest.raises(ConfigError) as caught:
+        resolve_settings(SettingOverrides(home=tmp_path), {})
+    assert str(caught.value) == (
+        f"the HSM PIN file {pin_file} can be read or changed by others; make it "
+        f"yours only: chmod 600 {pin_file}"
+    )
+    # The PIN from the environment needs no file, and reading no PIN reads no file.
+    assert resolve_settings(SettingOverrides(home=tmp_path), {}, read_pin=False)
+    pin_file.chmod(0o600)
+    assert resolve_settings(SettingOverrides(home=tmp_path), {}).hsm_pin == (
+        "exposed-pin"
+    )
+
+
+def test_a_pin_file_of_another_user_is_refused(tmp_path: Path) -> None:
+    require(os.geteuid() == 0, "only root can give a file to another user")
+    pin_file = tmp_path / "hsm-user.pin"
+    pin_file.write_text("their-pin\n")
+    pin_file.chmod(0o600)
+    os.chown(pin_file, 65534, 65534)
+    write_config(tmp_path, f'hsm_pin_file = "{pin_file}"\n')
+    with pytest.raises(ConfigError, match="belongs to another user") as caught:
+        resolve_settings(SettingOverrides(home=tmp_path), {})
+    assert str(pin_file) in str(caught.value)
+    assert "their-pin" not in str(caught.value)
+
+
+def test_the_web_limits_take_environment_over_file_over_default(
+    tmp_path: Path,
+) -> None:
+    defaults = resolve_settings(SettingOverrides(home=tmp_path / "x"), {})
+    assert defaults.web_limits() == {
+        "YINXIN_TRUSTED_PROXIES": 0,
+        "YINXIN_OCSP_LIVE_RATE_LIMIT": 120,
+        "YINXIN_TSA_RATE_LIMIT": 60,
+        "YINXIN_VERIFY_RATE_LIMIT": 60,
+        "YINXIN_USAGE_CODE_RATE_LIMIT": 10,
+        "YINXIN_AUTH_FAILURE_LIMIT": 10,
+        "YINXIN_AUTH_FAILURE_WINDOW": 300,
+    }
+    write_config(tmp_path, "trusted_proxies = 1\ntsa_rate_limit = 5\n")
+    home = SettingOverrides(home=tmp_path)
+    from_file = resolve_settings(home, {})
+    assert (from_file.trusted_proxies, from_file.tsa_rate_limit) == (1, 5)
+    from_env = resolve_settings(home, {"YINXIN_TSA_RATE_LIMIT": "7"})
+    assert (from_env.trusted_proxies, from_env.tsa_rate_limit) == (1, 7)
+    with pytest.raises(ConfigError, match="^YINXIN_TRUSTED_PROXIES: trusted_proxies"):
+        resolve_settings(home, {"YINXIN_TRUSTED_PROXIES": "11"})
+    with pytest.raises(ConfigError, match="ocsp_live_rate_limit is a whole number"):
+        resolve_settings(home, {"YINXIN_OCSP_LIVE_RATE_LIMIT": "lots"})
+    write_config(tmp_path, "verify_rate_limit = 0\n")
+    with pytest.raises(ConfigError, match=r"verify_rate_limit must be 1 to"):
+        resolve_settings(home, {})
 
 
 def test_pin_file_named_in_config_must_exist(tmp_path: Path) -> None:

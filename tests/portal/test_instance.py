@@ -69,14 +69,19 @@ def test_init_makes_config_database_token_pins_and_audit_key(
     assert mode(secrets) == 0o700
     secret_files = {
         "hsm-user.pin",
-        "hsm-so.pin",
         "demo-api-client.secret",
         "demo-staff.password",
     }
     assert {p.name for p in secrets.iterdir()} == secret_files
     assert all(mode(secrets / name) == 0o600 for name in secret_files)
     assert report["user_pin_file"] == str(secrets / "hsm-user.pin")
-    assert report["so_pin_file"] == str(secrets / "hsm-so.pin")
+    # The SO PIN is apart from everything the server reads, to be moved offline.
+    offline = home / "move-offline"
+    so_pin_file = offline / "hsm-so.pin"
+    assert [p.name for p in offline.iterdir()] == ["hsm-so.pin"]
+    assert (mode(offline), mode(so_pin_file)) == (0o700, 0o600)
+    assert report["so_pin_file"] == str(so_pin_file)
+    assert f"move the SO PIN file {so_pin_file} off this machine now" in result.stderr
     assert report["demo"]["client_secret_file"] == str(
         secrets / "demo-api-client.secret"
     )
@@ -96,13 +101,14 @@ def test_init_makes_config_database_token_pins_and_audit_key(
     ]
 
     secret_values = [(secrets / name).read_text().strip() for name in secret_files]
+    secret_values.append(so_pin_file.read_text().strip())
     assert all(len(value) >= 16 for value in secret_values)
     logged = "\n".join(record.getMessage() for record in caplog.records)
     for value in secret_values:
         assert value not in result.stdout and value not in result.stderr
         assert value not in logged
         for path in every_file(home):
-            if path.parent != secrets:
+            if path.parent not in (secrets, offline):
                 assert value.encode() not in path.read_bytes(), path
 
 
@@ -128,9 +134,49 @@ def test_init_human_output_says_where_the_pins_are_not_what_they_are(
 
     assert result.exit_code == 0, result.output
     assert f"user PIN     in {home / 'secrets' / 'hsm-user.pin'}" in result.stdout
-    for name in ("hsm-user.pin", "hsm-so.pin"):
-        assert (home / "secrets" / name).read_text().strip() not in result.output
+    so_pin_file = home / "move-offline" / "hsm-so.pin"
+    assert (
+        f"SO PIN       in {so_pin_file} (owner only): move it offline now"
+        in result.stdout
+    )
+    for pin_file in (home / "secrets" / "hsm-user.pin", so_pin_file):
+        assert pin_file.read_text().strip() not in result.output
     assert not (home / "secrets" / "demo-api-client.secret").exists()
+
+
+def test_init_writes_the_so_pin_where_it_is_told_and_nowhere_else(
+    tmp_path: Path,
+) -> None:
+    medium = tmp_path / "usb-stick"
+    medium.mkdir(mode=0o755)
+    so_pin_file = medium / "yinxin-110000-so.pin"
+    home = tmp_path / "instance"
+    result = CliRunner().invoke(
+        cli,
+        ["init", "--home", str(home), "--so-pin-file", str(so_pin_file), "--json"],
+    )
+
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["so_pin_file"] == str(so_pin_file)
+    assert mode(so_pin_file) == 0o600 and mode(medium) == 0o755
+    assert not (home / "move-offline").exists()
+    assert [p.name for p in (home / "secrets").iterdir()] == ["hsm-user.pin"]
+    # The file is the SO PIN: it unlocks the token.
+    unlocked = CliRunner().invoke(
+        cli, ["hsm", "unlock", "--home", str(home), "--so-pin-file", str(so_pin_file)]
+    )
+    assert unlocked.exit_code == 0, unlocked.output
+
+    # A file already there is never overwritten, and nothing is made.
+    again = tmp_path / "again"
+    refused = CliRunner().invoke(
+        cli, ["init", "--home", str(again), "--so-pin-file", str(so_pin_file)]
+    )
+    assert refused.exit_code == EXIT_CODE_BY_CATEGORY[ErrorCategory.CONFLICT]
+    assert refused.stderr == (
+        f"yinxin: error: {so_pin_file} already exists; init will not overwrite it\n"
+    )
+    assert not again.exists()
 
 
 def test_init_with_a_region_uses_it_for_the_audit_key_and_the_demo_agency(

@@ -263,3 +263,47 @@ def test_the_api_issues_hands_out_by_usage_code_and_verifies_a_photo(
     status, headers, cwt = http_get(uri, {"Accept": "application/statuslist+cwt"})
     assert headers["Content-Type"] == "application/statuslist+cwt"
     decode_and_verify_status_list_cwt(cwt, trust=trust, now=now, expected_uri=uri)
+
+
+def test_the_access_log_shows_neither_holders_nor_usage_codes(node: Node) -> None:
+    """A holder's ID number in a query and a usage code in a path (a bearer secret)
+    reach the server, and its access log shows the requests without either."""
+    url = node.server.url
+    data = example_data(FOOD_PERMIT) | {"number": "JY24403050077777"}
+    status, issued = post_json(
+        f"{url}/api/v1/licenses", {"type": FOOD_PERMIT, "data": data}, node.client
+    )
+    assert status == 201, issued
+    holder = data["uscc"]
+    status, made = post_json(
+        f"{url}/api/v1/licenses/{issued['identifier']}/usage-codes",
+        {"ttl": "10m", "uses": 2},
+        node.client,
+    )
+    assert status == 201, made
+    code = made["code"]
+    for fetch in (made["fetch"], made["fetch"].lower()):
+        status, _, _ = http_get(url + fetch)
+        assert status == 200
+    status, _, listed = http_get(
+        f"{url}/api/v1/licenses?holder={holder}&limit=5", node.client
+    )
+    assert status == 200 and issued["identifier"] in listed.decode()
+    status, found = post_json(
+        f"{url}/api/v1/licenses/search", {"holder": holder}, node.client
+    )
+    assert status == 200 and found["licences"][0]["identifier"] == issued["identifier"]
+
+    for line in (
+        "GET /api/v1/licenses HTTP/1.1",
+        "POST /api/v1/licenses/search HTTP/1.1",
+        "GET /api/v1/licenses/by-code/<code> HTTP/1.1",
+    ):
+        wait_for_log(node.server, line)
+    log = node.server.log()
+    assert log.count("GET /api/v1/licenses/by-code/<code> HTTP/1.1") >= 2
+    secret = base64.b64decode(node.client["Authorization"].split()[1]).decode()
+    secret = secret.split(":", 1)[1]
+    for hidden in (code, code.lower(), code.replace("-", ""), holder, secret):
+        assert hidden not in log, hidden
+    assert "holder=" not in log

@@ -1,4 +1,5 @@
-"""The /pki endpoints in process (Flask's test client): formats, errors, a locked HSM.
+"""The /pki endpoints in process (Flask's test client): formats, errors, a locked HSM,
+and the per-address limits on what makes the node sign now (OCSP live, TSA).
 
 What standard clients make of them over a real socket is in test_pki_live.py.
 """
@@ -7,8 +8,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asn1crypto import tsp
@@ -24,12 +28,13 @@ from portal.app import create_app
 from portal.cli import cli
 from portal.config import SettingOverrides, Settings, resolve_settings
 from portal.context import current_services
+from tests.portal.conftest import count_rows, granted_signatures
 
 PROBLEM_JSON = "application/problem+json"
 
 
-def make_client(settings: Settings) -> Iterator[FlaskClient]:
-    app: Flask = create_app({"TESTING": True}, settings=settings)
+def make_client(settings: Settings, **config: Any) -> Iterator[FlaskClient]:
+    app: Flask = create_app({"TESTING": True, **config}, settings=settings)
     yield app.test_client()
     with app.app_context():
         current_services().close()
@@ -81,7 +86,11 @@ def foreign_ocsp_request() -> bytes:
 
 
 def ocsp_request(
-    client: FlaskClient, ca: str = "seal-ca", serial: int = 12345
+    client: FlaskClient,
+    ca: str = "seal-ca",
+    serial: int = 12345,
+    *,
+    nonce: bytes | None = None,
 ) -> bytes:
     issuer = x509.load_der_x509_certificate(client.get(f"/pki/ca/{ca}.crt").data)
     name_hash = hashes.Hash(hashes.SHA1())
@@ -92,14 +101,16 @@ def ocsp_request(
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
         )
     )
-    return (
-        ocsp.OCSPRequestBuilder()
-        .add_certificate_by_hash(
-            name_hash.finalize(), key_hash.finalize(), serial, hashes.SHA1()
-        )
-        .build()
-        .public_bytes(serialization.Encoding.DER)
+    builder = ocsp.OCSPRequestBuilder().add_certificate_by_hash(
+        name_hash.finalize(), key_hash.finalize(), serial, hashes.SHA1()
     )
+    if nonce is not None:
+        builder = builder.add_extension(x509.OCSPNonce(nonce), critical=False)
+    return builder.build().public_bytes(serialization.Encoding.DER)
+
+
+def response_status(reply: bytes) -> ocsp.OCSPResponseStatus:
+    return ocsp.load_der_ocsp_response(reply).response_status
 
 
 def test_ca_certificates_are_served_as_der_and_as_a_pem_chain(
@@ -216,3 +227,120 @@ def test_a_node_without_a_hierarchy_answers_in_the_protocols(tmp_path: Path) -> 
         assert answer.response_status is ocsp.OCSPResponseStatus.UNAUTHORIZED
         reply = client.post("/pki/tsa", data=timestamp_query())
         assert timestamp_status(reply.data) == "rejection"
+
+
+# -- limits on live signing ---------------------------------------------------------------
+
+
+def presigned_serial(home: Path) -> tuple[str, int]:
+    """(CA name, serial) of a certificate with a pre-signed OCSP response."""
+    with sqlite3.connect(f"file:{home / 'yinxin.sqlite3'}?mode=ro", uri=True) as db:
+        name, serial = db.execute(
+            "SELECT c.name, o.serial FROM ocsp_response o "
+            "JOIN certificate_authority c ON c.id = o.issuer_id ORDER BY o.id LIMIT 1"
+        ).fetchone()
+    return name, int(serial, 16)
+
+
+def test_ocsp_answers_signed_live_are_limited_per_address_presigned_ones_are_not(
+    instance_settings: Settings, instance_home: Path
+) -> None:
+    """Requests with a nonce, or for serials nobody issued, are each signed (and
+    audited) on the spot: beyond the limit an address gets tryLater and the node
+    signs nothing. Pre-signed answers cost no signature and are never limited."""
+    for client in make_client(instance_settings, YINXIN_OCSP_LIVE_RATE_LIMIT=3):
+        ca, serial = presigned_serial(instance_home)
+        flooder = {"REMOTE_ADDR": "203.0.113.9"}
+        signed = granted_signatures(instance_home)
+
+        def ask(
+            request_der: bytes,
+            address: dict[str, str] = flooder,
+            client: FlaskClient = client,
+        ) -> Any:
+            return client.post("/pki/ocsp", data=request_der, environ_base=address)
+
+        with_nonces = [
+            ask(ocsp_request(client, ca, serial, nonce=os.urandom(16)))
+            for _ in range(5)
+        ]
+        assert [response_status(r.data) for r in with_nonces] == (
+            [ocsp.OCSPResponseStatus.SUCCESSFUL] * 3
+            + [ocsp.OCSPResponseStatus.TRY_LATER] * 2
+        )
+        assert all(r.status_code == 200 for r in with_nonces)
+        assert with_nonces[-1].headers["Cache-Control"] == "no-store"
+        unknown_serial = ask(ocsp_request(client, "seal-ca", 0x5EED))
+        assert response_status(unknown_serial.data) is ocsp.OCSPResponseStatus.TRY_LATER
+        assert granted_signatures(instance_home) == signed + 3
+
+        cache = client.application.extensions["yinxin-ocsp-cache"]
+        for _ in range(10):
+            cache.clear()  # every answer read from the database, not the worker's cache
+            presigned = ocsp.load_der_ocsp_response(
+                ask(ocsp_request(client, ca, serial)).data
+            )
+            assert presigned.response_status is ocsp.OCSPResponseStatus.SUCCESSFUL
+            assert presigned.certificate_status is ocsp.OCSPCertStatus.GOOD
+        assert granted_signatures(instance_home) == signed + 3
+
+        elsewhere = ask(
+            ocsp_request(client, ca, serial, nonce=os.urandom(16)),
+            {"REMOTE_ADDR": "203.0.113.10"},
+        )
+        assert response_status(elsewhere.data) is ocsp.OCSPResponseStatus.SUCCESSFUL
+        assert granted_signatures(instance_home) == signed + 4
+
+        # Serials nobody issued have no pre-signed answer: each one is signed live
+        # ("unknown"), so they count too, nonce or not.
+        prober = {"REMOTE_ADDR": "203.0.113.11"}
+        unknown = [
+            ocsp.load_der_ocsp_response(
+                ask(ocsp_request(client, "seal-ca", 0x5EED + n), prober).data
+            )
+            for n in range(4)
+        ]
+        assert [r.response_status for r in unknown] == (
+            [ocsp.OCSPResponseStatus.SUCCESSFUL] * 3
+            + [ocsp.OCSPResponseStatus.TRY_LATER]
+        )
+        assert {r.certificate_status for r in unknown[:3]} == {
+            ocsp.OCSPCertStatus.UNKNOWN
+        }
+        assert granted_signatures(instance_home) == signed + 7
+
+
+def test_timestamps_are_limited_per_address(
+    instance_settings: Settings, instance_home: Path
+) -> None:
+    """Each timestamp is signed and stored: beyond the limit an address gets 429 with
+    Retry-After and a TimeStampResp saying why, and nothing is signed or stored."""
+    for client in make_client(instance_settings, YINXIN_TSA_RATE_LIMIT=2):
+        flooder = {"REMOTE_ADDR": "203.0.113.9"}
+        signed = granted_signatures(instance_home)
+        stored = count_rows(instance_home, "SELECT count(*) FROM timestamp_token")
+        replies = [
+            client.post("/pki/tsa", data=timestamp_query(nonce), environ_base=flooder)
+            for nonce in (1, 2, 3, 4)
+        ]
+        assert [r.status_code for r in replies] == [200, 200, 429, 429]
+        assert [timestamp_status(r.data) for r in replies] == (
+            ["granted"] * 2 + ["rejection"] * 2
+        )
+        limited = replies[-1]
+        assert limited.mimetype == "application/timestamp-reply"
+        assert 1 <= int(limited.headers["Retry-After"]) <= 60
+        status_info = tsp.PKIStatusInfo.load(Sequence.load(limited.data)[0].dump())
+        assert "too many timestamp requests" in status_info["status_string"][0].native
+        assert status_info["fail_info"].native == {"system_failure"}
+        assert granted_signatures(instance_home) == signed + 2
+        assert (
+            count_rows(instance_home, "SELECT count(*) FROM timestamp_token")
+            == stored + 2
+        )
+        elsewhere = client.post(
+            "/pki/tsa",
+            data=timestamp_query(5),
+            environ_base={"REMOTE_ADDR": "203.0.113.10"},
+        )
+        assert timestamp_status(elsewhere.data) == "granted"

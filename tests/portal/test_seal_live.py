@@ -68,7 +68,11 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Node]:
     server = start_server(
         home, port, work / "server.log", "--workers", "2", "--refresh-interval", "0"
     )
-    live = Node(home, server, {"Authorization": f"Basic {token}"})
+    # A script's headers: its credentials, and the marker that says no browser sent
+    # the multipart upload from another site.
+    live = Node(
+        home, server, {"Authorization": f"Basic {token}", "X-Yinxin-Client": "1"}
+    )
     try:
         server.wait_until_healthy()
         # `yinxin init --demo` made the demo agency's official seal and granted it.

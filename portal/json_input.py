@@ -1,0 +1,57 @@
+"""JSON from callers, parsed within a depth bound.
+
+Python's json module recurses once per nested array or object: a body of a few
+thousand `[` ends in RecursionError (a 500 for anyone who can send a body), and a
+merely deep document would make every walk over it recurse as deeply. So the nesting
+is measured first, without recursion, and a document nested deeper than any Yinxin
+input needs is refused with a clear reason. Sizes are bounded where the text is read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from hsm_sim.errors import ErrorCategory
+
+__all__ = ["MAX_JSON_DEPTH", "JsonTooDeepError", "json_depth_exceeds", "load_json"]
+
+# Licence data, placements and JWKs are two or three levels deep.
+MAX_JSON_DEPTH = 32
+# A JSON string (its escapes included) or one bracket. Brackets inside strings do not
+# nest; in valid JSON this finds the strings exactly as the parser does, and past the
+# first invalid character the parser stops anyway.
+_STRING_OR_BRACKET = re.compile(r'"(?:[^"\\]|\\.)*"?|[\[\]{}]', re.DOTALL)
+
+
+class JsonTooDeepError(ValueError):
+    """JSON nested deeper than the caller accepts."""
+
+    category = ErrorCategory.BAD_REQUEST
+
+
+def json_depth_exceeds(text: str, max_depth: int) -> bool:
+    """Whether arrays and objects in `text` nest deeper than `max_depth`."""
+    if text.count("[") + text.count("{") <= max_depth:
+        return False
+    depth = 0
+    for match in _STRING_OR_BRACKET.finditer(text):
+        token = match[0]
+        if token in ("[", "{"):
+            depth += 1
+            if depth > max_depth:
+                return True
+        elif token in ("]", "}"):
+            depth -= 1
+    return False
+
+
+def load_json(text: str, *, source: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """json.loads(text) for text nested at most `max_depth` deep (JsonTooDeepError
+    naming `source` otherwise); JSONDecodeError as json.loads raises it."""
+    if json_depth_exceeds(text, max_depth):
+        raise JsonTooDeepError(
+            f"{source} nests arrays or objects deeper than {max_depth} levels"
+        )
+    return json.loads(text)
