@@ -317,6 +317,20 @@ def test_every_state_changing_route_refuses_a_request_a_browser_could_forge(
         for body in forgeable_bodies():
             response = client.post(path, headers=demo, **body)
             assert_problem(response, 415, "X-Yinxin-Client")
+        # What a browser asks before it sends the header or JSON across sites: the
+        # node never allows it.
+        preflight = client.options(
+            path,
+            headers={
+                "Origin": "https://elsewhere.example",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "x-yinxin-client, authorization",
+            },
+        )
+        assert not any(
+            name.lower().startswith("access-control-allow-")
+            for name in preflight.headers.keys()
+        )
     assert granted_signatures(seal_home) == signed
     assert stamp_log(seal_home) == []
     # The same stamp with the header is a client's request.

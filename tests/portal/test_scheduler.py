@@ -158,3 +158,37 @@ def test_the_scheduled_refresh_signs_due_status_lists_and_clears_dead_reservatio
     assert (first["status_lists"], first["discarded_licences"]) == (1, 1)
     assert (second["status_lists"], second["discarded_licences"]) == (0, 0)
     assert guide not in remaining and len(remaining) == 2
+
+
+def test_the_scheduled_refresh_fails_stamps_a_dead_process_left_pending(
+    instance_home: Path,
+) -> None:
+    """A stamp-log entry still pending after an hour was left by a worker that died
+    mid-stamp: the schedule marks it failed ("abandoned"), once; a young one stays."""
+    started = {
+        "old": dt.datetime.now(dt.UTC) - dt.timedelta(hours=2),
+        "young": dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5),
+    }
+    with sqlite3.connect(instance_home / "yinxin.sqlite3") as db:
+        (seal_id,) = db.execute("SELECT id FROM seal ORDER BY id LIMIT 1").fetchone()
+        for name, at in started.items():
+            db.execute(
+                "INSERT INTO stamp_log (seal_id, principal_kind, principal_id, "
+                "document_sha256, document_bytes, level, outcome, started_at) "
+                "VALUES (?, 'client', ?, ?, 1, 'B-B', 'pending', ?)",
+                (seal_id, name, "0" * 64, at.strftime("%Y-%m-%d %H:%M:%S.000000")),
+            )
+    services = Services(
+        resolve_settings(SettingOverrides(home=instance_home), environ={})
+    )
+    try:
+        first = services.scheduled_refresh()
+        second = services.scheduled_refresh()
+    finally:
+        services.close()
+    assert (first["abandoned_stamps"], second["abandoned_stamps"]) == (1, 0)
+    with sqlite3.connect(instance_home / "yinxin.sqlite3") as db:
+        rows = db.execute(
+            "SELECT principal_id, outcome, error FROM stamp_log ORDER BY id"
+        ).fetchall()
+    assert rows == [("old", "failed", "abandoned"), ("young", "pending", None)]
