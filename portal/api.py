@@ -220,7 +220,8 @@ def verify_pdf_upload() -> Response:
     if "trust" in request.files or "trust" in request.form:
         raise ApiRequestError(
             "this node verifies seals against its own root CAs only; to verify "
-            "against other roots, run yinxin verify pdf --trust ROOT on your own machine"
+            "against other roots, run yinxin verify pdf --trust ROOT on your own "
+            "machine"
         )
     document, _ = read_upload("file")
     services = current_services()

@@ -1,6 +1,6 @@
 """Who is calling the REST API: an agency's API client, by its id and secret, sent as
 
-    Authorization: Basic base64(<client id>:<client secret>)      (OAuth's client_secret_basic)
+    Authorization: Basic base64(<client id>:<client secret>)   (client_secret_basic)
     Authorization: Bearer <client id>:<client secret>
 
 Every /api/v1 route requires it except the ones marked `@public`. The secret is checked
