@@ -46,7 +46,9 @@ Decisions:
 - A change or renewal is the next version of the identifier, linked to the
   previous one, which becomes SUPERSEDED: its status-list entry says INVALID, so its
   old QR codes and credentials verify as REVOKED; online, this node names the
-  version that replaced it.
+  version that replaced it. The new version's SD-JWT is bound to the previous
+  version's holder key unless a new key is given: holder binding is never dropped
+  silently.
 - The SD-JWT VC: vct `urn:yinxin:licence:<type code>`; in clear the envelope of the
   licence (licence_id, licence_type, issuing_agency, issued_on, valid_until); every
   field the type marks disclosable is a disclosure; fields that are neither (a
@@ -73,7 +75,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from PIL import Image
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, undefer
 
 from certs.errors import LicenseError
 from certs.identifiers import LicenceIdentifier
@@ -92,10 +94,17 @@ from certs.models import (
     StatusListRow,
 )
 from certs.qr import qr_png
-from certs.sdjwt import issue_sd_jwt, present, public_jwk
+from certs.sdjwt import (
+    HolderKeyRequiredError,
+    credential_holder_key,
+    issue_sd_jwt,
+    present,
+    public_jwk,
+)
 from certs.status_service import (
     DocumentSigner,
     DocumentSignerError,
+    StatusListDocument,
     StatusLists,
     StatusListUnavailableError,
     document_signer_certificates,
@@ -112,12 +121,13 @@ from certs.token import (
 )
 from certs.types import LONG_TERM, LicenceType, LicenceTypes, get_licence_type
 from certs.types import validate_licence_data as _validate
-from certs.usage_codes import DEFAULT_PURPOSE, UsageCodes
+from certs.usage_codes import DEFAULT_PURPOSE, UsageCodeDocument, UsageCodes
 from certs.verify import (
     LicenceTrust,
     StatusAnswer,
     StatusListCache,
     StatusSource,
+    StoredStatusSource,
     http_status_fetcher,
 )
 from hsm_sim.api import signing_context
@@ -244,6 +254,7 @@ class LicenceRecord:
     token_expires_at: dt.datetime | None
     qr_version: int | None
     created_by: str
+    holder_bound: bool  # the SD-JWT is bound to a holder key (cnf.jwk)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe; `data` holds personal data: show it only to whom may see it."""
@@ -270,6 +281,7 @@ class LicenceRecord:
             "token_expires_at": _iso(self.token_expires_at),
             "qr_version": self.qr_version,
             "created_by": self.created_by,
+            "holder_bound": self.holder_bound,
         }
 
 
@@ -513,13 +525,16 @@ class LicenceRegistry:
     ) -> IssuedLicence:
         """Issue the next version of a valid (possibly expired) licence with `new_data`,
         stamped for `principal`; the previous version becomes SUPERSEDED when the new
-        one is stored."""
+        one is stored. Without `holder_key` the new SD-JWT is bound to the previous
+        version's holder key, if it had one."""
         previous = self.get_licence(identifier)
         if previous.status not in (LicenceStatus.VALID, LicenceStatus.EXPIRED):
             raise LicenceStateError(
                 f"licence {previous.identifier} is {previous.status.value}; only a "
                 "valid or expired licence is renewed or changed"
             )
+        if holder_key is None:
+            holder_key = credential_holder_key(self.licence_sd_jwt(previous.identifier))
         request = LicenceRequest(
             type_code=previous.type_code,
             agency_uscc=previous.agency_uscc,
@@ -1100,6 +1115,13 @@ class LicenceRegistry:
         """What `/status/<list>` serves (see StatusLists.status_list_token)."""
         return self.status_lists.status_list_token(list_id, form)
 
+    def status_list_document(
+        self, list_id: str, form: str = "jwt"
+    ) -> StatusListDocument:
+        """What `/status/<list>` serves with its iat, exp and ttl (see
+        StatusLists.status_list_document)."""
+        return self.status_lists.status_list_document(list_id, form)
+
     def publish_status_lists(self) -> int:
         """Re-sign stale and soon-expiring status lists (the portal's schedule)."""
         return self.status_lists.publish_due()
@@ -1164,7 +1186,7 @@ class LicenceRegistry:
         if limit is not None:
             query = query.limit(limit)
         with self.sessions() as session:
-            results = session.execute(query).all()
+            results = session.execute(query.options(undefer(LicenceRow.sd_jwt))).all()
         today = self._now().astimezone(CHINA_STANDARD_TIME).date()
         return [
             self._record(row, uscc, name, uri, prev, succ, today)
@@ -1216,6 +1238,8 @@ class LicenceRegistry:
             token_expires_at=row.token_expires_at,
             qr_version=row.qr_version,
             created_by=row.created_by,
+            holder_bound=row.sd_jwt is not None
+            and credential_holder_key(row.sd_jwt) is not None,
         )
 
     def _artefact(self, identifier: str, column: Any) -> Any:
@@ -1256,9 +1280,18 @@ class LicenceRegistry:
     ) -> str:
         """A presentation of the stored SD-JWT disclosing only `disclose`; key-bound
         (nonce, aud) when the holder's key is given and the credential is bound to it.
-        SdJwtError / DisclosureNotFoundError say what cannot be done."""
+        A credential bound to a holder key is presented only with that key
+        (HolderKeyRequiredError: verifiers refuse it without key binding).
+        SdJwtError / DisclosureNotFoundError say what else cannot be done."""
+        sd_jwt = self.licence_sd_jwt(identifier)
+        if holder_key is None and credential_holder_key(sd_jwt) is not None:
+            raise HolderKeyRequiredError(
+                f"licence {_identifier_text(identifier)} is bound to its holder's key: "
+                "present it with that key, a nonce and an audience (verifiers refuse "
+                "it without key binding)"
+            )
         return present(
-            self.licence_sd_jwt(identifier),
+            sd_jwt,
             disclose=disclose,
             holder_key=holder_key,
             nonce=nonce,
@@ -1379,6 +1412,13 @@ class LicenceRegistry:
         """The sealed PDF a usage code gives access to (see certs.usage_codes)."""
         return self.usage_codes.fetch_by_usage_code(code, requester=requester)
 
+    def fetch_by_usage_code_document(
+        self, code: str, *, requester: str
+    ) -> UsageCodeDocument:
+        """The sealed PDF a usage code gives access to, with its licence's
+        identifier (see certs.usage_codes)."""
+        return self.usage_codes.fetch_by_usage_code_document(code, requester=requester)
+
     # -- trust --------------------------------------------------------------------------
 
     def document_signers(self) -> list[TrustedSigner]:
@@ -1415,14 +1455,12 @@ class LicenceRegistry:
         self, *, signers: SignerTrust | None = None, online: bool = False
     ) -> StatusSource:
         """Status lookups for this node's verifier: this node's own lists read in
-        process on every lookup (a revocation shows at once); other lists fetched
-        over HTTP from their URIs when `online`, kept until their ttl."""
+        process on every lookup as last signed (a revocation shows once its list is
+        signed, at once when it is made), never signed here: the answer says how
+        fresh the list is, and a verifier without the PIN works the same; other lists
+        fetched over HTTP from their URIs when `online`, kept until their ttl."""
         trust = signers if signers is not None else self.signer_trust()
-        own = StatusListCache(
-            trust=trust,
-            fetch=self.status_lists.status_list_token_for_uri,
-            always_fetch=True,
-        )
+        own = StoredStatusSource(trust=trust, read=self.status_lists.stored_status_list)
         remote = (
             StatusListCache(trust=trust, fetch=http_status_fetcher())
             if online
@@ -1446,7 +1484,7 @@ class _NodeStatusSource:
     """This node's lists from `own`, every other list from `remote` (if any)."""
 
     def __init__(
-        self, own_prefix: str, own: StatusListCache, remote: StatusListCache | None
+        self, own_prefix: str, own: StoredStatusSource, remote: StatusListCache | None
     ) -> None:
         self._own_prefix = own_prefix
         self._own = own

@@ -82,12 +82,14 @@ __all__ = [
     "MAX_DISCLOSURES",
     "MAX_PRESENTATION_LENGTH",
     "SD_JWT_VC_TYP",
+    "HolderKeyRequiredError",
     "PresentationVerification",
     "StatusLookup",
     "VerifiedJws",
     "b64url_decode",
     "b64url_encode",
     "check_signer_key",
+    "credential_holder_key",
     "issue_sd_jwt",
     "present",
     "public_jwk",
@@ -160,6 +162,11 @@ class PresentationVerification:
     @property
     def valid(self) -> bool:
         return self.verdict is Verdict.VALID
+
+
+class HolderKeyRequiredError(SdJwtError):
+    """The credential is bound to its holder's key: presenting it needs that key (a
+    presentation without key binding is refused by verifiers)."""
 
 
 class _Rejected(Exception):
@@ -307,6 +314,20 @@ def present(
     }
     header = {"alg": "ES256", "typ": _KB_JWT_TYP}
     return presented + _sign_jws(header, kb_payload, holder_key, "sign-kb-jwt")
+
+
+def credential_holder_key(sd_jwt: str) -> ec.EllipticCurvePublicKey | None:
+    """The holder key (`cnf.jwk`) a credential is bound to, None when it is unbound.
+
+    Read from the issuer-signed JWT (issuance or presentation form) without verifying
+    it: for the issuer's own stored copy, never for a credential someone presents.
+    SdJwtError when it cannot be read.
+    """
+    jwt = sd_jwt.split("~", 1)[0] if isinstance(sd_jwt, str) else ""
+    try:
+        return _holder_key(_decode_jws_payload(jwt))
+    except _Rejected as rejected:
+        raise SdJwtError(f"the credential is malformed: {rejected.reason}") from None
 
 
 def public_jwk(public_key: ec.EllipticCurvePublicKey) -> dict[str, str]:

@@ -5,6 +5,8 @@
     row, index = lists.reserve_index(session)        # in the caller's write transaction
     lists.publish(row.id)                            # after the caller committed
     token = lists.status_list_token("350100-1")      # what /status/350100-1 serves
+    document = lists.status_list_document("350100-1")  # the same, with iat, exp, ttl
+    stored = lists.stored_status_list(uri)           # read-only, for this node's verifier
 
 Decisions:
 - One series of lists per node (the issuer of every credential is the region, `iss`
@@ -28,12 +30,18 @@ Decisions:
   signer's notAfter) and `ttl` = 1 hour: verifiers online fetch it again after an
   hour, offline verifiers may use their copy until `exp`. `publish_due()` re-signs a
   list when less than 24 hours remain.
+- Who signs: serving `/status/<list>` signs a stale or soon-expiring list (the web
+  worker holds the PIN); this node's verifier only reads what is stored
+  (`stored_status_list`) and says how fresh it is, so a verifier without the PIN
+  (`yinxin license verify`) never tries to sign. Re-signing is the schedule's job.
 """
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import datetime as dt
+import json
 import logging
 from collections.abc import Callable, Iterator
 from collections.abc import Set as AbstractSet
@@ -64,6 +72,7 @@ __all__ = [
     "STATUS_BITS",
     "DocumentSigner",
     "DocumentSignerError",
+    "StatusListDocument",
     "StatusListNotFoundError",
     "StatusListUnavailableError",
     "StatusLists",
@@ -102,6 +111,33 @@ class StatusListUnavailableError(LicenseError):
     """The status list has no valid signed form and cannot be signed now."""
 
     category = ErrorCategory.UNAVAILABLE
+
+
+@dataclasses.dataclass(frozen=True)
+class StatusListDocument:
+    """A signed status list as stored: the token in one form and how fresh it is.
+
+    `issued_at`, `expires_at` and `ttl` are the token's iat, exp and ttl. `behind`:
+    status changes were recorded after it was signed (their re-signing failed or is
+    under way), so it may not show them yet.
+    """
+
+    list_id: str  # the <list> of /status/<list>
+    uri: str
+    form: str  # "jwt" or "cwt"
+    token: str | bytes
+    issued_at: dt.datetime
+    expires_at: dt.datetime
+    ttl: dt.timedelta
+    behind: bool
+
+    def expired(self, now: dt.datetime) -> bool:
+        return self.expires_at <= now
+
+    def max_age(self, now: dt.datetime) -> int:
+        """Seconds a cache may keep it from `now`: its ttl, never past its exp."""
+        left = (self.expires_at - now).total_seconds()
+        return max(0, int(min(self.ttl.total_seconds(), left)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -395,21 +431,34 @@ class StatusLists:
         A stale or expired list is signed first; if that fails, the last signed form
         is served while it has not expired (StatusListUnavailableError after).
         """
+        return self.status_list_document(list_id, form).token
+
+    def status_list_document(
+        self, list_id: str, form: str = "jwt"
+    ) -> StatusListDocument:
+        """What `status_list_token` serves, with its iat, exp and ttl (for the HTTP
+        cache headers); signed first when stale, as there."""
         if form not in ("jwt", "cwt"):
             raise StatusListError('the status list form is "jwt" or "cwt"')
         row = self._stored(StatusListRow.public_id == str(list_id)[:32])
         if row is None:
             raise StatusListNotFoundError(f"no status list named {str(list_id)[:32]!r}")
-        return self._current_form(row, form)
+        row = self._refreshed(row)
+        document = self._document(row, form)
+        if document.expired(self._now()):
+            raise StatusListUnavailableError(
+                f"status list {row.public_id} has no valid signed form now"
+            )
+        return document
 
-    def status_list_token_for_uri(self, uri: str) -> str | None:
-        """The current JWT of this node's list at `uri`, or None when it is not ours."""
+    def stored_status_list(self, uri: str) -> StatusListDocument | None:
+        """This node's list at `uri` as last signed (JWT form), expired or not; None
+        when the list is not ours. Read only: nothing is signed, so it works without
+        the PIN. StatusListUnavailableError when the list was never signed."""
         row = self._stored(StatusListRow.uri == uri)
         if row is None:
             return None
-        token = self._current_form(row, "jwt")
-        assert isinstance(token, str)
-        return token
+        return self._document(row, "jwt")
 
     def _stored(self, condition: object) -> StatusListRow | None:
         with self.sessions() as session:
@@ -424,31 +473,62 @@ class StatusLists:
                 session.expunge(row)
             return row
 
-    def _current_form(self, row: StatusListRow, form: str) -> str | bytes:
-        now = self._now()
+    def _refreshed(self, row: StatusListRow) -> StatusListRow:
+        """The row, signed again first when it is stale or expires soon."""
         fresh = (
             row.signed_version >= row.version
             and row.expires_at is not None
-            and now + self.refresh_before < row.expires_at
+            and self._now() + self.refresh_before < row.expires_at
         )
-        if not fresh:
-            try:
-                self.publish(row.id)
-            except Exception as exc:
-                # Key store locked, no PIN, signer expiring: serve the last signed
-                # form while it lasts. Anything without a category is a bug: raised.
-                if not isinstance(getattr(exc, "category", None), ErrorCategory):
-                    raise
-                _log.warning(
-                    "status list %s could not be signed: %s", row.public_id, exc
-                )
-            else:
-                refreshed = self._stored(StatusListRow.id == row.id)
-                assert refreshed is not None
-                row = refreshed
+        if fresh:
+            return row
+        try:
+            self.publish(row.id)
+        except Exception as exc:
+            # Key store locked, no PIN, signer expiring: serve the last signed form
+            # while it lasts. Anything without a category is a bug: raised.
+            if not isinstance(getattr(exc, "category", None), ErrorCategory):
+                raise
+            _log.warning("status list %s could not be signed: %s", row.public_id, exc)
+            return row
+        refreshed = self._stored(StatusListRow.id == row.id)
+        assert refreshed is not None
+        return refreshed
+
+    @staticmethod
+    def _document(row: StatusListRow, form: str) -> StatusListDocument:
         token = row.token_jwt if form == "jwt" else row.token_cwt
-        if token is None or row.expires_at is None or row.expires_at <= now:
+        if (
+            token is None
+            or row.token_jwt is None
+            or row.signed_at is None
+            or row.expires_at is None
+        ):
             raise StatusListUnavailableError(
-                f"status list {row.public_id} has no valid signed form now"
+                f"status list {row.public_id} has not been signed yet"
             )
-        return token
+        return StatusListDocument(
+            list_id=row.public_id,
+            uri=row.uri,
+            form=form,
+            token=token,
+            issued_at=row.signed_at,
+            expires_at=row.expires_at,
+            ttl=_signed_ttl(row.token_jwt),
+            behind=row.signed_version < row.version,
+        )
+
+
+def _signed_ttl(token_jwt: str) -> dt.timedelta:
+    """The ttl claim of a list this node signed (its JWT and CWT forms share it). Read,
+    not verified: it comes from our own storage."""
+    try:
+        segment = token_jwt.split(".")[1]
+        payload = json.loads(
+            base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        )
+        return dt.timedelta(seconds=int(payload["ttl"]))
+    except (IndexError, KeyError, TypeError, ValueError):
+        raise StatusListUnavailableError(
+            "a stored status list cannot be read; sign it again"
+        ) from None

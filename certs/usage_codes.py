@@ -2,6 +2,7 @@
 
     code, expires_at = codes.create_usage_code(identifier, actor=..., purpose="开户")
     pdf = codes.fetch_by_usage_code("7K3QM-X2P9A", requester="client:cl_bank")
+    document = codes.fetch_by_usage_code_document(code, requester=...)  # + identifier
 
 The holder makes a code and reads it out or types it in; the verifier fetches the
 sealed PDF with it, online, while the code lasts.
@@ -56,6 +57,7 @@ __all__ = [
     "DEFAULT_TTL",
     "MAX_TTL",
     "MAX_USES",
+    "UsageCodeDocument",
     "UsageCodeError",
     "UsageCodeRejectedError",
     "UsageCodes",
@@ -93,6 +95,15 @@ class UsageCodeRejectedError(LicenseError):
             if outcome is UsageFetchOutcome.UNKNOWN_CODE
             else ErrorCategory.FORBIDDEN
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class UsageCodeDocument:
+    """What a usage code hands out: the sealed PDF and the identifier of its licence
+    (to name the download after)."""
+
+    identifier: str
+    pdf: bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -214,6 +225,12 @@ class UsageCodes:
         UsageCodeRejectedError for an unknown, expired or used-up code, or a licence
         no longer valid. Every call is logged, whatever its outcome.
         """
+        return self.fetch_by_usage_code_document(code, requester=requester).pdf
+
+    def fetch_by_usage_code_document(
+        self, code: str, *, requester: str
+    ) -> UsageCodeDocument:
+        """As `fetch_by_usage_code`, with the licence's identifier beside the PDF."""
         who = _one_line(requester, NAME_LENGTH)
         if not who:
             raise UsageCodeError("name who fetches the licence (the requester)")
@@ -229,7 +246,7 @@ class UsageCodes:
                 if normalised is not None
                 else None
             )
-            pdf: bytes | None = None
+            document: UsageCodeDocument | None = None
             if row is None:
                 outcome = UsageFetchOutcome.UNKNOWN_CODE
             elif row.expires_at <= now:
@@ -247,7 +264,7 @@ class UsageCodes:
                 else:
                     outcome = UsageFetchOutcome.FETCHED
                     row.uses_left -= 1
-                    pdf = bytes(licence.pdf)
+                    document = UsageCodeDocument(licence.identifier, bytes(licence.pdf))
             session.add(
                 UsageFetchRow(
                     usage_code_id=row.id if row is not None else None,
@@ -256,9 +273,9 @@ class UsageCodes:
                     outcome=outcome,
                 )
             )
-        if pdf is None:
+        if document is None:
             raise UsageCodeRejectedError(outcome, _REFUSALS[outcome])
-        return pdf
+        return document
 
     def usage_log(self, identifier: str, *, limit: int = 100) -> list[UsageFetchRecord]:
         """The fetches by usage code of one licence, newest first."""

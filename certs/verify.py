@@ -25,10 +25,14 @@ What each input goes through:
 The status is looked up in the licence's status list through a `StatusSource`. The
 offline cache (`StatusListCache`) keeps each verified list until its `ttl` runs out
 and, when it cannot fetch a newer one, uses it until its `exp`; the result says
-which list and how fresh: "status as of <iat of the list>". A licence whose status
-cannot be established at all keeps the verdict its signature and dates give, with
-`status.checked` False and the reason saying so: the verdict enum has no "unknown"
-(a caller that must not accept an unchecked status tests `status.checked`).
+which list and how fresh: "status as of <iat of the list>". A node's own lists are
+read where they are stored (`StoredStatusSource`): nothing is signed on the way (a
+verifier may have no PIN; re-signing is the schedule's job), and the result says
+when the list was signed, whether it has expired, and whether changes recorded
+since are not yet in it. A licence whose status cannot be established at all keeps
+the verdict its signature and dates give, with `status.checked` False and the
+reason saying so: the verdict enum has no "unknown" (a caller that must not accept
+an unchecked status tests `status.checked`).
 
 Order of verdicts: an input that cannot be read is MALFORMED; then the signature and
 issuer; then REVOKED or SUSPENDED from the status (a revoked licence is reported as
@@ -84,6 +88,9 @@ __all__ = [
     "StatusFetcher",
     "StatusListCache",
     "StatusSource",
+    "StoredListReader",
+    "StoredStatusList",
+    "StoredStatusSource",
     "http_status_fetcher",
     "verify_licence",
 ]
@@ -198,15 +205,7 @@ class StatusListCache:
     ) -> VerifiedStatusList:
         """Verify a status list token (JWT or CWT) for `uri` and keep it;
         InvalidStatusListError says why it was refused."""
-        verified = (
-            decode_and_verify_status_list(
-                token, trust=self.trust, now=now, expected_uri=uri
-            )
-            if isinstance(token, str)
-            else decode_and_verify_status_list_cwt(
-                bytes(token), trust=self.trust, now=now, expected_uri=uri
-            )
-        )
+        verified = _verify_list(token, trust=self.trust, uri=uri, now=now)
         with self._lock:
             self._lists[uri] = _CachedList(token, verified)
         return verified
@@ -240,6 +239,97 @@ class StatusListCache:
             )
             return StatusAnswer(None, f"status not checked: {why}")
         return cached.answer(reference.index, issuer, source)
+
+
+class StoredStatusList(Protocol):
+    """A signed status list as its publisher stores it (this node's:
+    certs.status_service.StatusListDocument)."""
+
+    @property
+    def token(self) -> str | bytes: ...
+
+    @property
+    def issued_at(self) -> dt.datetime: ...
+
+    @property
+    def expires_at(self) -> dt.datetime: ...
+
+    @property
+    def behind(self) -> bool: ...  # changes recorded after it was signed
+
+
+StoredListReader = Callable[[str], "StoredStatusList | None"]
+"""Reads the stored list at a URI, signing nothing; None when there is none there.
+Raises a LicenseError when the list cannot be had (never signed)."""
+
+
+class StoredStatusSource:
+    """Status from lists read where their publisher stores them (this node's own, in
+    process): read only, nothing is ever signed, and a change shows as soon as its
+    list is signed. Each list is verified against `trust` (again only when its token
+    changed). The answer says how fresh the list is: when it was signed, that it has
+    expired, or that changes recorded since are not in it yet."""
+
+    def __init__(self, *, trust: SignerTrust, read: StoredListReader) -> None:
+        self.trust = trust
+        self._read = read
+        self._lists: dict[str, _CachedList] = {}
+        self._lock = threading.Lock()
+
+    def lookup(
+        self, reference: StatusReference, *, issuer: str | None, now: dt.datetime
+    ) -> StatusAnswer:
+        try:
+            stored = self._read(reference.uri)
+        except LicenseError as exc:
+            return StatusAnswer(None, f"status not checked: {_first_line(exc)}")
+        if stored is None:
+            return StatusAnswer(
+                None, "status not checked: there is no status list at its URI"
+            )
+        if not now < stored.expires_at:
+            return StatusAnswer(
+                None,
+                "status not checked: the status list signed at "
+                f"{_iso(stored.issued_at)} expired at {_iso(stored.expires_at)} and "
+                "has not been signed again",
+                as_of=stored.issued_at,
+                source="stored",
+            )
+        with self._lock:
+            cached = self._lists.get(reference.uri)
+        if cached is None or cached.token != stored.token:
+            try:
+                verified = _verify_list(
+                    stored.token, trust=self.trust, uri=reference.uri, now=now
+                )
+            except (LicenseError, TypeError, ValueError) as exc:
+                return StatusAnswer(
+                    None, f"status not checked: the stored list: {_first_line(exc)}"
+                )
+            cached = _CachedList(stored.token, verified)
+            with self._lock:
+                self._lists[reference.uri] = cached
+        answer = cached.answer(reference.index, issuer, "stored")
+        if answer.status is not None and stored.behind:
+            return dataclasses.replace(
+                answer,
+                reason=f"status as of {_iso(answer.as_of)} (stored); changes "
+                "recorded since are not signed into the list yet",
+            )
+        return answer
+
+
+def _verify_list(
+    token: str | bytes, *, trust: SignerTrust, uri: str, now: dt.datetime
+) -> VerifiedStatusList:
+    if isinstance(token, str):
+        return decode_and_verify_status_list(
+            token, trust=trust, now=now, expected_uri=uri
+        )
+    return decode_and_verify_status_list_cwt(
+        bytes(token), trust=trust, now=now, expected_uri=uri
+    )
 
 
 def http_status_fetcher(*, timeout: float = 5.0) -> StatusFetcher:

@@ -70,7 +70,6 @@ from hsm_sim.api import KeyAlgorithm, KeyUsage, signing_context
 from hsm_sim.errors import KeyNotFoundError
 from hsm_sim.storage import write_transaction
 from pki.ca import BACKDATE
-from pki.certificates import fit_common_name
 from pki.ca_models import (
     CaRow,
     CertificateRow,
@@ -78,6 +77,7 @@ from pki.ca_models import (
     RevocationReason,
     ServicePurpose,
 )
+from pki.certificates import fit_common_name
 from pki.models import Agency, ApiClient, StaffUser
 from pki.ra import RegistrationAuthority
 from pki.registry import AgencyRecord, get_agency
@@ -736,7 +736,11 @@ class SealRegistry:
 
     def _discard(self, key_label: str, serial: str, issuer: str) -> None:
         """Undo a half-made seal: its key first (without it the certificate is harmless),
-        then revoke the certificate so relying parties and the CA's books know."""
+        then revoke the certificate so relying parties and the CA's books know.
+
+        Called only outside a write transaction (make_seal's has ended when its
+        `except` runs): a key's destruction is audited first, and on SQLite the audit
+        entry needs the write lock (commit before you sign, hsm_sim/audit.py)."""
         try:
             self.keystore.destroy_key(key_label)
         except KeyNotFoundError:
@@ -800,6 +804,8 @@ class SealRegistry:
         return sorted(set(discarded))
 
     def _destroy_quietly(self, key_label: str) -> None:
+        """Destroy a key that may be gone already; outside any write transaction, as
+        `_discard`."""
         try:
             self.keystore.destroy_key(key_label)
         except KeyNotFoundError:
@@ -897,10 +903,18 @@ class SealRegistry:
             row.suspension_note = None
         return self.get_seal(record.id)
 
-    def revoke_seal(self, reference: str, reason: RevocationReason | str) -> SealRecord:
+    def revoke_seal(
+        self,
+        reference: str,
+        reason: RevocationReason | str,
+        *,
+        actor: str | None = None,
+    ) -> SealRecord:
         """Revoke the seal for good: it stops stamping at once, its certificate is revoked
         with `reason` and its key destroyed. Revoking again finishes a revocation that
-        was cut short and changes nothing else."""
+        was cut short and changes nothing else (a key already gone is left alone, so
+        the audit log shows one destruction). `actor` names who revoked it in the
+        audit entries of the key's destruction and the revocation data signed."""
         if isinstance(reason, str):
             try:
                 reason = parse_reason(reason)
@@ -921,13 +935,23 @@ class SealRegistry:
                 row.revoked_at = self._now()
                 row.revocation_reason = reason
             recorded_reason = row.revocation_reason or reason
-        self.revocation.revoke(
-            record.certificate_serial,
-            recorded_reason,
-            issuer_name=record.certificate_issuer,
-        )
-        self._destroy_quietly(record.key_label)
+        # Committed: the key store's audit entries below are written on their own.
+        with signing_context(actor=actor, operation=f"revoke-seal:{record.es_id}"):
+            self.revocation.revoke(
+                record.certificate_serial,
+                recorded_reason,
+                issuer_name=record.certificate_issuer,
+            )
+            if self._holds_key(record.key_label):
+                self._destroy_quietly(record.key_label)
         return self.get_seal(record.id)
+
+    def _holds_key(self, key_label: str) -> bool:
+        try:
+            self.keystore.key_info(key_label)
+        except KeyNotFoundError:
+            return False
+        return True
 
     # -- grants ----------------------------------------------------------------------
 

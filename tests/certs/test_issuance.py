@@ -39,7 +39,11 @@ from certs.issuance import (
 from certs.layout import CHINA_STANDARD_TIME
 from certs.models import LicenceRow, LicenceState, StatusListRow
 from certs.qr import qr_version
-from certs.sdjwt import verify_presentation
+from certs.sdjwt import (
+    HolderKeyRequiredError,
+    credential_holder_key,
+    verify_presentation,
+)
 from certs.status import (
     StatusType,
     decode_and_verify_status_list,
@@ -47,6 +51,7 @@ from certs.status import (
 )
 from certs.status_service import (
     DocumentSignerError,
+    StatusListDocument,
     StatusListNotFoundError,
     StatusLists,
     StatusListUnavailableError,
@@ -56,6 +61,7 @@ from certs.types import get_licence_type, mask_id_number
 from certs.verdict import Verdict
 from certs.verify import verify_licence
 from hsm_sim.audit import AuditEntry
+from hsm_sim.errors import ErrorCategory
 from pki.registry import add_api_client
 from seal.errors import SealNotUsableError, StampForbiddenError
 from seal.image import SealKind
@@ -530,6 +536,58 @@ def test_a_change_issues_the_next_version_and_supersedes_the_previous(
         )
 
 
+def _bound_to(sd_jwt: str) -> object:
+    """The public numbers of the holder key a credential is bound to (None: unbound)."""
+    key = credential_holder_key(sd_jwt)
+    return key.public_numbers() if key is not None else None
+
+
+def test_a_new_version_keeps_the_holder_key_unless_a_new_one_is_given(
+    licences: LicenceRegistry, guide_cards: GuideCards, document_signer: DocumentSigner
+) -> None:
+    holder = ec.generate_private_key(ec.SECP256R1())
+    first = guide_cards.issue(holder_key=holder.public_key())
+    assert first.record.holder_bound
+    changed = dict(first.record.data, level="senior")
+    second = licences.renew_or_change(
+        first.identifier, changed, actor="staff:li", principal=OPERATOR
+    )
+    # No key given: the new credential is bound to the previous version's key.
+    assert _bound_to(second.sd_jwt) == holder.public_key().public_numbers()
+    assert second.record.holder_bound
+    assert licences.get_licence(second.identifier).to_dict()["holder_bound"] is True
+    shown = licences.present_licence(
+        second.identifier, ["level"], holder_key=holder, nonce="n-2", aud="bank"
+    )
+    verified = verify_presentation(
+        shown,
+        trust=document_signer.trust,
+        now=now(),
+        expected_nonce="n-2",
+        expected_aud="bank",
+    )
+    assert verified.verdict is Verdict.VALID and verified.key_bound
+    assert verified.fields["level"] == "senior"
+
+    new_phone = ec.generate_private_key(ec.SECP256R1())
+    third = licences.renew_or_change(
+        second.identifier,
+        dict(changed, level="special"),
+        actor="staff:li",
+        principal=OPERATOR,
+        holder_key=new_phone.public_key(),
+    )
+    assert _bound_to(third.sd_jwt) == new_phone.public_key().public_numbers()
+
+    unbound = guide_cards.issue()
+    assert not unbound.record.holder_bound
+    renewed = licences.renew_or_change(
+        unbound.identifier, dict(unbound.record.data), actor="t", principal=OPERATOR
+    )
+    assert _bound_to(renewed.sd_jwt) is None and not renewed.record.holder_bound
+    assert licences.get_licence(renewed.identifier).to_dict()["holder_bound"] is False
+
+
 def test_a_new_own_number_is_not_a_new_version(licences: LicenceRegistry) -> None:
     data = example_data(FOOD_PERMIT)
     data["number"] = "JY23501000000055"
@@ -652,6 +710,43 @@ def test_revoke_suspend_reinstate_re_sign_the_status_list(
             change()
     with pytest.raises(LicenceNotFoundError):
         licences.revoke("1.2.156.3005.2.nothing", "x", actor="t")
+
+
+def test_a_status_list_document_carries_its_iat_exp_and_ttl(
+    licences: LicenceRegistry,
+    guide_cards: GuideCards,
+    licence_node: Node,
+    document_signer: DocumentSigner,
+) -> None:
+    issued = guide_cards.issue()
+    uri = issued.record.status_list_uri
+    list_id = uri.rsplit("/", 1)[1]
+    jwt = licences.status_list_document(list_id)
+    cwt = licences.status_list_document(list_id, "cwt")
+    assert isinstance(jwt, StatusListDocument) and jwt.form == "jwt"
+    assert jwt.token == licences.status_list_token(list_id, "jwt")
+    assert cwt.token == licences.status_list_token(list_id, "cwt")
+    assert isinstance(cwt.token, bytes) and cwt.form == "cwt"
+    verified = decode_and_verify_status_list(
+        jwt.token, trust=document_signer.trust, now=now(), expected_uri=uri
+    )
+    row = list_row(licence_node, uri)
+    for document in (jwt, cwt):
+        assert (document.list_id, document.uri) == (list_id, uri)
+        assert document.issued_at == verified.issued_at == row.signed_at
+        assert document.expires_at == verified.expires_at == row.expires_at
+        assert document.ttl == dt.timedelta(seconds=verified.ttl or 0)
+        assert document.ttl == dt.timedelta(hours=1)
+        assert not document.behind
+    at = jwt.issued_at
+    assert jwt.max_age(at) == 3600  # the ttl ...
+    assert jwt.max_age(jwt.expires_at - dt.timedelta(seconds=90)) == 90  # ... to exp
+    assert jwt.max_age(jwt.expires_at + dt.timedelta(hours=1)) == 0
+    assert not jwt.expired(at) and jwt.expired(jwt.expires_at)
+    with pytest.raises(StatusListNotFoundError):
+        licences.status_list_document("999999-9")
+    with pytest.raises(StatusListError):
+        licences.status_list_document(list_id, "xml")
 
 
 def test_a_stale_list_is_signed_when_asked_for(
@@ -799,6 +894,11 @@ def test_presentation_with_key_binding(
 ) -> None:
     holder = ec.generate_private_key(ec.SECP256R1())
     bound = guide_cards.issue(holder_key=holder.public_key())
+    # Without the holder's key no presentation is made: verifiers would refuse it.
+    with pytest.raises(HolderKeyRequiredError, match="bound to its holder's key") as no:
+        licences.present_licence(bound.identifier, ["name"])
+    assert no.value.category is ErrorCategory.BAD_REQUEST
+    assert bound.identifier in str(no.value)
     shown = licences.present_licence(
         bound.identifier, ["name"], holder_key=holder, nonce="n-1", aud="bank"
     )
@@ -826,7 +926,9 @@ def test_presentation_with_key_binding(
         licences.present_licence(
             unbound.identifier, ["name"], holder_key=holder, nonce="n", aud="a"
         )
+    assert not licences.get_licence(unbound.identifier).holder_bound
     licences.bind_holder_key(unbound.identifier, holder.public_key(), actor="holder")
+    assert licences.get_licence(unbound.identifier).holder_bound
     rebound = licences.present_licence(
         unbound.identifier, ["name", "level"], holder_key=holder, nonce="n", aud="a"
     )

@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
+import logging
 import threading
 from collections.abc import Iterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import select
 
 from certs.errors import InvalidStatusListError
 from certs.issuance import IssuedLicence, LicenceRegistry
 from certs.layout import CHINA_STANDARD_TIME, render_licence_pdf, seal_spot
+from certs.models import StatusListRow
 from certs.qr import qr_png
+from certs.sdjwt import HolderKeyRequiredError, present
 from certs.status import StatusList, encode_status_list_jwt
+from certs.status_service import StatusLists
 from certs.token import SignerList, StatusReference, TrustedSigner
 from certs.types import get_licence_type
 from certs.verdict import Verdict
@@ -27,11 +32,16 @@ from certs.verify import (
     http_status_fetcher,
     verify_licence,
 )
+from hsm_sim.api import KeyStore
+from hsm_sim.errors import PinMissingError
+from hsm_sim.spec import open_keystore
 from pki.ca_models import ServicePurpose
 from pki.timestamping import service_credential
 from seal.lifecycle import SealRegistry
 from seal.stamping import At, Level, StampRequest
+from seal.trust_services import TrustServices
 from tests.certs.conftest import (
+    BASE_URL,
     OTHER_USCC,
     REGION,
     TOUR_GUIDE,
@@ -231,6 +241,98 @@ def test_offline_cache_states_its_freshness(
     assert check(licence_trust, cache, token=issued.token).verdict is Verdict.REVOKED
 
 
+class KeyStoreWithoutPin:
+    """The node's soft token as `yinxin license verify` has it, without the PIN: every
+    use fails as hsm_sim fails then (PinMissingError)."""
+
+    def __init__(self, node: Node) -> None:
+        self._spec = f"soft:{node.home / 'hsm'}"
+        self._audit = node.audit
+
+    def __getattr__(self, name: str) -> object:
+        def use(*args: object, **kwargs: object) -> object:
+            store: KeyStore = open_keystore(self._spec, pin=None, audit=self._audit)
+            return getattr(store, name)(*args, **kwargs)
+
+        return use
+
+
+def test_this_node_s_lists_are_read_without_signing_and_say_how_fresh(
+    guide_cards: GuideCards,
+    licences: LicenceRegistry,
+    seals: SealRegistry,
+    trust_services: TrustServices,
+    licence_trust,
+    licence_node: Node,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A verifier whose key store cannot sign reads the stored list as it is: a stale
+    or expired list is not signed on the way (no attempt, no warning), and the answer
+    says when the list was signed, that changes are pending, or that it expired."""
+    without_pin = KeyStoreWithoutPin(licence_node)
+    with pytest.raises(PinMissingError):
+        without_pin.list_keys()
+    verifier = LicenceRegistry(
+        seals=seals,
+        services=trust_services,
+        region=REGION,
+        base_url=BASE_URL,
+        status_lists=StatusLists(
+            sessions=licence_node.sessions,
+            ca=licence_node.ca,
+            keystore=without_pin,  # type: ignore[arg-type]
+            region=REGION,
+            base_url=BASE_URL,
+        ),
+    )
+    status = verifier.status_source()
+    issued = guide_cards.issue()
+    uri = issued.record.status_list_uri
+    with licence_node.sessions.begin() as session:
+        row = session.scalars(
+            select(StatusListRow).where(StatusListRow.uri == uri)
+        ).one()
+        signed_at, expires_at = row.signed_at, row.expires_at
+        StatusLists.record_change(session, row.id)  # a change not yet signed
+    assert signed_at is not None and expires_at is not None
+    audit_before = licence_node.audit_entry_count()
+    caplog.set_level(logging.DEBUG)
+    try:
+        stale = check(licence_trust, status, token=issued.token)
+        assert stale.verdict is Verdict.VALID, stale.reason
+        assert stale.status is not None and stale.status.checked
+        assert (stale.status.as_of, stale.status.source) == (signed_at, "stored")
+        assert "not signed into the list yet" in stale.status.reason
+        # Less than refresh_before (24 h) left: /status would sign it; this reads it.
+        soon = check(
+            licence_trust,
+            status,
+            token=issued.token,
+            at=expires_at - dt.timedelta(hours=1),
+        )
+        assert soon.status is not None and soon.status.checked
+        assert soon.status.as_of == signed_at
+        expired = check(
+            licence_trust,
+            status,
+            token=issued.token,
+            at=expires_at + dt.timedelta(seconds=1),
+        )
+        assert expired.verdict is Verdict.VALID  # the token's own verdict stands
+        assert expired.status is not None and not expired.status.checked
+        assert expired.status.as_of == signed_at
+        assert "expired at" in expired.status.reason
+        assert "status not checked" in expired.reason
+        assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+        assert licence_node.audit_entry_count() == audit_before  # nothing attempted
+    finally:
+        assert licences.publish_status_lists() >= 1
+    # Signed again (by the schedule, here): nothing pending any more.
+    fresh = check(licence_trust, status, token=issued.token)
+    assert fresh.status is not None and fresh.status.checked
+    assert "not signed" not in fresh.status.reason
+
+
 def test_a_list_from_an_untrusted_signer_another_uri_or_issuer_is_refused(
     card: IssuedLicence,
     licences: LicenceRegistry,
@@ -343,8 +445,13 @@ def test_presentations(
     )
     assert wrong_nonce.verdict is not Verdict.VALID
     assert "nonce" in wrong_nonce.reason
-    # The same credential shown without the holder's key-binding JWT is a copy.
-    copied = licences.present_licence(issued.identifier, ["name", "level"])
+    # The registry refuses to present it without the holder's key ...
+    with pytest.raises(HolderKeyRequiredError, match="bound to its holder's key"):
+        licences.present_licence(issued.identifier, ["name", "level"])
+    # ... and the same credential shown without a key-binding JWT is taken for a copy.
+    copied = present(
+        licences.licence_sd_jwt(issued.identifier), disclose=["name", "level"]
+    )
     for nonce in (None, "n1"):
         replayed = check(licence_trust, node_status, sd_jwt=copied, nonce=nonce)
         assert replayed.verdict is Verdict.INVALID_SIGNATURE

@@ -18,6 +18,7 @@ from certs.usage_codes import (
     CODE_LENGTH,
     DEFAULT_PURPOSE,
     MAX_USES,
+    UsageCodeDocument,
     UsageCodeError,
     UsageCodeRejectedError,
     UsageCodes,
@@ -92,6 +93,28 @@ def test_codes_read_back_loosely_and_allow_several_uses(
         assert licences.fetch_by_usage_code(spoken, requester="r") == issued.pdf
     with pytest.raises(UsageCodeRejectedError):
         licences.fetch_by_usage_code(code, requester="r")
+
+
+def test_a_fetch_can_name_the_licence_it_hands_out(
+    licences: LicenceRegistry, guide_cards: GuideCards
+) -> None:
+    """For naming the download: the identifier comes with the PDF, and the fetch is
+    one use of the code like any other."""
+    issued = guide_cards.issue()
+    code, _ = licences.create_usage_code(issued.identifier, actor="holder", uses=2)
+    document = licences.fetch_by_usage_code_document(code, requester="client:cl_bank")
+    assert document == UsageCodeDocument(issued.identifier, issued.pdf)
+    assert licences.fetch_by_usage_code(code, requester="client:cl_bank") == (
+        issued.pdf
+    )
+    with pytest.raises(UsageCodeRejectedError, match="used up") as refused:
+        licences.fetch_by_usage_code_document(code, requester="client:cl_bank")
+    assert refused.value.outcome is UsageFetchOutcome.USED_UP
+    assert outcomes(licences.usage_codes, issued.identifier) == [
+        UsageFetchOutcome.FETCHED,
+        UsageFetchOutcome.FETCHED,
+        UsageFetchOutcome.USED_UP,
+    ]
 
 
 def test_an_expired_code_is_refused_and_logged(

@@ -22,8 +22,10 @@ from cryptography.x509.oid import NameOID
 from PIL import Image
 from pyhanko.pdf_utils.reader import PdfFileReader
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from hsm_sim.api import AuditResult, KeyAlgorithm, KeyUsage
+from hsm_sim.audit import AuditEntry
 from hsm_sim.errors import ErrorCategory, KeyNotFoundError
 from hsm_sim.storage import utcnow
 from pki.ca_models import CertificateRow, RevocationReason, ServicePurpose
@@ -410,10 +412,26 @@ def test_a_seal_name_longer_than_a_common_name_is_shortened_in_the_certificate(n
     assert "…" in common_name
 
 
-@pytest.mark.parametrize("where", ["seal-data", "storing"])
+def _entries(node: Node, key_label: str) -> list[AuditEntry]:
+    with node.sessions() as session:
+        return list(
+            session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.key_label == key_label)
+                .order_by(AuditEntry.seq)
+            )
+        )
+
+
+@pytest.mark.parametrize("where", ["seal-data", "storing", "committing"])
 def test_a_failure_after_the_certificate_leaves_nothing_usable(
     node, seals, monkeypatch, where
 ):
+    """On SQLite: the key is destroyed after the failed write transaction has ended
+    (its audit entry needs the database's write lock, so it could not be written
+    inside one), the key store names who made the seal and why."""
+    assert node.database_url.startswith("sqlite:")
+    taken = _make(seals, SealKind.CONTRACT).es_id if where == "committing" else None
     labels_before = _seal_key_labels(node)
     certificates_before = {r.id for r in node.certificate_rows()}
     seals_before = _count(node, SealRow)
@@ -421,11 +439,21 @@ def test_a_failure_after_the_certificate_leaves_nothing_usable(
     def fail(*args: object, **kwargs: object) -> None:
         raise RuntimeError(f"injected failure while {where}")
 
-    monkeypatch.setattr(
-        "seal.lifecycle." + ("build_seal" if where == "seal-data" else "SealRow"), fail
-    )
-    with pytest.raises(RuntimeError, match="injected failure"):
-        _make(seals, SealKind.CONTRACT)
+    if where == "committing":
+        # The seal code of another seal: the unique constraint fails when stored.
+        monkeypatch.setattr(seals, "_next_seal_code", lambda region: taken)
+        expected: type[Exception] = IntegrityError
+    else:
+        monkeypatch.setattr(
+            "seal.lifecycle." + ("build_seal" if where == "seal-data" else "SealRow"),
+            fail,
+        )
+        expected = RuntimeError
+    with pytest.raises(expected):
+        seals.make_seal(
+            SealRequest(agency_uscc=AGENCY_USCC, kind=SealKind.CONTRACT),
+            actor="staff:maker",
+        )
 
     (certificate,) = [
         r for r in node.certificate_rows() if r.id not in certificates_before
@@ -440,6 +468,7 @@ def test_a_failure_after_the_certificate_leaves_nothing_usable(
         (GENERATE_KEY, certificate.key_label, AuditResult.GRANTED),
         (DESTROY_KEY, certificate.key_label, AuditResult.GRANTED),
     ]
+    assert {e.actor for e in _entries(node, certificate.key_label)} == {"staff:maker"}
     assert node.verify_audit().ok
     assert _seal_key_labels(node) == labels_before
     assert _count(node, SealRow) == seals_before
@@ -458,6 +487,13 @@ def test_what_a_killed_making_left_is_discarded_later(node, seals):
     discarded = _at(seals, dt.timedelta(hours=2)).discard_unfinished()
 
     assert {orphan, bare} <= set(discarded) and live.key_label not in discarded
+    # On SQLite the destructions are audited: none was tried inside a transaction.
+    assert node.database_url.startswith("sqlite:")
+    for label in (orphan, bare):
+        assert node.audit_trail(key_label=label) == [
+            (GENERATE_KEY, label, AuditResult.GRANTED),
+            (DESTROY_KEY, label, AuditResult.GRANTED),
+        ]
     assert orphan not in _seal_key_labels(node) and bare not in _seal_key_labels(node)
     assert live.key_label in _seal_key_labels(node)
     (row,) = [r for r in node.certificate_rows() if r.serial == issued.serial]
@@ -490,7 +526,7 @@ def test_suspend_and_reinstate(node, seals):
 def test_revoke_revokes_the_certificate_and_destroys_the_key(node, seals):
     seal = _make(seals)
     audit_before = node.audit_entry_count()
-    revoked = seals.revoke_seal(seal.id, "superseded")
+    revoked = seals.revoke_seal(seal.id, "superseded", actor="staff:wang")
     assert revoked.status is SealStatus.REVOKED
     assert (
         revoked.revocation_reason is RevocationReason.SUPERSEDED
@@ -503,13 +539,30 @@ def test_revoke_revokes_the_certificate_and_destroys_the_key(node, seals):
     )
     with pytest.raises(KeyNotFoundError):
         node.keystore.key_info(seal.key_label)
-    # The destruction is on record, written before the key was gone.
+    # The destruction is on record, written before the key was gone, with who revoked
+    # the seal and why; so are the revocation data signed for it.
     assert node.audit_trail(after=audit_before, key_label=seal.key_label) == [
         (DESTROY_KEY, seal.key_label, AuditResult.GRANTED)
     ]
+    (destroyed,) = _entries(node, seal.key_label)[-1:]
+    assert destroyed.actor == "staff:wang"
+    assert f"revoke-seal:{seal.es_id}" in destroyed.detail
+    with node.sessions() as session:
+        signed_for_it = session.scalars(
+            select(AuditEntry.actor).where(
+                AuditEntry.seq > audit_before,
+                AuditEntry.key_label != seal.key_label,
+            )
+        ).all()
+    assert signed_for_it and set(signed_for_it) == {"staff:wang"}
     assert node.verify_audit().ok
 
-    again = seals.revoke_seal(seal.id, RevocationReason.KEY_COMPROMISE)
+    # Revoking again leaves the gone key alone: no destroy-key entry, granted or failed.
+    audit_before = node.audit_entry_count()
+    again = seals.revoke_seal(
+        seal.id, RevocationReason.KEY_COMPROMISE, actor="staff:wang"
+    )
+    assert node.audit_trail(after=audit_before, key_label=seal.key_label) == []
     assert (
         again.revocation_reason is RevocationReason.SUPERSEDED
         and again.revoked_at == revoked.revoked_at
