@@ -392,7 +392,9 @@ def seal_revoke(
     """Revoke a seal for good: its certificate is revoked and its key destroyed."""
     settings = load_settings(home, database_url, hsm)
     with open_services(settings) as services:
-        record = services.seal_registry().revoke_seal(seal_ref, reason)
+        record = services.seal_registry().revoke_seal(
+            seal_ref, reason, actor=cli_actor()
+        )
     _print_status(record, as_json)
 
 

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwcrypto.jwk import JWK
 from sd_jwt.verifier import SDJWTVerifier
 
+from certs.sdjwt import present
 from hsm_sim.errors import ErrorCategory
 from portal.cli import cli
 from portal.cli_support import operator_name
@@ -450,14 +451,27 @@ def test_key_binding_a_wrong_nonce_is_refused_by_both(
         licence_home, "--sd-jwt", presentation, "--nonce", "n-1", "--aud", "shop"
     )
     assert code == 1 and "aud" in audience["reason"]
-    # Without key binding, a verifier that asked for it refuses the presentation.
-    unbound = cli_json(
-        licence_home, "license", "present", "--id", identifier, "--disclose", "name"
+    # The CLI presents a bound credential only with its key ...
+    unbound = CliRunner().invoke(
+        cli,
+        ["license", "present", "--id", identifier, "--disclose", "name"]
+        + ["--home", str(licence_home)],
     )
+    assert unbound.exit_code == 2
+    assert "is bound to its holder's key" in one_error_line(
+        unbound, ErrorCategory.BAD_REQUEST
+    )
+    # ... and a presentation made without it anyway is refused by a verifier that
+    # asked for key binding.
+    services = Services(resolve_settings(SettingOverrides(home=licence_home), {}))
+    try:
+        issued_form = services.licence_registry().licence_sd_jwt(identifier)
+    finally:
+        services.close()
     code, refused = verify_json(
         licence_home,
         "--sd-jwt",
-        unbound["presentation"],
+        present(issued_form, disclose=["name"]),
         "--nonce",
         "n-1",
         "--aud",

@@ -227,6 +227,18 @@ def test_suspend_reinstate_and_revoke(seal_home: Path, seal_world: SealWorld) ->
         )
         == 1
     )
+    # The key's destruction is audited under the operator who revoked the seal.
+    operator = f"cli:{pwd.getpwuid(os.getuid()).pw_name}(uid {os.getuid()})"
+    assert (
+        count_rows(
+            seal_home,
+            "SELECT count(*) FROM audit_entry WHERE operation LIKE 'destroy%' "
+            "AND key_label = ? AND actor = ?",
+            seal_world.official.key_label,
+            operator,
+        )
+        == 1
+    )
 
 
 def test_grant_and_withdraw(seal_home: Path, seal_world: SealWorld) -> None:
