@@ -651,6 +651,32 @@ class RevocationService:
             self._store_responses(issuer.id, now, [(serial, status, der)])
         return der
 
+    def needs_live_signature(self, request_der: bytes) -> bool:
+        """Whether answering `request_der` would make the responder sign now.
+
+        Pre-signed answers (SHA-1 CertID, no nonce, a stored response) cost a database
+        read; everything else — a nonce, another CertID hash, a serial with no stored
+        response such as one never issued — is a key-store signature and an audit
+        entry, which is what a web front end rate-limits. Malformed requests and
+        foreign issuers are answered unsigned, so they need none.
+        """
+        try:
+            request = parse_ocsp_request(request_der)
+        except MalformedOcspRequestError:
+            return False
+        cert_id = request.cert_id
+        issuer = self._issuer_serving(cert_id)
+        if issuer is None:
+            return False
+        if request.nonce is not None or cert_id.hash_name != _PRESIGNED_HASH:
+            return True
+        with self._engine.connect() as connection:
+            stored = connection.execute(
+                _CACHED_RESPONSE,
+                {"issuer_id": issuer.id, "serial": serial_to_text(cert_id.serial_number)},
+            ).first()
+        return stored is None
+
     def _issuer_serving(self, cert_id: CertId) -> Issuer | None:
         for reload in (False, True):
             for issuer, hashes in self._serving_issuers(reload=reload):

@@ -22,7 +22,7 @@ the endpoint's limit (OCSP 16 KiB, TSA 64 KiB) is refused before it is read, wit
 
 Flooding: every answer signed on the spot is a key-store operation and an audit
 entry, so those are limited per client address (settings, per minute and web
-worker). OCSP requests that need a live signature (portal/ocsp_limits.py) beyond
+worker). OCSP requests that need a live signature (RevocationService.needs_live_signature) beyond
 ocsp_live_rate_limit get `tryLater`; pre-signed answers are never limited. Timestamp
 requests (each one signed and stored) beyond tsa_rate_limit get HTTP 429 with
 Retry-After and a TimeStampResp `rejection` (failInfo systemFailure) saying so.
@@ -57,7 +57,6 @@ from portal.config import WEB_LIMIT_DEFAULTS
 from portal.context import current_services
 from portal.errors import one_line, problem_response
 from portal.ocsp_cache import CachedOcspResponse, OcspResponseCache
-from portal.ocsp_limits import LiveSigningCheck
 from portal.rate_limit import SlidingWindowCounter
 
 __all__ = [
@@ -95,7 +94,6 @@ class _EverythingConverter(BaseConverter):
 
 
 _OCSP_CACHE_KEY = "yinxin-ocsp-cache"
-_OCSP_LIVE_CHECK_KEY = "yinxin-ocsp-live-check"
 _OCSP_LIVE_SIGNATURES_KEY = "yinxin-ocsp-live-signatures"
 _TIMESTAMPS_KEY = "yinxin-timestamp-requests"
 # Config keys (portal.config.WEB_LIMITS): requests a minute per address.
@@ -116,21 +114,6 @@ def _set_up(state: Any) -> None:
     app.extensions[_TIMESTAMPS_KEY] = SlidingWindowCounter(
         limit=int(app.config[TSA_RATE_LIMIT]), window=60.0
     )
-
-
-def _live_signing_check() -> LiveSigningCheck:
-    """The app's check, made on first use (it needs the services, installed later)."""
-    check: LiveSigningCheck | None = current_app.extensions.get(_OCSP_LIVE_CHECK_KEY)
-    if check is None:
-        services = current_services()
-        check = current_app.extensions.setdefault(
-            _OCSP_LIVE_CHECK_KEY,
-            LiveSigningCheck(
-                issuers=lambda: services.certificate_authority().issuers(),
-                sessions=services.sessions,
-            ),
-        )
-    return check
 
 
 def encode_ocsp_get_path(request_der: bytes) -> str:
@@ -281,7 +264,7 @@ def _http_date(moment: dt.datetime) -> str:
 
 def _over_live_signing_limit(request_der: bytes) -> bool:
     """Whether this request would be signed now and its address has had its share."""
-    if not _live_signing_check().needs_live_signature(request_der):
+    if not current_services().revocation().needs_live_signature(request_der):
         return False
     counter: SlidingWindowCounter = current_app.extensions[_OCSP_LIVE_SIGNATURES_KEY]
     return counter.take(client_address()) is not None

@@ -865,3 +865,19 @@ def test_the_issuers_are_read_once_and_again_only_for_an_unknown_issuer(
     # Once at the first request; then, for a foreign issuer, again only once the last
     # read is older than the interval (every time, when the interval is zero).
     assert len(reads) == (1 if reload_seconds is None else 11)
+
+
+def test_only_requests_answered_by_a_fresh_signature_need_a_live_one(node) -> None:
+    issued = _issue(node)
+    plain = _ocsp_request(node, issued)
+    # A new certificate has no pre-signed answer until the first request or refresh.
+    assert node.revocation.needs_live_signature(plain)
+    _ocsp(node, plain)
+    assert not node.revocation.needs_live_signature(plain)
+    assert node.revocation.needs_live_signature(_ocsp_request(node, issued, nonce=b"n" * 16))
+    assert node.revocation.needs_live_signature(
+        _ocsp_request(node, issued, hash_algorithm=hashes.SHA256())
+    )
+    assert node.revocation.needs_live_signature(_ocsp_request(node, _issue(node)))
+    # Garbage is answered malformedRequest, unsigned.
+    assert not node.revocation.needs_live_signature(b"\x30\x03\x02\x01\x01")
