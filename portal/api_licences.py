@@ -495,7 +495,9 @@ def fetch_by_usage_code(code: str) -> Response:
             f"too many usage-code fetches from this address; try again in {wait} s",
         )
     try:
-        pdf = _licences().fetch_by_usage_code(code, requester=f"http {address}")
+        document = _licences().fetch_by_usage_code_document(
+            code, requester=f"http {address}"
+        )
     except UsageCodeRejectedError:
         return no_store(
             problem_response(
@@ -504,7 +506,7 @@ def fetch_by_usage_code(code: str) -> Response:
                 type_="urn:yinxin:problem:usage-code-not-available",
             )
         )
-    return _pdf_response(pdf, None)
+    return _pdf_response(document.pdf, document.identifier)
 
 
 # -- verification ----------------------------------------------------------------------

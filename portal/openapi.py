@@ -585,6 +585,11 @@ _LICENCE_SCHEMAS: dict[str, Any] = {
             },
             "status_changed_at": {"type": "string", "format": "date-time"},
             "status_note": {"type": ["string", "null"]},
+            "holder_bound": {
+                "type": "boolean",
+                "description": "The SD-JWT credential is bound to a holder key: "
+                "presentations need a key-binding JWT made with it.",
+            },
             "status_list": {
                 "type": "object",
                 "properties": {"uri": {"type": "string"}, "idx": {"type": "integer"}},

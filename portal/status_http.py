@@ -16,11 +16,8 @@ store locked past the list's exp) 503 with Retry-After. Both problem+json.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
 import hashlib
-import json
 import re
 from email.utils import format_datetime
 
@@ -41,24 +38,8 @@ RETRY_AFTER_SECONDS = 60
 _LIST_ID = re.compile(r"[0-9]{6}-[0-9]{1,9}")
 
 
-def _claims(token: str) -> dict[str, int]:
-    """iat, exp and ttl of our own signed JWT form (read, not verified: we signed it)."""
-    try:
-        segment = token.split(".")[1]
-        payload = json.loads(
-            base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-        )
-    except (IndexError, ValueError, binascii.Error):
-        return {}
-    return {
-        name: value
-        for name in ("iat", "exp", "ttl")
-        if isinstance(value := payload.get(name), int) and not isinstance(value, bool)
-    }
-
-
-def _http_date(seconds: int) -> str:
-    return format_datetime(dt.datetime.fromtimestamp(seconds, dt.UTC), usegmt=True)
+def _http_date(moment: dt.datetime) -> str:
+    return format_datetime(moment.astimezone(dt.UTC), usegmt=True)
 
 
 @blueprint.get("/<list_id>")
@@ -70,24 +51,17 @@ def status_list(list_id: str) -> Response:
     )
     licences = current_services().licence_registry()
     try:
-        jwt = licences.status_list_token(list_id, "jwt")
-        token = jwt if form == "jwt" else licences.status_list_token(list_id, "cwt")
+        document = licences.status_list_document(list_id, form)
     except StatusListUnavailableError as exc:
         response = problem_response(503, one_line(exc))
         response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response
-    assert isinstance(jwt, str)
+    token = document.token
     body = token.encode("ascii") if isinstance(token, str) else token
     response = Response(body, mimetype=JWT if form == "jwt" else CWT)
-    claims = _claims(jwt)
-    now = int(dt.datetime.now(dt.UTC).timestamp())
-    if "exp" in claims:
-        max_age = max(0, min(claims.get("ttl", 0), claims["exp"] - now))
-        response.headers["Cache-Control"] = f"public, max-age={max_age}"
-    else:
-        response.headers["Cache-Control"] = "no-cache"
-    if "iat" in claims:
-        response.headers["Last-Modified"] = _http_date(claims["iat"])
+    now = dt.datetime.now(dt.UTC)
+    response.headers["Cache-Control"] = f"public, max-age={document.max_age(now)}"
+    response.headers["Last-Modified"] = _http_date(document.issued_at)
     response.headers["Vary"] = "Accept"
     response.set_etag(hashlib.sha256(body).hexdigest()[:32])
     return response.make_conditional(request)

@@ -460,6 +460,7 @@ def test_a_usage_code_fetches_the_pdf_once(
     first = client.get(f"/api/v1/licenses/by-code/{code.lower()}")
     assert first.status_code == 200 and first.mimetype == "application/pdf"
     assert first.headers["Cache-Control"] == "no-store"
+    assert first.headers["Content-Disposition"] == f'attachment; filename="{identifier}.pdf"'
     own = client.get(f"/api/v1/licenses/{identifier}/pdf", headers=demo)
     assert first.get_data() == own.get_data()
     used_up = client.get(f"/api/v1/licenses/by-code/{code}")
