@@ -427,6 +427,32 @@ class SqlAuditLog:
             ) from exc
         return checkpoint
 
+    def checkpoint_if_behind(
+        self, keystore: KeyStore, key_label: str
+    ) -> CheckpointRecord | None:
+        """Sign a checkpoint if entries were added since the last one, else nothing.
+
+        Called on a schedule, so that the newest entries are covered within minutes
+        rather than only every CHECKPOINT_EVERY entries. A checkpoint's own signature
+        adds one entry; that one alone does not call for another checkpoint.
+        """
+        covered = self._last_checkpoint_count()
+        if covered is not None and self.entry_count() <= covered + 1:
+            return None
+        return self.write_checkpoint(keystore, key_label)
+
+    def _last_checkpoint_count(self) -> int | None:
+        query = select(_checkpoints.c.entry_count).order_by(
+            _checkpoints.c.entry_count.desc()
+        ).limit(1)
+        try:
+            with self._engine.connect() as conn:
+                return conn.execute(query).scalar()
+        except (SQLAlchemyError, OSError) as exc:
+            raise AuditUnavailableError(
+                f"the audit log could not be read ({_describe_failure(exc, self._url)})"
+            ) from exc
+
     def wait_for_checkpoints(self, timeout: float | None = None) -> None:
         """Wait until the automatic checkpoints started so far are written."""
         with self._threads_lock:

@@ -563,5 +563,5 @@ def ca_refresh(
             f"{report['ocsp']} OCSP response(s) and {report['status_lists']} licence "
             f"status list(s); discarded {report['discarded_licences']} unfinished "
             f"licence reservation(s); failed {report['abandoned_stamps']} abandoned "
-            "stamp(s)."
+            f"stamp(s); signed {report['audit_checkpoints']} audit checkpoint(s)."
         )

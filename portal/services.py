@@ -203,10 +203,16 @@ class Services:
         """Re-sign stale CRLs (each full one with its delta) and stale OCSP responses."""
         return dict(self.revocation().refresh())
 
+    def _checkpoint_audit_log(self) -> dict[str, int]:
+        written = self.audit_log.checkpoint_if_behind(
+            self.keystore(), self.settings.audit_key_label
+        )
+        return {"audit_checkpoints": 0 if written is None else 1}
+
     def scheduled_refresh(self, *, keep_going: bool = True) -> dict[str, int]:
         """The scheduled work: CRLs and OCSP responses, then the licences' status lists
-        (stale or soon expiring), and what a dead process left unfinished: licence
-        reservations and stamp-log entries.
+        (stale or soon expiring), what a dead process left unfinished (licence
+        reservations and stamp-log entries), and an audit checkpoint over new entries.
 
         With `keep_going` (the server's schedule) a part that fails with a Yinxin error
         is logged and the other parts still run; without it (`yinxin ca refresh`) the
@@ -237,6 +243,10 @@ class Services:
                     )
                 },
             ),
+            # Last, so it covers what the parts above signed: the newest audit entries
+            # are under a signed checkpoint within one schedule interval, not only
+            # every CHECKPOINT_EVERY entries.
+            ("audit checkpoint", self._checkpoint_audit_log),
         ]
         for name, part in parts:
             try:

@@ -401,6 +401,21 @@ def test_a_checkpoint_is_signed_by_the_audit_key_and_is_itself_audited(
     )
 
 
+def test_a_scheduled_checkpoint_is_written_only_when_entries_are_uncovered(
+    audit_log: SqlAuditLog, keystore: KeyStore
+):
+    _fill(audit_log, 3)
+    first = audit_log.checkpoint_if_behind(keystore, AUDIT_KEY)
+    assert first is not None and first.entry_count == AUDIT_KEY_MADE + 3
+    # Its own signature added one entry: that alone calls for no new checkpoint.
+    assert audit_log.checkpoint_if_behind(keystore, AUDIT_KEY) is None
+    _fill(audit_log, 1)
+    second = audit_log.checkpoint_if_behind(keystore, AUDIT_KEY)
+    assert second is not None and second.entry_count == AUDIT_KEY_MADE + 5
+    report = verify_audit_log(audit_log.url, keystore.public_key)
+    assert report.ok and report.checkpoints_verified == 2
+
+
 def test_ed25519_audit_keys_sign_checkpoints(audit_log: SqlAuditLog, keystore: KeyStore):
     store = keystore
     store.generate_key("audit-ed", KeyAlgorithm.ED25519, frozenset({KeyUsage.AUDIT}))

@@ -482,16 +482,19 @@ def test_ca_refresh_signs_what_is_missing_then_nothing(
     second = run_json(instance_home, "ca", "refresh")
 
     assert first["ocsp"] >= 1
+    # What the first refresh signed is covered by a signed audit checkpoint at once.
+    assert first["audit_checkpoints"] == 1
     assert second == {
         "crls": 0,
         "ocsp": 0,
         "status_lists": 0,
         "discarded_licences": 0,
         "abandoned_stamps": 0,
+        "audit_checkpoints": 0,
     }
     human = invoke(instance_home, "ca", "refresh")
     assert human.stdout == (
         "Re-signed 0 CRL(s), each with its delta CRL, 0 OCSP response(s) and 0 "
         "licence status list(s); discarded 0 unfinished licence reservation(s); "
-        "failed 0 abandoned stamp(s).\n"
+        "failed 0 abandoned stamp(s); signed 0 audit checkpoint(s).\n"
     )
