@@ -49,7 +49,7 @@ from certs.verify import StatusListCache
 from pki.ca_models import ServicePurpose
 from pki.timestamping import service_credential
 from seal.image import SealKind
-from seal.lifecycle import SealRegistry, SealRequest
+from seal.lifecycle import Principal, SealRegistry, SealRequest
 from seal.trust_services import node_trust_services
 from tests.helpers.node import AGENCY_USCC, build_node
 
@@ -57,6 +57,9 @@ REGION = "350100"
 BASE_URL = "http://pki.example.gov.cn"
 EXAMPLES = ROOT / "docs" / "examples" / "licences"
 TOUR_GUIDE = "11100000YXML00000Q003"
+
+
+BENCH = Principal.of(operator="bench")
 
 
 def example(type_code: str) -> dict[str, Any]:
@@ -97,7 +100,7 @@ def main() -> None:
         f"{figures['verify_tokens_per_s']}/s"
     )
     print(f"raw ECDSA P-256 verification: {figures['raw_ecdsa_p256_verify_per_s']}/s")
-    print(f"ratio: {figures['verify_ratio']} (target >= 0.5)")
+    print(f"ratio: {figures['ratio']} (target >= 0.5)")
     print(
         f"LC1 tokens issued one by one: {figures['issue_single_tokens_per_s']}/s; "
         f"in batches of {figures['batch_size']}: {figures['issue_batch_tokens_per_s']}/s "
@@ -128,15 +131,19 @@ def run(
 
     qr_versions = {}
     for code in default_licence_types():
-        issued = licences.issue_licence(code, AGENCY_USCC, example(code), actor="bench")
+        issued = licences.issue_licence(
+            code, AGENCY_USCC, example(code), actor="bench", principal=BENCH
+        )
         qr_versions[code] = issued.qr_version
 
     # Warm up once (fonts, the stamper's reserved size), then time.
-    licences.issue_licence(TOUR_GUIDE, AGENCY_USCC, guide_card(0), actor="bench")
+    licences.issue_licence(
+        TOUR_GUIDE, AGENCY_USCC, guide_card(0), actor="bench", principal=BENCH
+    )
     start = time.perf_counter()
     issued_tokens = [
         licences.issue_licence(
-            TOUR_GUIDE, AGENCY_USCC, guide_card(serial), actor="bench"
+            TOUR_GUIDE, AGENCY_USCC, guide_card(serial), actor="bench", principal=BENCH
         ).token
         for serial in range(1, full + 1)
     ]
@@ -146,7 +153,7 @@ def run(
         for serial in range(full + 1, 2 * full + 1)
     ]
     start = time.perf_counter()
-    batch = licences.issue_licences(requests, actor="bench")
+    batch = licences.issue_licences(requests, actor="bench", principal=BENCH)
     licences_batch_per_s = full / (time.perf_counter() - start)
     if batch.failed:
         raise RuntimeError(f"batch issuance failed: {batch.failed[0].reason}")
@@ -196,7 +203,7 @@ def run(
     return {
         "verify_tokens_per_s": round(verification.tokens_per_second),
         "raw_ecdsa_p256_verify_per_s": round(verification.raw_ecdsa_per_second),
-        "verify_ratio": round(verification.ratio, 3),
+        "ratio": round(verification.ratio, 3),
         "issue_single_tokens_per_s": round(issuance.single_per_second),
         "issue_batch_tokens_per_s": round(issuance.batch_per_second),
         "batch_size": issuance.batch_size,
