@@ -24,6 +24,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, SignatureAlgorit
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from pki.certificates import signature_hash_for
 from pki.errors import (
     MalformedOcspRequestError,
     OcspIssuerMismatchError,
@@ -61,14 +62,6 @@ def _name(common_name: str) -> x509.Name:
             x509.NameAttribute(NameOID.COMMON_NAME, common_name),
         ]
     )
-
-
-def _hash_for(key: object) -> hashes.HashAlgorithm | None:
-    if isinstance(key, ec.EllipticCurvePrivateKey):
-        return hashes.SHA384() if key.curve.key_size == 384 else hashes.SHA256()
-    if isinstance(key, rsa.RSAPrivateKey):
-        return hashes.SHA256()
-    return None
 
 
 def _certificate(
@@ -117,7 +110,7 @@ def _certificate(
         builder = builder.add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), critical=False
         ).add_extension(x509.OCSPNoCheck(), critical=False)
-    return builder.sign(issuer_key, _hash_for(issuer_key))  # type: ignore[arg-type]
+    return builder.sign(issuer_key, signature_hash_for(issuer_key))  # type: ignore[arg-type]
 
 
 @dataclasses.dataclass(frozen=True)
