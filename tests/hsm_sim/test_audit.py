@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import multiprocessing
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +42,7 @@ from hsm_sim.errors import (
 )
 from hsm_sim.storage import utcnow
 from portal.db import make_engine, upgrade_database
+from tests.helpers.processes import Job, run_together
 
 AUDIT_KEY = "audit-1"
 # The `keystore` fixture makes the audit key first: making a key is audited, so that is
@@ -598,7 +598,7 @@ def test_an_in_memory_sqlite_database_is_refused():
 
 def _append_many(url: str, count: int, worker: int, ready) -> None:  # type: ignore[no-untyped-def]
     log = SqlAuditLog(url, busy_timeout=30)
-    ready.wait(60)  # both processes start appending at the same moment
+    ready.wait()  # both processes start appending at the same moment
     try:
         for n in range(count):
             log.record(_event(n, actor=f"worker-{worker}"))
@@ -607,17 +607,7 @@ def _append_many(url: str, count: int, worker: int, ready) -> None:  # type: ign
 
 
 def test_two_processes_appending_at_once_never_fork_the_chain(migrated_url: str):
-    context = multiprocessing.get_context("spawn")
-    ready = context.Barrier(2)
-    workers = [
-        context.Process(target=_append_many, args=(migrated_url, 200, w, ready))
-        for w in (1, 2)
-    ]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(120)
-    assert [w.exitcode for w in workers] == [0, 0]
+    run_together([Job(_append_many, (migrated_url, 200, w)) for w in (1, 2)])
     report = verify_audit_log(migrated_url, lambda label: None)
     assert report.ok, report.reason
     assert report.entry_count == 400

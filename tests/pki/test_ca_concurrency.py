@@ -5,9 +5,6 @@ engine, its own login to the shared soft token, its own audit-log connection."""
 
 from __future__ import annotations
 
-import multiprocessing
-import traceback
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,6 +27,7 @@ from pki.ca_models import (
 )
 from pki.certificates import AgencySubject, agency_subject_name
 from tests.helpers.node import AGENCY_NAME, AGENCY_USCC, Node, build_node, open_node
+from tests.helpers.processes import Job, run_together
 
 SUBJECT = agency_subject_name(AgencySubject(name=AGENCY_NAME, uscc=AGENCY_USCC))
 WORKERS = 4
@@ -122,34 +120,6 @@ def _issue_worker(
         node.close()
 
 
-def _run_in_processes(jobs: list[tuple[Callable, tuple]]) -> list:
-    """Run each `target(*arguments, barrier)` in a spawned process of its own, all
-    released together by the barrier; their results, in no particular order."""
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(len(jobs))
-    results = context.Queue()
-    processes = [
-        context.Process(target=_report, args=(target, (*args, barrier), results))
-        for target, args in jobs
-    ]
-    for process in processes:
-        process.start()
-    outcomes = [results.get(timeout=120) for _ in processes]
-    for process in processes:
-        process.join(timeout=30)
-        assert process.exitcode == 0
-    failures = [detail for ok, detail in outcomes if not ok]
-    assert not failures, "\n".join(failures)
-    return [detail for _, detail in outcomes]
-
-
-def _report(target: Callable, args: tuple, results) -> None:
-    try:
-        results.put((True, target(*args)))
-    except BaseException:  # noqa: BLE001 - the parent shows the worker's traceback
-        results.put((False, traceback.format_exc()))
-
-
 @pytest.fixture
 def pg_node(tmp_path: Path, postgres_url: str):
     node = build_node(tmp_path / "node", database_url=postgres_url)
@@ -162,10 +132,10 @@ def test_concurrent_revocations_and_crls_lose_nothing(pg_node: Node) -> None:
     serials = [_issue(node) for _ in range(WORKERS * REVOCATIONS_PER_WORKER)]
     shares = [serials[i::WORKERS] for i in range(WORKERS)]
     home, url = str(node.home), node.database_url
-    _run_in_processes(
-        [(_revoke_worker, (home, url, share)) for share in shares]
+    run_together(
+        [Job(_revoke_worker, (home, url, share)) for share in shares]
         + [
-            (_ocsp_worker, (home, url, serials, OCSP_ROUNDS))
+            Job(_ocsp_worker, (home, url, serials, OCSP_ROUNDS))
             for _ in range(OCSP_WORKERS)
         ]
     )
@@ -241,9 +211,9 @@ def test_concurrent_revocations_and_crls_lose_nothing(pg_node: Node) -> None:
 def test_concurrent_issuance_never_reuses_a_serial(pg_node: Node) -> None:
     node = pg_node
     before = {(row.issuer_id, row.serial) for row in node.certificate_rows()}
-    batches = _run_in_processes(
+    batches = run_together(
         [
-            (
+            Job(
                 _issue_worker,
                 (str(node.home), node.database_url, worker, ISSUANCES_PER_WORKER),
             )
