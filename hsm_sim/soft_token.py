@@ -525,27 +525,32 @@ def _unwrap_master_key(token: dict[str, Any], role: str, pin: str) -> bytes:
 
 
 def _log_in_user(root: Path, token: dict[str, Any], pin: str) -> bytes:
-    """The master key if `pin` is the user PIN; counts failures, locks after the fifth."""
+    """The master key if `pin` is the user PIN; counts failures, locks after the fifth.
+
+    The whole attempt runs under the token lock. Logins from several processes take
+    turns (one scrypt each, once per process start), and none of them mistakes
+    another's attempt in progress for a failure: counting in-flight attempts as
+    failures once locked a token whose server started six workers at once.
+    """
     with _token_lock(root):
         failed = _read_pin_state(root)
         if failed >= MAX_FAILED_USER_LOGINS:
             raise TokenLockedError(
                 "the token is locked after repeated wrong PINs; the security officer must unlock it"
             )
-        # Count the attempt before trying it, so parallel guessers cannot exceed the limit.
+        # Count the attempt before trying it: a process killed mid-attempt has used it.
         _write_pin_state(root, failed=failed + 1)
-    try:
-        master_key = _unwrap_master_key(token, _USER, pin)
-    except InvalidTag:
-        left = MAX_FAILED_USER_LOGINS - failed - 1
-        if left <= 0:
+        try:
+            master_key = _unwrap_master_key(token, _USER, pin)
+        except InvalidTag:
+            left = MAX_FAILED_USER_LOGINS - failed - 1
+            if left <= 0:
+                raise PinIncorrectError(
+                    "wrong user PIN; the token is now locked until the security officer unlocks it"
+                ) from None
             raise PinIncorrectError(
-                "wrong user PIN; the token is now locked until the security officer unlocks it"
+                f"wrong user PIN ({left} attempt{'s' if left > 1 else ''} left before the token locks)"
             ) from None
-        raise PinIncorrectError(
-            f"wrong user PIN ({left} attempt{'s' if left > 1 else ''} left before the token locks)"
-        ) from None
-    with _token_lock(root):
         _write_pin_state(root, failed=0)
     return master_key
 

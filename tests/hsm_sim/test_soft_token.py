@@ -4,12 +4,15 @@ and several processes sharing one token directory."""
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import json
 import os
 import stat
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -296,6 +299,34 @@ def test_a_right_pin_resets_the_count_of_wrong_ones(soft_token, audit_sink):
             with pytest.raises(PinIncorrectError):
                 soft_token.open(audit_sink, pin="0000-wrong")
         soft_token.open(audit_sink).close()
+
+
+def test_logins_at_once_with_the_right_pin_never_lock_the_token(
+    soft_token, audit_sink, monkeypatch
+):
+    # Six server workers starting together, on a machine slow enough that each PIN
+    # check takes a while: none may count the others' attempts in progress as wrong.
+    # Threads each open the lock file themselves, so they contend as processes do.
+    unwrap = soft_token_module._unwrap_master_key
+
+    def slow_unwrap(*args, **kwargs):
+        time.sleep(0.3)
+        return unwrap(*args, **kwargs)
+
+    monkeypatch.setattr(soft_token_module, "_unwrap_master_key", slow_unwrap)
+    start = threading.Barrier(6)
+
+    def log_in() -> None:
+        start.wait()
+        soft_token.open(audit_sink).close()
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        logins = [pool.submit(log_in) for _ in range(6)]
+        outcomes = [login.exception() for login in logins]
+
+    assert outcomes == [None] * 6
+    state = json.loads((soft_token.location / "pin-state.json").read_bytes())
+    assert state == {"failed_user_logins": 0}
 
 
 def test_the_so_can_set_a_new_user_pin_without_losing_keys(soft_token, audit_sink):
