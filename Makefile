@@ -22,8 +22,10 @@ DEBIAN_RUNTIME ?= \
 	fonts-arphic-uming:/usr/share/fonts/truetype/arphic/uming.ttc \
 	fonts-wqy-zenhei:/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc
 # What the tests use on top: openssl (verify, ocsp, ts), pdfsig and pdftoppm, qpdf,
-# zbarimg, SoftHSMv2 and OpenSC's pkcs11-tool.
+# zbarimg, SoftHSMv2 and OpenSC's pkcs11-tool, and Noto CJK (a CFF-outline font that
+# seal images must refuse).
 DEBIAN_TOOLS ?= $(DEBIAN_RUNTIME) \
+	fonts-noto-cjk:/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc \
 	openssl:openssl \
 	poppler-utils:pdfsig poppler-utils:pdftoppm \
 	qpdf:qpdf \
