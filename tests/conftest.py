@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
 SOFTHSM_MODULE_CANDIDATES = (
@@ -25,6 +26,14 @@ SOFTHSM_MODULE_CANDIDATES = (
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+# Property tests assert behaviour, never speed: no per-example deadline (a loaded CI
+# machine exceeds Hypothesis's 200 ms default), and under CI the same examples every
+# run, so a red build is reproducible and never a roll of the dice.
+settings.register_profile("yinxin", deadline=None)
+settings.register_profile("yinxin-ci", parent=settings.get_profile("yinxin"), derandomize=True)
+settings.load_profile("yinxin-ci" if in_ci() else "yinxin")
 
 
 def require(condition: object, reason: str) -> None:
