@@ -10,9 +10,9 @@ Layout (directory 0700, files 0600):
     keys/*.key      one file per key: label, algorithm, usages, public key, and the
                     PKCS#8 private key wrapped under the master key with all of those
                     as associated data, so an edited, renamed or swapped file fails
-    .lock           flock(2) target serialising writers across processes
+    .lock           flock(2) target serialising writers and logins across processes
 
-scrypt runs once per login; the unwrapped keys stay in memory until close(). Another
+scrypt runs once per login, under the lock (logins take turns); the unwrapped keys stay in memory until close(). Another
 process may add or destroy keys at any time: a lookup miss rereads the directory, and
 every signature first checks that the key's file is still the one that was loaded.
 """
