@@ -12,9 +12,10 @@ Layout (directory 0700, files 0600):
                     as associated data, so an edited, renamed or swapped file fails
     .lock           flock(2) target serialising writers and logins across processes
 
-scrypt runs once per login, under the lock (logins take turns); the unwrapped keys stay in memory until close(). Another
-process may add or destroy keys at any time: a lookup miss rereads the directory, and
-every signature first checks that the key's file is still the one that was loaded.
+scrypt runs once per login, under the lock (logins take turns); the unwrapped keys
+stay in memory until close(). Another process may add or destroy keys at any time: a
+lookup miss rereads the directory, and every signature first checks that the key's
+file is still the one that was loaded.
 """
 
 from __future__ import annotations
