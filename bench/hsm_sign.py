@@ -7,7 +7,8 @@ Prints one line per figure, then one JSON object with all of them. Ratios are
 second" (1.0 = no overhead); `ratio` is the software HSM's KeyStore.sign with the audit
 cost left out (a sink that discards), the others say what they compare in their name.
 Audited figures use the real SQL audit log (hsm_sim.audit.SqlAuditLog) on a temporary
-SQLite file, one committed, hash-chained row per signature (one per batch for sign_batch).
+SQLite file: one hash-chained row per signature, committed one by one for sign and
+together for sign_batch.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,6 +61,9 @@ class DiscardingSink:
     def record(self, event: AuditEvent) -> None:
         pass
 
+    def record_all(self, events: Sequence[AuditEvent]) -> None:
+        pass
+
 
 class ListSink:
     def __init__(self) -> None:
@@ -67,6 +71,9 @@ class ListSink:
 
     def record(self, event: AuditEvent) -> None:
         self.events.append(event)
+
+    def record_all(self, events: Sequence[AuditEvent]) -> None:
+        self.events.extend(events)
 
 
 def measure(operation: Callable[[], object], per_call: int = 1) -> float:

@@ -12,7 +12,7 @@ registry (certs.issuance), as the portal does. Then:
   verifications of the same signed bytes in alternating rounds of the same run
   (bench/licence_token.py's measure functions; `ratio` = ours / raw, target >= 0.5);
 - LC1 tokens issued per second through the HSM, one by one and in batches
-  (`encode_tokens`, one audit entry a batch; target >= 2,000/s);
+  (`encode_tokens`, an audit entry a token, one commit a batch; target >= 2,000/s);
 - full licences issued per second: validation, identifier, status index, token,
   SD-JWT, PDF, the official seal stamped at PAdES B-LT with the node's TSA and
   revocation data, stored in the database; one by one, and through the batch path

@@ -11,7 +11,7 @@ DOCUMENT_SIGNER credential: the HSM key that signs licence tokens, and its certi
   cryptography, in alternating rounds of the same run. `ratio` = ours / raw.
 - Issuance: tokens encoded per second through the HSM, single path (`encode_token`:
   one audited, fsync'd signature a token) and batch path (`encode_tokens`: the key
-  store's `sign_batch`, one audit entry per batch). The batch path is the one that
+  store's `sign_batch`, an audit entry per token in one commit). The batch path is the one that
   meets the issue's 2,000 tokens/s.
 
 Prints one line per figure, then one JSON object with all of them. The functions are
@@ -77,7 +77,7 @@ class VerificationRate:
 @dataclasses.dataclass(frozen=True)
 class IssuanceRate:
     single_per_second: float  # encode_token, one audited signature a token
-    batch_per_second: float  # encode_tokens, one audit entry a batch
+    batch_per_second: float  # encode_tokens, an audit entry a token, one commit
     single_count: int
     batch_size: int
     batches: int
@@ -261,7 +261,8 @@ def main() -> None:
         f"{figures['issue_single_tokens_per_s']}/s"
     )
     print(
-        f"tokens issued in batches of {issuance.batch_size} (one audit entry each): "
+        f"tokens issued in batches of {issuance.batch_size} "
+        "(an audit entry per token, one commit per batch): "
         f"{figures['issue_batch_tokens_per_s']}/s (target >= 2000)"
     )
     print(

@@ -462,7 +462,7 @@ class LicenceRegistry:
         progress: Callable[[int, int], None] | None = None,
     ) -> BatchIssuance:
         """Issue many licences, all stamped for `principal`; the LC1 tokens are signed
-        in one batch (one audit entry). A request that fails is reported with its
+        in one batch (an audit entry each, in one append). A request that fails is reported with its
         reason and leaves nothing."""
         now = self._now()
         signer = self._signer(now)

@@ -411,7 +411,7 @@ def encode_token(
     """One signed token; the key signs through `.sign(data, ECDSA(SHA256))` only.
 
     Each call is one audited signature when `signer_key` is an HSM handle; for many
-    tokens `encode_tokens` signs them under one audit entry.
+    tokens `encode_tokens` signs them as one batch: an audit entry each, one commit.
     """
     profile = TokenProfile.coerce(profile)
     _check_signer(signer_key.public_key(), signer_certificate)
@@ -432,7 +432,7 @@ def encode_tokens(
     signer_certificate: x509.Certificate,
     profile: TokenProfile | str = TokenProfile.LC1,
 ) -> list[str]:
-    """Many tokens, signed by the key store in one batch under ONE audit entry."""
+    """Many tokens, signed by the key store in one batch (an audit entry each, one commit)."""
     profile = TokenProfile.coerce(profile)
     _check_signer(keystore.public_key(key_label), signer_certificate)
     protected = protected_header(ALG_ES256, signer_kid(signer_certificate))

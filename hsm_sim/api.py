@@ -134,7 +134,7 @@ class KeyStore(Protocol):
         *,
         usage: KeyUsage,
     ) -> list[bytes]:
-        """Sign every item for `usage` under ONE audit event covering all of them."""
+        """Sign every item for `usage`; one audit entry per item, written in one append."""
         ...
 
     def private_key(self, label: str, *, usage: KeyUsage):  # -> hsm_sim.keys handle
@@ -167,6 +167,10 @@ class AuditEvent:
 class AuditSink(Protocol):
     def record(self, event: AuditEvent) -> None:
         """Durably append `event`; AuditUnavailableError if it cannot be written."""
+        ...
+
+    def record_all(self, events: Sequence[AuditEvent]) -> None:
+        """Durably append `events` in order, all or none (one per item of a batch)."""
         ...
 
 

@@ -145,7 +145,8 @@ def check_mechanism(
 
 
 def batch_sha256(items: Sequence[bytes]) -> str:
-    """Hex SHA-256 over the concatenated SHA-256 digests of `items`: one audit hash for a batch."""
+    """Hex SHA-256 over the concatenated SHA-256 digests of `items`: names a batch in the
+    audit log (each item's entry carries it) and in a refusal of the whole batch."""
     outer = hashlib.sha256()
     for item in items:
         outer.update(hashlib.sha256(item).digest())
@@ -331,21 +332,37 @@ class AuditedKeyStore(abc.ABC, Generic[K]):
         *,
         usage: KeyUsage,
     ) -> list[bytes]:
-        """Sign each item for `usage` under ONE audit event (data_sha256 = `batch_sha256`)."""
+        """Sign each item for `usage`. Every item gets its own GRANTED audit entry (its
+        SHA-256; the detail names its place in the batch and the `batch_sha256`), all
+        written in one append before the first signature."""
         batch = [_as_bytes(item) for item in items]
-        data_sha256 = batch_sha256(batch)
-        key = self._authorize(label, usage, data_sha256, mechanism, batch)
+        batch_digest = batch_sha256(batch)
+        key = self._authorize(label, usage, batch_digest, mechanism, batch)
         if not batch:
             return []
-        self._record_granted(label, usage, data_sha256, detail=f"batch of {len(batch)}")
+        places = [
+            (hashlib.sha256(item).hexdigest(), f"item {n} of {len(batch)} in batch {batch_digest}")
+            for n, item in enumerate(batch, start=1)
+        ]
+        self._write_granted(
+            [self._event(label, usage, digest, AuditResult.GRANTED, place) for digest, place in places]
+        )
         try:
             return self._sign_many_with_key(key, batch, mechanism)
         except HsmError as exc:
-            self._record_failure(label, usage, data_sha256, str(exc))
+            self._write_failures(self._batch_failures(label, usage, places, str(exc)))
             raise
         except Exception as exc:
-            self._record_failure(label, usage, data_sha256, _SIGNING_FAILED)
+            self._write_failures(self._batch_failures(label, usage, places, _SIGNING_FAILED))
             raise HsmError(_SIGNING_FAILED) from exc
+
+    def _batch_failures(
+        self, label: str, usage: KeyUsage, places: list[tuple[str, str]], reason: str
+    ) -> list[AuditEvent]:
+        return [
+            self._event(label, usage, digest, AuditResult.FAILED, f"{place}: {reason}")
+            for digest, place in places
+        ]
 
     def private_key(self, label: str, *, usage: KeyUsage) -> KeyHandle:
         """A cryptography private-key object bound to `usage` whose sign() calls the token."""
@@ -431,10 +448,12 @@ class AuditedKeyStore(abc.ABC, Generic[K]):
     def _record_granted(
         self, label: str, usage: KeyUsage, data_sha256: str, detail: str
     ) -> None:
+        self._write_granted([self._event(label, usage, data_sha256, AuditResult.GRANTED, detail)])
+
+    def _write_granted(self, events: list[AuditEvent]) -> None:
         """Write GRANTED; any failure to write it means no signature (fail closed)."""
-        event = self._event(label, usage, data_sha256, AuditResult.GRANTED, detail)
         try:
-            self._audit.record(event)
+            self._audit.record_all(events)
         except AuditUnavailableError:
             raise
         except Exception as exc:
@@ -458,10 +477,12 @@ class AuditedKeyStore(abc.ABC, Generic[K]):
     def _record_failure(
         self, label: str, usage: KeyUsage, data_sha256: str, reason: str
     ) -> None:
-        """Record FAILED for a signature that broke after GRANTED was written."""
-        event = self._event(label, usage, data_sha256, AuditResult.FAILED, reason)
+        self._write_failures([self._event(label, usage, data_sha256, AuditResult.FAILED, reason)])
+
+    def _write_failures(self, events: list[AuditEvent]) -> None:
+        """Record FAILED for signatures that broke after GRANTED was written."""
         try:
-            self._audit.record(event)
+            self._audit.record_all(events)
         except Exception:  # noqa: BLE001 - the signing error is the one to raise
             _log.exception("could not record a failed signature in the audit log")
 

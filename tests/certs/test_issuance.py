@@ -813,20 +813,22 @@ def test_lists_open_and_fill_with_random_indexes(
 # -- batch -----------------------------------------------------------------------------
 
 
-def test_batch_issuance_signs_tokens_once_and_reports_failures(
+def test_batch_issuance_signs_tokens_in_one_batch_and_reports_failures(
     licences: LicenceRegistry,
     guide_cards: GuideCards,
     licence_node: Node,
     document_signer: DocumentSigner,
 ) -> None:
-    def token_entries() -> int:
+    def token_entries() -> list[str]:
         with licence_node.sessions() as session:
-            return session.scalar(
-                select(func.count())
-                .select_from(AuditEntry)
-                .where(
-                    AuditEntry.key_label == document_signer.label,
-                    AuditEntry.operation == "sign-licence-token",
+            return list(
+                session.scalars(
+                    select(AuditEntry.detail)
+                    .where(
+                        AuditEntry.key_label == document_signer.label,
+                        AuditEntry.operation == "sign-licence-token",
+                    )
+                    .order_by(AuditEntry.seq)
                 )
             )
 
@@ -851,7 +853,14 @@ def test_batch_issuance_signs_tokens_once_and_reports_failures(
     assert "gender" in batch.failed[0].reason
     assert "official seal" in batch.failed[1].reason
     assert progress == [(1, 2), (2, 2)]
-    assert token_entries() == before_entries + 1
+    # One audited signature per issued token, made as one batch.
+    new_entries = token_entries()[len(before_entries) :]
+    assert len(new_entries) == 2
+    assert [entry.split(" in batch ")[0] for entry in new_entries] == [
+        "item 1 of 2",
+        "item 2 of 2",
+    ]
+    assert len({entry.split(" in batch ")[1] for entry in new_entries}) == 1
     for issued in batch.issued:
         assert (
             verify_token(issued.token, trust=document_signer.trust, at=now()).verdict

@@ -13,7 +13,7 @@ import dataclasses
 import os
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -29,16 +29,19 @@ BACKENDS = ("soft", "pkcs11")
 
 
 class ListAuditSink:
-    """An AuditSink keeping events in a list; `fail_with` makes every record() raise."""
+    """An AuditSink keeping events in a list; `fail_with` makes every append raise."""
 
     def __init__(self) -> None:
         self.events: list[AuditEvent] = []
         self.fail_with: Exception | None = None
 
     def record(self, event: AuditEvent) -> None:
+        self.record_all([event])
+
+    def record_all(self, events: Sequence[AuditEvent]) -> None:
         if self.fail_with is not None:
             raise self.fail_with
-        self.events.append(event)
+        self.events.extend(events)
 
 
 @pytest.fixture

@@ -131,6 +131,29 @@ def test_entries_are_numbered_and_chained_from_the_genesis_hash(audit_log: SqlAu
     assert audit_log.entry_count() == 3
 
 
+def test_a_batch_of_entries_is_chained_like_single_ones(audit_log: SqlAuditLog):
+    _fill(audit_log, 2)
+    audit_log.record_all([_event(n) for n in range(2, 6)])
+    _fill(audit_log, 1)
+
+    entries = list(reversed(audit_log.recent_entries(10)))
+    assert [e.seq for e in entries] == [1, 2, 3, 4, 5, 6, 7]
+    for before, after in zip(entries, entries[1:]):
+        assert after.prev_hash == before.entry_hash
+    assert [e.data_sha256 for e in entries[2:6]] == [_event(n).data_sha256 for n in range(2, 6)]
+    report = verify_audit_log(audit_log.url, lambda label: None)
+    assert report.ok and report.entry_count == 7
+
+
+def test_a_batch_with_one_bad_event_writes_none_of_it(audit_log: SqlAuditLog):
+    _fill(audit_log, 1)
+    with pytest.raises(AuditUnavailableError, match="detail"):
+        audit_log.record_all([_event(1), _event(2, detail="x" * 5000), _event(3)])
+    assert audit_log.entry_count() == 1
+    audit_log.record_all([])
+    assert audit_log.entry_count() == 1
+
+
 def test_entry_hash_encoding_keeps_field_boundaries():
     common = dict(
         seq=1, at=utcnow(), key_label="k", data_sha256="0" * 64, result="granted",
@@ -447,6 +470,18 @@ def test_checkpoints_are_written_automatically_every_1000_entries(
     assert report.ok, report.reason
     assert report.checkpoints_verified == 1
     assert report.entry_count == 1001  # the checkpoint's own signature is entry 1001
+
+
+def test_a_batch_passing_the_interval_starts_a_checkpoint(
+    audit_log: SqlAuditLog, keystore: KeyStore
+):
+    audit_log.attach_checkpoint_signer(keystore, AUDIT_KEY, every=10)
+    _fill(audit_log, 7)
+    audit_log.record_all([_event(n) for n in range(5)])  # entries 9 to 13 pass 10
+    audit_log.wait_for_checkpoints(timeout=30)
+    report = verify_audit_log(audit_log.url, keystore)
+    assert report.ok, report.reason
+    assert report.checkpoints_verified == 1
 
 
 def test_a_checkpoint_entry_landing_on_the_interval_starts_no_other(

@@ -647,7 +647,9 @@ def test_a_mechanism_unfit_for_the_key_is_refused_and_audited(
     assert audit_trail(audit_sink) == [GENERATED, ("sign:seal", AuditResult.REFUSED)]
 
 
-def test_sign_batch_writes_one_audit_entry_then_every_signature(store, audit_sink):
+def test_sign_batch_writes_an_audit_entry_per_item_then_every_signature(
+    store, audit_sink
+):
     store.generate_key("ocsp", KeyAlgorithm.EC_P256, frozenset({KeyUsage.OCSP_SIGN}))
     items = [f"response {n}".encode() for n in range(5)]
 
@@ -656,11 +658,36 @@ def test_sign_batch_writes_one_audit_entry_then_every_signature(store, audit_sin
     public_key = store.public_key("ocsp")
     for item, signature in zip(items, signatures, strict=True):
         verify(public_key, signature, item, SHA256)
-    made, event = audit_sink.events
+    made, *granted = audit_sink.events
     assert (made.operation, made.key_label) == ("generate-key", "ocsp")
-    expected = hashlib.sha256(b"".join(hashlib.sha256(item).digest() for item in items))
-    assert (event.result, event.detail) == (AuditResult.GRANTED, "batch of 5")
-    assert event.data_sha256 == expected.hexdigest()
+    batch = hashlib.sha256(b"".join(hashlib.sha256(item).digest() for item in items))
+    assert [(e.result, e.data_sha256, e.detail) for e in granted] == [
+        (
+            AuditResult.GRANTED,
+            hashlib.sha256(item).hexdigest(),
+            f"item {n} of 5 in batch {batch.hexdigest()}",
+        )
+        for n, item in enumerate(items, start=1)
+    ]
+
+
+def test_a_batch_that_fails_to_sign_records_each_item_as_failed(
+    store, audit_sink, monkeypatch
+):
+    store.generate_key("ocsp", KeyAlgorithm.EC_P256, frozenset({KeyUsage.OCSP_SIGN}))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("device error")
+
+    monkeypatch.setattr(store, "_sign_many_with_key", broken)
+    with pytest.raises(HsmError):
+        store.sign_batch("ocsp", [b"a", b"b"], SHA256, usage=KeyUsage.OCSP_SIGN)
+
+    results = [(e.result, e.data_sha256) for e in audit_sink.events[1:]]
+    digests = [hashlib.sha256(item).hexdigest() for item in (b"a", b"b")]
+    assert results == [(AuditResult.GRANTED, d) for d in digests] + [
+        (AuditResult.FAILED, d) for d in digests
+    ]
 
 
 def test_sign_batch_checks_usage_and_signs_nothing_for_an_empty_batch(

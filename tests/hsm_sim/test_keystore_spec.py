@@ -93,6 +93,8 @@ PUBLIC_API_SCRIPT = textwrap.dedent(
             self.events = []
         def record(self, event):
             self.events.append(event)
+        def record_all(self, events):
+            self.events.extend(events)
 
     directory = sys.argv[1]
     hsm_sim.init_soft_token(directory, user_pin="1111-user", so_pin="2222-so-pin", scrypt_log2_n=14)

@@ -68,6 +68,8 @@ INSPECTOR = textwrap.dedent(
     class DiscardingSink:
         def record(self, event):
             pass
+        def record_all(self, events):
+            pass
 
     store = open_keystore(f"pkcs11:module={module};token={label}", pin=pin, audit=DiscardingSink())
     report["listed"] = [

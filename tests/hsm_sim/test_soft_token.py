@@ -455,6 +455,8 @@ WORKER = textwrap.dedent(
     class DiscardingSink:
         def record(self, event):
             pass
+        def record_all(self, events):
+            pass
 
     directory, pin, prefix, count, start_flag = sys.argv[1:]
     store = open_keystore("soft:" + directory, pin=pin, audit=DiscardingSink())

@@ -11,7 +11,7 @@ import functools
 import hashlib
 import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -494,6 +494,9 @@ class _Events:
 
     def record(self, event: AuditEvent) -> None:
         self.events.append(event)
+
+    def record_all(self, events: Sequence[AuditEvent]) -> None:
+        self.events.extend(events)
 
 
 def test_seal_signed_by_the_software_hsm_is_audited_and_verifies(
