@@ -934,7 +934,11 @@ class LicenceRegistry:
         now = self._now()
         with write_transaction(self.sessions) as session:
             if reservation.previous_id is not None:
-                previous = session.get(LicenceRow, reservation.previous_id)
+                # Locked: a revocation or suspension committing between this read and
+                # the write below would otherwise be overwritten by SUPERSEDED.
+                previous = session.get(
+                    LicenceRow, reservation.previous_id, with_for_update=True
+                )
                 assert previous is not None
                 if previous.state is not LicenceState.VALID:
                     raise LicenceStateError(
@@ -993,10 +997,19 @@ class LicenceRegistry:
                     LicenceRow.created_at < cutoff,
                 )
             ).all()
+            discarded = 0
             for row_id, list_id in rows:
-                session.execute(delete(LicenceRow).where(LicenceRow.id == row_id))
-                StatusLists.release_index(session, list_id)
-        return len(rows)
+                # Only while still PENDING: a reservation completed (or discarded by
+                # its own process) since the select keeps its row and its index.
+                deleted = session.execute(
+                    delete(LicenceRow).where(
+                        LicenceRow.id == row_id, LicenceRow.state == LicenceState.PENDING
+                    )
+                ).rowcount
+                if deleted:
+                    StatusLists.release_index(session, list_id)
+                    discarded += 1
+        return discarded
 
     def _publish_after_issue(self, reservation: _Reservation) -> None:
         lists = {reservation.status_list_id}

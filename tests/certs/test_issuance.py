@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 
 from certs.errors import LicenceDataError, SdJwtError, StatusListError
 from certs.identifiers import LicenceIdentifier
+from certs import issuance
 from certs.issuance import (
     MAX_QR_VERSION,
     LicenceConflictError,
@@ -1051,6 +1052,125 @@ def test_concurrent_issuance_and_status_changes(
         assert verdicts == ["REVOKED"] * 4 + ["VALID"] * 4
     finally:
         node.close()
+
+
+@pytest.fixture
+def pg_licences(postgres_url: str, tmp_path: Path):
+    """A licence registry on PostgreSQL, whose READ COMMITTED lets a transaction see
+    what another committed after it began (SQLite's BEGIN IMMEDIATE serialises)."""
+    node = build_node(tmp_path / "node", database_url=postgres_url)
+    seals = SealRegistry(ra=node.ra, revocation=node.revocation)
+    seals.make_seal(SealRequest(agency_uscc=AGENCY_USCC, kind=SealKind.OFFICIAL))
+    yield make_registry(seals, node_trust_services(node.timestamps, node.revocation))
+    node.close()
+
+
+def _pause_in(monkeypatch, module, name: str, thread_name: str):
+    """Make `module.name` stop in the thread `thread_name` until released; returns
+    (reached, release) events."""
+    original = getattr(module, name)
+    reached, release = threading.Event(), threading.Event()
+
+    def paused(*args, **kwargs):
+        if threading.current_thread().name == thread_name:
+            reached.set()
+            assert release.wait(30)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, paused)
+    return reached, release
+
+
+def test_a_revocation_during_a_renewal_is_never_overwritten(
+    pg_licences: LicenceRegistry, monkeypatch
+) -> None:
+    cards = GuideCards(pg_licences)
+    first = cards.issue()
+    renamed = dict(first.record.data, name="改名")
+    # The renewal stops inside its final transaction, after reading the previous
+    # version and before marking it superseded; the revocation comes then.
+    reached, release = _pause_in(
+        monkeypatch, StatusLists, "record_change", thread_name="renewal"
+    )
+    outcomes: dict[str, object] = {}
+
+    def run(name: str, action) -> None:
+        try:
+            outcomes[name] = action()
+        except LicenceStateError as exc:
+            outcomes[name] = exc
+
+    renewal = threading.Thread(
+        target=run,
+        args=(
+            "renewal",
+            lambda: pg_licences.renew_or_change(
+                first.identifier, renamed, actor="t", principal=OPERATOR
+            ),
+        ),
+        name="renewal",
+    )
+    renewal.start()
+    assert reached.wait(60)
+    revocation = threading.Thread(
+        target=run,
+        args=("revocation", lambda: pg_licences.revoke(first.identifier, "fraud", actor="t")),
+    )
+    revocation.start()
+    revocation.join(1)  # it waits for the renewal's lock
+    release.set()
+    renewal.join(60)
+    revocation.join(60)
+
+    previous = pg_licences.get_licence(first.identifier)
+    if isinstance(outcomes["revocation"], LicenceStateError):
+        # The renewal went first: the revocation was refused, not lost.
+        assert previous.status is LicenceStatus.SUPERSEDED
+        assert "superseded" in str(outcomes["revocation"])
+    else:
+        assert previous.status is LicenceStatus.REVOKED
+        assert isinstance(outcomes["renewal"], LicenceStateError)
+    valid = [
+        r for r in pg_licences.find_licences(holder=renamed["id_number"])
+        if r.status is LicenceStatus.VALID
+    ]
+    assert len(valid) <= 1 and previous.status is not LicenceStatus.VALID
+
+
+def test_the_sweeper_never_deletes_a_reservation_completed_meanwhile(
+    pg_licences: LicenceRegistry, monkeypatch
+) -> None:
+    cards = GuideCards(pg_licences)
+    now = pg_licences._now()
+    signer = pg_licences._signer(now)
+    plan = pg_licences._plan(
+        LicenceRequest(type_code=TOUR_GUIDE, agency_uscc=AGENCY_USCC, data=cards.data()),
+        now,
+        OPERATOR,
+    )
+    reservation = pg_licences._reserve(plan, now, signer, actor="t")
+    # The sweeper has selected the (still pending) reservation and stops before
+    # deleting it; the reservation is completed then.
+    reached, release = _pause_in(monkeypatch, issuance, "delete", thread_name="sweeper")
+    swept: list[int] = []
+    sweeper = threading.Thread(
+        target=lambda: swept.append(
+            pg_licences.discard_unfinished(older_than=dt.timedelta(seconds=-1))
+        ),
+        name="sweeper",
+    )
+    sweeper.start()
+    assert reached.wait(60)
+    issued = pg_licences._complete(reservation, signer, actor="t")
+    release.set()
+    sweeper.join(60)
+
+    assert swept == [0]
+    record = pg_licences.get_licence(issued.identifier)
+    assert record.status is LicenceStatus.VALID
+    with pg_licences.sessions() as session:
+        allocated = session.scalar(select(func.sum(StatusListRow.allocated)))
+    assert allocated == 1
 
 
 def test_a_change_keeps_the_holder_and_a_revocation_needs_a_reason(
