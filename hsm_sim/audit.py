@@ -263,6 +263,7 @@ def _create_engine(url: URL, busy_timeout: float) -> Engine:
         return create_engine(
             url,
             pool_pre_ping=True,
+            hide_parameters=True,  # actors and details stay out of error texts
             connect_args={
                 "connect_timeout": max(1, round(busy_timeout)),
                 "options": f"-c lock_timeout={timeout_ms}",
@@ -277,7 +278,7 @@ def _create_engine(url: URL, busy_timeout: float) -> Engine:
             "the audit log needs an SQLite database file: an in-memory database "
             "cannot be shared with the connection the audit log opens"
         )
-    engine = create_engine(url)
+    engine = create_engine(url, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
@@ -614,7 +615,8 @@ def verify_audit_log(
     if isinstance(database, Engine):
         engine, owned = database, False
     else:
-        engine, owned = create_engine(_normalize_url(database)), True
+        engine = create_engine(_normalize_url(database), hide_parameters=True)
+        owned = True
     try:
         return _verify(engine, public_keys, chunk_size)
     except (SQLAlchemyError, OSError) as exc:

@@ -15,7 +15,6 @@ import os
 import stat
 import sys
 import tempfile
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -56,6 +55,7 @@ from portal.errors import (
     exit_code_for,
     one_line,
 )
+from portal.log_redaction import loggable_traceback
 
 __all__ = ["cli", "main"]
 
@@ -104,7 +104,7 @@ def _write_error_log(error: BaseException, state: CliState) -> Path | None:
                 return None
             stamp = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
             log.write(f"--- {stamp} {state.command_path}\n")
-            log.write("".join(traceback.format_exception(error)))
+            log.write(loggable_traceback(error))
     except OSError:
         return None
     return path

@@ -116,6 +116,9 @@ def make_engine(url: str | URL) -> Engine:
     return create_engine(
         parsed,
         pool_pre_ping=True,
+        # Statement parameters hold licence data and personal names: a database
+        # error's text must not carry them into logs or tracebacks.
+        hide_parameters=True,
         connect_args={"connect_timeout": POSTGRESQL_CONNECT_TIMEOUT_S},
     )
 
@@ -137,7 +140,7 @@ def _make_sqlite_engine(url: URL) -> Engine:
         raise DatabaseUnavailableError(
             f"cannot create the directory for the SQLite database at {path}: {reason}"
         ) from exc
-    engine = create_engine(url)
+    engine = create_engine(url, hide_parameters=True)
 
     @event.listens_for(engine, "connect")
     def _configure(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -16,7 +16,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from hsm_sim.errors import ErrorCategory
-from portal.log_redaction import loggable_path
+from portal.log_redaction import loggable_path, loggable_traceback
 
 __all__ = [
     "EXIT_CHECK_FAILED",
@@ -172,11 +172,11 @@ def _handle_unexpected(error: BaseException) -> Response:
     """500 without the exception's text; the traceback is logged under a correlation id."""
     correlation_id = new_correlation_id()
     logger.error(
-        "unexpected error handling %s %s [correlation id %s]",
+        "unexpected error handling %s %s [correlation id %s]\n%s",
         request.method,
         loggable_path(request.path),
         correlation_id,
-        exc_info=error,
+        loggable_traceback(error),
     )
     response = problem_response(
         500,

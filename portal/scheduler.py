@@ -23,6 +23,7 @@ from pathlib import Path
 
 from hsm_sim.api import signing_context
 from portal.errors import one_line
+from portal.log_redaction import loggable_traceback
 
 __all__ = ["LOCK_FILE_NAME", "RefreshScheduler"]
 
@@ -98,7 +99,7 @@ class RefreshScheduler:
         except Exception as exc:
             category = getattr(exc, "category", None)
             if category is None:
-                logger.exception("refresh failed")
+                logger.error("refresh failed\n%s", loggable_traceback(exc))
             else:
                 logger.warning("refresh failed: %s", one_line(exc))
             return

@@ -47,6 +47,15 @@ def add_test_routes(app: Flask) -> None:
     def raise_bug() -> None:
         raise RuntimeError("password=hunter2 leaked into an exception")
 
+    @app.get("/api/v1/test/database-error")
+    def raise_database_error() -> None:
+        session = db_session()
+        session.execute(text("CREATE TEMP TABLE holder (id_number TEXT UNIQUE)"))
+        for _ in range(2):
+            session.execute(
+                text("INSERT INTO holder VALUES (:n)"), {"n": "350102199001011234"}
+            )
+
     @app.get("/api/v1/test/bad-request")
     def api_bad_request() -> None:
         abort(400, "the field 'name' is required")
@@ -209,7 +218,26 @@ def test_a_500_hides_the_exception_and_logs_it_under_a_correlation_id(
     )
     assert "hunter2" not in response.get_data(as_text=True)
     (record,) = [r for r in caplog.records if correlation_id in r.getMessage()]
-    assert record.exc_info is not None
+    assert "Traceback (most recent call last)" in record.getMessage()
+
+
+def test_a_database_error_is_logged_without_the_data_it_quotes(
+    client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.ERROR)
+    response = client.get("/api/v1/test/database-error")
+
+    assert response.status_code == 500
+    (record,) = [
+        r
+        for r in caplog.records
+        if response.get_json()["correlation_id"] in r.getMessage()
+    ]
+    logged = record.getMessage()
+    assert "sqlalchemy.exc.IntegrityError (message withheld" in logged
+    assert "INSERT INTO holder VALUES" in logged
+    assert "350102199001011234" not in logged
+    assert record.exc_info is None
 
 
 def test_one_session_per_request_closed_on_teardown(

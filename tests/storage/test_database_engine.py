@@ -150,3 +150,22 @@ def test_a_write_transaction_takes_the_sqlite_write_lock_before_reading(tmp_path
     finally:
         other.close()
         engine.dispose()
+
+
+def test_a_database_error_never_carries_the_statement_parameters(database_url: str):
+    """Parameters hold licence data and names. (PostgreSQL's own DETAIL line still
+    repeats a violated key: portal.log_redaction keeps that out of logs.)"""
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE holder (id_number VARCHAR(18) UNIQUE)"))
+            conn.execute(text("INSERT INTO holder VALUES (:n)"), {"n": "350102199001011234"})
+        with pytest.raises(Exception) as failure:
+            with engine.begin() as conn:
+                conn.execute(
+                    text("INSERT INTO holder VALUES (:n)"), {"n": "350102199001011234"}
+                )
+        assert "[SQL parameters hidden" in str(failure.value)
+        assert "350102199001011234" not in str(failure.value).split("[SQL:")[1]
+    finally:
+        engine.dispose()
