@@ -197,10 +197,10 @@ class SoftKeyStore(AuditedKeyStore[_SoftKey]):
     ) -> None:
         super().__init__(audit)
         self._root = Path(directory)
-        token = _read_token_file(self._root)
+        token, master_key = _log_in_user(self._root, pin)
         self._token_id: str = token["token_id"]
         self._token_label: str = token["label"]
-        self._master = AESGCM(_log_in_user(self._root, token, pin))
+        self._master = AESGCM(master_key)
         self._keys_dir = str(self._root / _KEYS_DIR)
         self._keys: dict[str, _SoftKey] = {}
         # Checking every key file now is the login-time integrity check of the whole
@@ -321,19 +321,37 @@ class SoftKeyStore(AuditedKeyStore[_SoftKey]):
     def _sign_with_key(
         self, key: _SoftKey, data: bytes, mechanism: SignatureMechanism
     ) -> bytes:
-        return _sign_locally(self._unwrapped(key), data, mechanism)
+        private_key = self._unwrapped(key)
+        self._check_still_present(key)
+        return _sign_locally(private_key, data, mechanism)
 
     def _sign_many_with_key(
         self, key: _SoftKey, items: Sequence[bytes], mechanism: SignatureMechanism
     ) -> list[bytes]:
         private_key = self._unwrapped(key)
+        self._check_still_present(key)
         return [_sign_locally(private_key, item, mechanism) for item in items]
+
+    def _check_still_present(self, key: _SoftKey) -> None:
+        """Refuse to sign with a key destroyed or replaced since the request was
+        authorised: writing the audit entry in between can wait seconds for the
+        database, and a key destroyed as compromised must not sign after that."""
+        current = self._keys.get(key.info.label, key)
+        try:
+            stamp = _file_stamp(os.stat(current.path))
+        except FileNotFoundError:
+            stamp = None
+        if stamp != current.file_stamp:
+            raise _destroyed_meanwhile(key)
 
     def _unwrapped(self, key: _SoftKey) -> PrivateKeyTypes:
         """The key's private half, unwrapped once per login on its first use."""
         if key.private_key is not None:
             return key.private_key
-        loaded = self._open_key_file(key.path, unwrap=True)
+        try:
+            loaded = self._open_key_file(key.path, unwrap=True)
+        except FileNotFoundError:
+            raise _destroyed_meanwhile(key) from None
         if loaded.info != key.info:
             raise TokenTamperedError(
                 f"key file {os.path.basename(key.path)} changed while it was in use"
@@ -525,15 +543,18 @@ def _unwrap_master_key(token: dict[str, Any], role: str, pin: str) -> bytes:
     )
 
 
-def _log_in_user(root: Path, token: dict[str, Any], pin: str) -> bytes:
-    """The master key if `pin` is the user PIN; counts failures, locks after the fifth.
+def _log_in_user(root: Path, pin: str) -> tuple[dict[str, Any], bytes]:
+    """The token file and its master key if `pin` is the user PIN; counts failures,
+    locks after the fifth.
 
-    The whole attempt runs under the token lock. Logins from several processes take
-    turns (one scrypt each, once per process start), and none of them mistakes
-    another's attempt in progress for a failure: counting in-flight attempts as
-    failures once locked a token whose server started six workers at once.
+    The whole attempt runs under the token lock, reading the token file there too (a
+    PIN reset by the SO meanwhile must not make the new PIN look wrong). Logins from
+    several processes take turns (one scrypt each, once per process start), and none
+    of them mistakes another's attempt in progress for a failure: counting in-flight
+    attempts as failures once locked a token whose server started six workers at once.
     """
     with _token_lock(root):
+        token = _read_token_file(root)
         failed = _read_pin_state(root)
         if failed >= MAX_FAILED_USER_LOGINS:
             raise TokenLockedError(
@@ -552,8 +573,13 @@ def _log_in_user(root: Path, token: dict[str, Any], pin: str) -> bytes:
             raise PinIncorrectError(
                 f"wrong user PIN ({left} attempt{'s' if left > 1 else ''} left before the token locks)"
             ) from None
+        except BaseException:
+            # Not an answer about the PIN (out of memory for scrypt, an interrupt):
+            # the attempt does not count.
+            _write_pin_state(root, failed=failed)
+            raise
         _write_pin_state(root, failed=0)
-    return master_key
+    return token, master_key
 
 
 def _read_token_file(root: Path) -> dict[str, Any]:
@@ -665,6 +691,13 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _destroyed_meanwhile(key: _SoftKey) -> KeyNotFoundError:
+    return KeyNotFoundError(
+        f"key {key.info.label!r} was destroyed or replaced while the signature was "
+        "being authorised; nothing was signed"
+    )
 
 
 def _file_stamp(stat: os.stat_result) -> tuple[int, int, int, int]:

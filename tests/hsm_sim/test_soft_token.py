@@ -4,6 +4,7 @@ and several processes sharing one token directory."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import concurrent.futures
 import json
 import os
@@ -327,6 +328,87 @@ def test_logins_at_once_with_the_right_pin_never_lock_the_token(
     assert outcomes == [None] * 6
     state = json.loads((soft_token.location / "pin-state.json").read_bytes())
     assert state == {"failed_user_logins": 0}
+
+
+def test_a_login_that_fails_for_another_reason_than_the_pin_does_not_count(
+    soft_token, audit_sink, monkeypatch
+):
+    # scrypt needs 128 MiB: a worker short of memory must not lock the token for all.
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError
+
+    with monkeypatch.context() as patched:
+        patched.setattr(soft_token_module, "_unwrap_master_key", out_of_memory)
+        for _ in range(6):
+            with pytest.raises(MemoryError):
+                soft_token.open(audit_sink)
+    state = json.loads((soft_token.location / "pin-state.json").read_bytes())
+    assert state == {"failed_user_logins": 0}
+    soft_token.open(audit_sink).close()
+
+
+def test_a_login_reads_the_token_file_under_the_token_lock(
+    soft_token, audit_sink, monkeypatch
+):
+    # A login queued behind others must check the PIN against the token as it is
+    # when its turn comes: the SO may have set a new user PIN meanwhile.
+    held = []
+    reads_while_held = []
+    token_lock, read_token_file = (
+        soft_token_module._token_lock,
+        soft_token_module._read_token_file,
+    )
+
+    @contextlib.contextmanager
+    def watched_lock(root):
+        with token_lock(root):
+            held.append(True)
+            try:
+                yield
+            finally:
+                held.pop()
+
+    def watched_read(root):
+        reads_while_held.append(bool(held))
+        return read_token_file(root)
+
+    monkeypatch.setattr(soft_token_module, "_token_lock", watched_lock)
+    monkeypatch.setattr(soft_token_module, "_read_token_file", watched_read)
+    soft_token.open(audit_sink).close()
+    assert reads_while_held and all(reads_while_held)
+
+
+def test_a_key_destroyed_while_its_signature_is_audited_does_not_sign(
+    soft_token, audit_sink
+):
+    # The audit append can wait seconds for the database; a key destroyed as
+    # compromised meanwhile (by another process) must not sign afterwards.
+    with soft_token.open(audit_sink) as other_process:
+        other_process.generate_key("k", KeyAlgorithm.EC_P256, SEAL)
+
+        class DestroyingWhileWriting(type(audit_sink)):
+            armed = False
+
+            def record_all(self, events):
+                super().record_all(events)
+                granted = any(e.result is AuditResult.GRANTED for e in events)
+                if self.armed and granted:
+                    self.armed = False
+                    other_process.destroy_key("k")
+
+        sink = DestroyingWhileWriting()
+        with soft_token.open(sink) as store:
+            for unwrapped_already in (False, True):
+                if unwrapped_already:
+                    other_process.generate_key("k", KeyAlgorithm.EC_P256, SEAL)
+                    store.sign("k", b"unwraps the key", SHA256, usage=KeyUsage.SEAL)
+                sink.armed = True
+                with pytest.raises(KeyNotFoundError, match="nothing was signed"):
+                    store.sign("k", b"after destroy", SHA256, usage=KeyUsage.SEAL)
+                assert [e.result for e in sink.events[-2:]] == [
+                    AuditResult.GRANTED,
+                    AuditResult.FAILED,
+                ]
 
 
 def test_the_so_can_set_a_new_user_pin_without_losing_keys(soft_token, audit_sink):
