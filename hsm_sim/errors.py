@@ -22,6 +22,7 @@ __all__ = [
     "PinMissingError",
     "TokenLockedError",
     "TokenNotFoundError",
+    "TokenUnavailableError",
     "KeyStoreConfigError",
     "AuditError",
     "AuditUnavailableError",
@@ -86,6 +87,12 @@ class TokenLockedError(HsmError):
 
 class TokenNotFoundError(HsmError):
     category = ErrorCategory.NOT_FOUND
+
+
+class TokenUnavailableError(HsmError):
+    """The token did not answer (a device or library error); trying again may work."""
+
+    category = ErrorCategory.UNAVAILABLE
 
 
 class KeyStoreConfigError(HsmError):

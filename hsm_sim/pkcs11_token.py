@@ -21,6 +21,7 @@ import json
 import os
 import secrets
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,6 +62,7 @@ from hsm_sim.errors import (
     PinIncorrectError,
     TokenLockedError,
     TokenNotFoundError,
+    TokenUnavailableError,
 )
 from hsm_sim.keystore import AuditedKeyStore
 
@@ -387,6 +389,11 @@ def _token_by_label(library: pkcs11.lib, token_label: str) -> pkcs11.Token | Non
         ) from None
 
 
+# SoftHSMv2's file store answers CKR_GENERAL_ERROR or "no such token" now and then
+# while another process is rewriting it (seen with six workers logging in at once).
+_LOGIN_RETRY_DELAYS = (0.05, 0.2, 0.5)
+
+
 def _acquire_login(module_path: str, token_label: str, pin: str) -> _SharedLogin:
     with _registry_lock:
         shared = _logins.get((module_path, token_label))
@@ -395,34 +402,52 @@ def _acquire_login(module_path: str, token_label: str, pin: str) -> _SharedLogin
                 raise PinIncorrectError("wrong user PIN")
             shared.users += 1
             return shared
-        token = _find_token(module_path, token_label)
-        if token.flags & TokenFlag.USER_PIN_LOCKED:
-            raise TokenLockedError(
-                "the token's user PIN is locked; the security officer must unlock it"
-            )
-        try:
-            # Read-write, because a failed login leaks its session in python-pkcs11, and
-            # leaked read-only sessions would stop the security officer from logging in.
-            session = token.open(rw=True, user_pin=pin)
-        except (p11.PinIncorrect, p11.PinLenRange, p11.PinInvalid):
-            raise PinIncorrectError("wrong user PIN") from None
-        except p11.PinLocked:
-            raise TokenLockedError(
-                "the token's user PIN is locked; the security officer must unlock it"
-            ) from None
-        except p11.PinExpired:
-            raise PinIncorrectError("the user PIN has expired; set a new one") from None
-        except p11.UserAlreadyLoggedIn:
-            raise KeyStoreConfigError(
-                "other code in this process is logged in to the token outside the key store"
-            ) from None
-        except (p11.TokenNotPresent, p11.TokenNotRecognised, p11.DeviceRemoved):
-            raise TokenNotFoundError(
-                f"PKCS#11 token {token_label!r} went away"
-            ) from None
-        shared = _SharedLogin(session, pin)
+        for delay in (*_LOGIN_RETRY_DELAYS, None):
+            try:
+                shared = _log_in(module_path, token_label, pin)
+            except (p11.GeneralError, p11.DeviceError, TokenNotFoundError) as exc:
+                if delay is None:
+                    if isinstance(exc, TokenNotFoundError):
+                        raise
+                    raise TokenUnavailableError(
+                        f"PKCS#11 token {token_label!r} did not answer the login "
+                        f"({type(exc).__name__}); try again"
+                    ) from None
+                time.sleep(delay)
+            else:
+                break
         _logins[(module_path, token_label)] = shared
         return shared
+
+
+def _log_in(module_path: str, token_label: str, pin: str) -> _SharedLogin:
+    """A new login session on the token; call with _registry_lock held."""
+    token = _find_token(module_path, token_label)
+    if token.flags & TokenFlag.USER_PIN_LOCKED:
+        raise TokenLockedError(
+            "the token's user PIN is locked; the security officer must unlock it"
+        )
+    try:
+        # Read-write, because a failed login leaks its session in python-pkcs11, and
+        # leaked read-only sessions would stop the security officer from logging in.
+        session = token.open(rw=True, user_pin=pin)
+    except (p11.PinIncorrect, p11.PinLenRange, p11.PinInvalid):
+        raise PinIncorrectError("wrong user PIN") from None
+    except p11.PinLocked:
+        raise TokenLockedError(
+            "the token's user PIN is locked; the security officer must unlock it"
+        ) from None
+    except p11.PinExpired:
+        raise PinIncorrectError("the user PIN has expired; set a new one") from None
+    except p11.UserAlreadyLoggedIn:
+        raise KeyStoreConfigError(
+            "other code in this process is logged in to the token outside the key store"
+        ) from None
+    except (p11.TokenNotPresent, p11.TokenNotRecognised, p11.DeviceRemoved):
+        raise TokenNotFoundError(
+            f"PKCS#11 token {token_label!r} went away"
+        ) from None
+    return _SharedLogin(session, pin)
 
 
 def _release_login(module_path: str, token_label: str, shared: _SharedLogin) -> None:

@@ -8,8 +8,10 @@ import subprocess
 import sys
 import textwrap
 
+import pkcs11.exceptions
 import pytest
 
+from hsm_sim import pkcs11_token
 from hsm_sim.api import (
     AuditResult,
     HashName,
@@ -18,10 +20,12 @@ from hsm_sim.api import (
     SignatureMechanism,
 )
 from hsm_sim.errors import (
+    ErrorCategory,
     KeyNotFoundError,
     KeyStoreConfigError,
     PinIncorrectError,
     TokenNotFoundError,
+    TokenUnavailableError,
 )
 from hsm_sim.spec import open_keystore, unlock_token
 
@@ -239,3 +243,36 @@ def test_a_missing_module_is_a_configuration_error(tmp_path, audit_sink):
             pin="1234",
             audit=audit_sink,
         )
+
+
+def test_a_login_the_token_fails_to_answer_is_retried(
+    softhsm_token, audit_sink, monkeypatch
+):
+    # SoftHSMv2 answers CKR_GENERAL_ERROR now and then while another process
+    # rewrites its file store; a worker starting then must not fail with a 500.
+    find_token = pkcs11_token._find_token
+    failures = iter([pkcs11.exceptions.GeneralError(), pkcs11.exceptions.DeviceError()])
+
+    def flaky_find_token(module_path, token_label):
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return find_token(module_path, token_label)
+
+    monkeypatch.setattr(pkcs11_token, "_LOGIN_RETRY_DELAYS", (0, 0, 0))
+    monkeypatch.setattr(pkcs11_token, "_find_token", flaky_find_token)
+    with softhsm_token.open(audit_sink) as store:
+        store.generate_key("k", KeyAlgorithm.EC_P256, SEAL)
+
+
+def test_a_token_that_never_answers_is_reported_unavailable(
+    softhsm_token, audit_sink, monkeypatch
+):
+    def broken(module_path, token_label):
+        raise pkcs11.exceptions.GeneralError()
+
+    monkeypatch.setattr(pkcs11_token, "_LOGIN_RETRY_DELAYS", (0, 0, 0))
+    monkeypatch.setattr(pkcs11_token, "_find_token", broken)
+    with pytest.raises(TokenUnavailableError, match="did not answer the login") as failure:
+        softhsm_token.open(audit_sink)
+    assert failure.value.category is ErrorCategory.UNAVAILABLE
