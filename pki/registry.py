@@ -211,13 +211,12 @@ def add_api_client(
     granted = _parse_scopes(DEFAULT_CLIENT_SCOPES if scopes is None else scopes)
     agency = _find_agency(session, agency_uscc)
     clean_name = _validate_name(name, "API client name")
+    exists_message = f"agency {agency.uscc} already has an API client named {clean_name!r}"
     taken = session.scalar(
         select(ApiClient.id).where(ApiClient.agency_id == agency.id, ApiClient.name == clean_name)
     )
     if taken is not None:
-        raise ClientExistsError(
-            f"agency {agency.uscc} already has an API client named {clean_name!r}"
-        )
+        raise ClientExistsError(exists_message)
     secret = CLIENT_SECRET_PREFIX + _urlsafe(secrets.token_bytes(CLIENT_SECRET_BYTES))
     client = ApiClient(
         client_id=CLIENT_ID_PREFIX + secrets.token_hex(8),
@@ -228,7 +227,11 @@ def add_api_client(
         created_at=utcnow(),
     )
     session.add(client)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:
+        # Added by someone else between our check and our insert.
+        raise ClientExistsError(exists_message) from None
     return _client_record(client, agency.uscc), secret
 
 

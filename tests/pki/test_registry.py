@@ -223,6 +223,30 @@ def test_client_names_are_unique_within_an_agency(session: Session):
         add_api_client(session, agency_uscc="914403001922038216", name="app")
 
 
+def test_a_client_added_meanwhile_is_a_conflict_not_a_database_error(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+):
+    register_agency(session, **MARKET_BUREAU)
+    session.commit()
+    check = session.scalar
+
+    def check_then_lose_the_race(statement, *args, **kwargs):
+        found = check(statement, *args, **kwargs)
+        if "FROM api_client" in str(statement):
+            # Another request adds the same client after our check, before our insert.
+            with Session(session.get_bind()) as other:
+                add_api_client(other, agency_uscc=MARKET_BUREAU["uscc"], name="app")
+                other.commit()
+        return found
+
+    monkeypatch.setattr(session, "scalar", check_then_lose_the_race)
+    with pytest.raises(ClientExistsError, match="already has an API client named 'app'"):
+        add_api_client(session, agency_uscc=MARKET_BUREAU["uscc"], name="app")
+    session.rollback()
+    monkeypatch.undo()
+    assert [c.name for c in list_api_clients(session, MARKET_BUREAU["uscc"])] == ["app"]
+
+
 # Staff users -------------------------------------------------------------------------
 
 
