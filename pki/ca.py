@@ -9,13 +9,16 @@ must be byte-identical to the linting copy's, so what was linted is what was iss
 
 Rule for every step that signs: commit first, then sign, then store the result in a
 new transaction (see hsm_sim/audit.py: the audit entry is written before each
-signature, on its own connection).
+signature, on its own connection). Whatever interrupts the steps after the row is
+stored marks it FAILED; a row a killed process left PENDING is failed by
+`fail_abandoned_issuances()`, for the portal's schedule to run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import threading
 from collections.abc import Callable, Mapping
 
@@ -30,8 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from hsm_sim.api import KeyAlgorithm, KeyStore, KeyUsage, signing_context
-from hsm_sim.errors import HsmError
-from hsm_sim.storage import utcnow
+from hsm_sim.storage import utcnow, write_transaction
 from pki.ca_models import CaRow, CertificateRow, CertificateState
 from pki.certificates import (
     NodeEndpoints,
@@ -61,6 +63,8 @@ __all__ = [
 # Backdating absorbs relying parties' clock skew (Boulder backdates by an hour).
 BACKDATE = dt.timedelta(minutes=5)
 SERIAL_ATTEMPTS = 5
+
+_log = logging.getLogger(__name__)
 
 
 def serial_to_text(serial: int) -> str:
@@ -211,22 +215,25 @@ class CertificateAuthority:
         else:
             raise IssuanceError("could not find an unused serial number; try again")
 
-        key = self.signing_key(issuer, KeyUsage.CERT_SIGN)
         try:
+            key = self.signing_key(issuer, KeyUsage.CERT_SIGN)
             with signing_context(operation=f"issue-certificate:{profile.name}"):
                 certificate = builder.sign(key, signature_hash_for(issuer.certificate.public_key()))
-        except HsmError:
+            if certificate.tbs_certificate_bytes != lint_copy.tbs_certificate_bytes:
+                raise IssuanceError("the signed certificate differs from its linting copy")
+            # Not guarded by state: a certificate the HSM has signed is recorded as
+            # issued even if the sweep failed its row meanwhile.
+            with self.sessions.begin() as session:
+                session.execute(
+                    update(CertificateRow)
+                    .where(CertificateRow.id == row_id)
+                    .values(state=CertificateState.ISSUED, der=certificate.public_bytes(Encoding.DER))
+                )
+        except BaseException:
+            # Not only HSM errors: a failed final UPDATE, a worker's timeout or a bug
+            # would otherwise leave the row PENDING, neither issued nor failed.
             self._mark_failed(row_id)
             raise
-        if certificate.tbs_certificate_bytes != lint_copy.tbs_certificate_bytes:
-            self._mark_failed(row_id)
-            raise IssuanceError("the signed certificate differs from its linting copy")
-        with self.sessions.begin() as session:
-            session.execute(
-                update(CertificateRow)
-                .where(CertificateRow.id == row_id)
-                .values(state=CertificateState.ISSUED, der=certificate.public_bytes(Encoding.DER))
-            )
         return IssuedCertificate(
             certificate=certificate,
             issuer=issuer.name,
@@ -234,6 +241,23 @@ class CertificateAuthority:
             serial=serial_to_text(certificate.serial_number),
             tolerated_findings=tuple(str(f) for f in report.tolerated),
         )
+
+    def fail_abandoned_issuances(self, *, older_than: dt.timedelta) -> int:
+        """Mark certificates still PENDING after `older_than` as failed (a process died
+        between storing the linting copy and storing the certificate); returns how many.
+        For the portal's schedule: `older_than` must exceed the longest an issuance can
+        take, or a slow one would be failed while its HSM signature is being made."""
+        if older_than <= dt.timedelta(0):
+            raise ValueError("older_than must be a positive duration")
+        with write_transaction(self.sessions) as session:
+            return session.execute(
+                update(CertificateRow)
+                .where(
+                    CertificateRow.state == CertificateState.PENDING,
+                    CertificateRow.created_at < self.clock() - older_than,
+                )
+                .values(state=CertificateState.FAILED)
+            ).rowcount
 
     def issuer_for(self, profile: CertificateProfile, issuer_name: str | None = None) -> Issuer:
         """The CA that signs `profile`'s certificates (the named one, if it may)."""
@@ -294,6 +318,7 @@ class CertificateAuthority:
             tolerated_findings="\n".join(str(f) for f in report.tolerated),
             not_before=lint_copy.not_valid_before_utc,
             not_after=lint_copy.not_valid_after_utc,
+            created_at=self.clock(),  # the sweep measures age on the same clock
         )
         try:
             with self.sessions.begin() as session:
@@ -304,11 +329,25 @@ class CertificateAuthority:
             return None
 
     def _mark_failed(self, row_id: int) -> None:
-        with self.sessions.begin() as session:
-            session.execute(
-                update(CertificateRow)
-                .where(CertificateRow.id == row_id)
-                .values(state=CertificateState.FAILED)
+        """Fail a row still PENDING, while another error propagates. Best effort: a
+        failure here is logged, never raised over that error; the sweep fails it later."""
+        try:
+            with write_transaction(self.sessions) as session:
+                session.execute(
+                    update(CertificateRow)
+                    .where(
+                        CertificateRow.id == row_id,
+                        CertificateRow.state == CertificateState.PENDING,
+                    )
+                    .values(state=CertificateState.FAILED)
+                )
+        except Exception as exc:
+            # The class only: a database error's message can quote the row's values.
+            _log.error(
+                "certificate row %d left pending after a failed issuance (%s); "
+                "fail_abandoned_issuances will fail it",
+                row_id,
+                type(exc).__name__,
             )
 
     def _throwaway_key(self, algorithm: KeyAlgorithm) -> CertificateIssuerPrivateKeyTypes:
@@ -395,25 +434,26 @@ class HierarchyBuilder:
                 lint_der=lint_copy.public_bytes(Encoding.DER),
                 not_before=lint_copy.not_valid_before_utc,
                 not_after=lint_copy.not_valid_after_utc,
+                created_at=now,
             )
             session.add(cert_row)
             session.flush()
             ca_id, row_id = ca_row.id, cert_row.id
-        key = ca.keystore.private_key(key_label, usage=KeyUsage.CERT_SIGN)
         try:
+            key = ca.keystore.private_key(key_label, usage=KeyUsage.CERT_SIGN)
             with signing_context(operation="issue-certificate:root"):
                 certificate = builder.sign(key, hash_algorithm)
-        except HsmError:
-            ca._mark_failed(row_id)
+            der = certificate.public_bytes(Encoding.DER)
+            with ca.sessions.begin() as session:
+                session.execute(update(CaRow).where(CaRow.id == ca_id).values(certificate_der=der))
+                session.execute(
+                    update(CertificateRow)
+                    .where(CertificateRow.id == row_id)
+                    .values(state=CertificateState.ISSUED, der=der)
+                )
+        except BaseException:
+            ca._mark_failed(row_id)  # as in issue(): never leave the row PENDING
             raise
-        der = certificate.public_bytes(Encoding.DER)
-        with ca.sessions.begin() as session:
-            session.execute(update(CaRow).where(CaRow.id == ca_id).values(certificate_der=der))
-            session.execute(
-                update(CertificateRow)
-                .where(CertificateRow.id == row_id)
-                .values(state=CertificateState.ISSUED, der=der)
-            )
         return ca.issuer(name)
 
     def create_subordinate(

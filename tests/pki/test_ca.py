@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -15,16 +17,18 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import event, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 import pki.ca
 import pki.certificates
-from hsm_sim.api import AuditResult
+from hsm_sim.api import AuditResult, KeyAlgorithm, KeyUsage
 from hsm_sim.errors import ErrorCategory, HsmError
+from hsm_sim.storage import utcnow
 from pki.ca import (
     SERIAL_ATTEMPTS,
     CertificateAuthority,
+    HierarchyBuilder,
     IssuanceRequest,
     serial_from_text,
     serial_to_text,
@@ -478,6 +482,128 @@ def test_a_failed_hsm_signature_leaves_a_failed_row_not_an_issued_one(
         assert node.issued_count() == issued_before
         last = node.audit.recent_entries(2)
         assert [entry.result.value for entry in last] == ["failed", "granted"]
+    finally:
+        node.close()
+
+
+def _lock_updates(node: Node, table: str, *, storing_der: bool) -> None:
+    """Make each UPDATE of `table` fail as a busy SQLite database does: those that
+    store a certificate's DER, or (`storing_der=False`) all of them."""
+
+    @event.listens_for(node.engine, "before_cursor_execute")
+    def _busy(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.startswith(f"UPDATE {table} ") and (
+            not storing_der or "der=" in statement.replace(" ", "")
+        ):
+            raise sqlite3.OperationalError("database is locked")
+
+
+def _worker_timeout(*args, **kwargs):
+    raise SystemExit("worker timeout")
+
+
+@pytest.mark.parametrize("interruption", ["database locked after signing", "worker timeout"])
+def test_an_issuance_interrupted_by_anything_leaves_a_failed_row(
+    tmp_path, monkeypatch, interruption
+) -> None:
+    node = build_node(tmp_path / "node")
+    try:
+        if interruption == "worker timeout":
+            monkeypatch.setattr(type(node.keystore), "_sign_with_key", _worker_timeout)
+            expected: type[BaseException] = SystemExit
+        else:
+            _lock_updates(node, "certificate", storing_der=True)
+            expected = OperationalError
+        issued_before = node.issued_count()
+        with pytest.raises(expected):
+            node.ca.issue(_agency_request(node))
+        rows = node.certificate_rows()
+        assert rows[-1].state is CertificateState.FAILED and rows[-1].der is None
+        assert node.issued_count() == issued_before
+    finally:
+        node.close()
+
+
+def test_a_root_interrupted_after_signing_leaves_a_failed_row(tmp_path) -> None:
+    node = build_node(tmp_path / "node", ceremony=False, agency=False)
+    try:
+        usages = frozenset({KeyUsage.CERT_SIGN, KeyUsage.CRL_SIGN})
+        node.keystore.generate_key("root-key", KeyAlgorithm.EC_P256, usages)
+        _lock_updates(node, "certificate_authority", storing_der=True)
+        with pytest.raises(OperationalError):
+            HierarchyBuilder(node.ca).create_root(
+                name="root",
+                subject=x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Root")]),
+                key_label="root-key",
+                algorithm=KeyAlgorithm.EC_P256,
+                lifetime=dt.timedelta(days=3650),
+            )
+        [row] = node.certificate_rows()
+        assert row.state is CertificateState.FAILED and row.der is None
+    finally:
+        node.close()
+
+
+def test_a_row_that_cannot_be_marked_failed_does_not_hide_the_error(
+    tmp_path, monkeypatch, caplog
+) -> None:
+    node = build_node(tmp_path / "node")
+    try:
+        def broken_token(*args, **kwargs):
+            raise RuntimeError("token unplugged")
+
+        monkeypatch.setattr(type(node.keystore), "_sign_with_key", broken_token)
+        _lock_updates(node, "certificate", storing_der=False)
+        with caplog.at_level(logging.ERROR, logger="pki.ca"), pytest.raises(HsmError):
+            node.ca.issue(_agency_request(node))
+        row = node.certificate_rows()[-1]
+        assert row.state is CertificateState.PENDING
+        [record] = caplog.records
+        assert f"certificate row {row.id} left pending" in record.getMessage()
+        assert "OperationalError" in record.getMessage()
+        assert "locked" not in record.getMessage()  # no database message in logs
+    finally:
+        node.close()
+
+
+def test_issuances_left_pending_are_failed_once_old_enough(
+    tmp_path, database_url
+) -> None:
+    node = build_node(tmp_path / "node", database_url=database_url)
+    try:
+        now = utcnow()
+        template = node.certificate_rows()[-1]
+        with node.sessions.begin() as session:
+            for serial, age in (("a1", dt.timedelta(hours=2)), ("a2", -dt.timedelta(hours=1))):
+                session.add(
+                    CertificateRow(
+                        issuer_id=template.issuer_id,
+                        serial=serial,
+                        profile=template.profile,
+                        subject=template.subject,
+                        state=CertificateState.PENDING,
+                        lint_der=template.lint_der,
+                        not_before=template.not_before,
+                        not_after=template.not_after,
+                        created_at=now - age,
+                    )
+                )
+        issued_before = node.issued_count()
+        # Every row but "a2" is older than an hour by this clock, the issued ones too.
+        later = CertificateAuthority(
+            keystore=node.keystore,
+            sessions=node.sessions,
+            endpoints=node.ca.endpoints,
+            clock=lambda: now + dt.timedelta(minutes=90),
+        )
+        assert later.fail_abandoned_issuances(older_than=dt.timedelta(hours=1)) == 1
+        states = {row.serial: row.state for row in node.certificate_rows()}
+        assert states["a1"] is CertificateState.FAILED
+        assert states["a2"] is CertificateState.PENDING
+        assert node.issued_count() == issued_before
+        assert later.fail_abandoned_issuances(older_than=dt.timedelta(hours=1)) == 0
+        with pytest.raises(ValueError, match="positive"):
+            later.fail_abandoned_issuances(older_than=dt.timedelta(0))
     finally:
         node.close()
 
