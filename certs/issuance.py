@@ -462,26 +462,22 @@ class LicenceRegistry:
         progress: Callable[[int, int], None] | None = None,
     ) -> BatchIssuance:
         """Issue many licences, all stamped for `principal`; the LC1 tokens are signed
-        in one batch (an audit entry each, in one append). A request that fails is reported with its
-        reason and leaves nothing."""
+        in one batch (an audit entry each, in one append). A request that fails,
+        for whatever reason, is reported with its reason and leaves nothing; the
+        others are issued and returned all the same."""
         now = self._now()
         signer = self._signer(now)
         failed: list[BatchFailure] = []
         reserved: list[tuple[int, _Reservation]] = []
-        for position, request in enumerate(requests):
-            try:
-                plan = self._plan(request, now, principal)
-                reserved.append(
-                    (position, self._reserve(plan, now, signer, actor=actor))
-                )
-            except LicenseError as exc:
-                failed.append(BatchFailure(position, str(exc)))
-            except Exception as exc:
-                if not isinstance(getattr(exc, "category", None), ErrorCategory):
-                    self._discard_all(r for _, r in reserved)
-                    raise
-                failed.append(BatchFailure(position, str(exc)))
         try:
+            for position, request in enumerate(requests):
+                try:
+                    plan = self._plan(request, now, principal)
+                    reserved.append(
+                        (position, self._reserve(plan, now, signer, actor=actor))
+                    )
+                except Exception as exc:
+                    failed.append(BatchFailure(position, _batch_failure_reason(exc)))
             with signing_context(actor=_audit_actor(actor, "licences")):
                 tokens = encode_tokens(
                     [_claims(self.region, r) for _, r in reserved],
@@ -501,12 +497,18 @@ class LicenceRegistry:
                     self._complete(reservation, signer, actor=actor, token=token)
                 )
             except Exception as exc:
-                if not isinstance(getattr(exc, "category", None), ErrorCategory):
+                # _complete left nothing of this one; the licences issued before it
+                # stay issued and are returned, so a re-run does not duplicate them.
+                failed.append(BatchFailure(position, _batch_failure_reason(exc)))
+            except BaseException:
+                self._discard_all(r for _, r in reserved[done:])
+                raise
+            if progress is not None:
+                try:
+                    progress(done, len(reserved))
+                except BaseException:
                     self._discard_all(r for _, r in reserved[done:])
                     raise
-                failed.append(BatchFailure(position, str(exc)))
-            if progress is not None:
-                progress(done, len(reserved))
         return BatchIssuance(
             issued=tuple(issued), failed=tuple(sorted(failed, key=lambda f: f.index))
         )
@@ -839,10 +841,19 @@ class LicenceRegistry:
         except BaseException:
             self._discard(reservation)
             raise
-        with signing_context(
-            actor=_audit_actor(actor, f"licence-{reservation.row_id}")
-        ):
-            self._publish_after_issue(reservation)
+        try:
+            with signing_context(
+                actor=_audit_actor(actor, f"licence-{reservation.row_id}")
+            ):
+                self._publish_after_issue(reservation)
+        except Exception as exc:
+            # The licence is stored and VALID: reporting failure now would invite a
+            # retry that issues it twice. Its list is signed by the next publish.
+            _log.error(
+                "licence %s issued, but its status list was not re-signed (%s)",
+                reservation.identifier,
+                type(exc).__name__,
+            )
         return IssuedLicence(
             record=self.get_licence(str(reservation.identifier)),
             token=token,
@@ -1561,6 +1572,24 @@ def _identifier_text(identifier: str) -> str:
 def _not_found(identifier: str) -> LicenceNotFoundError:
     return LicenceNotFoundError(
         f"no licence with identifier {str(identifier).strip()[:128]!r}"
+    )
+
+
+def _batch_failure_reason(exc: Exception) -> str:
+    """Why one licence of a batch was not issued, as the batch report says it.
+
+    An error without a category is a bug or an outage: the report names its kind
+    only (a database error's text can quote the licence's data) and the log says
+    which licence it hit.
+    """
+    if isinstance(exc, LicenseError) or isinstance(
+        getattr(exc, "category", None), ErrorCategory
+    ):
+        return str(exc)
+    _log.error("a licence of a batch was not issued: %s", type(exc).__name__)
+    return (
+        f"unexpected error ({type(exc).__name__}); nothing was issued for this "
+        "licence, the others were not affected"
     )
 
 

@@ -1054,6 +1054,53 @@ def test_concurrent_issuance_and_status_changes(
         node.close()
 
 
+def test_an_unexpected_error_in_a_batch_costs_only_its_own_licence(
+    licences: LicenceRegistry,
+    guide_cards: GuideCards,
+    licence_node: Node,
+    monkeypatch,
+) -> None:
+    stamp = licences._stamp
+    calls = iter(range(100))
+
+    def stamp_failing_the_second(*args, **kwargs):
+        if next(calls) == 1:
+            raise RuntimeError("disk full at 350102199001011234")
+        return stamp(*args, **kwargs)
+
+    monkeypatch.setattr(licences, "_stamp", stamp_failing_the_second)
+    requests = [
+        LicenceRequest(TOUR_GUIDE, AGENCY_USCC, guide_cards.data()) for _ in range(3)
+    ]
+    batch = licences.issue_licences(requests, actor="t", principal=OPERATOR)
+
+    assert len(batch.issued) == 2
+    (failure,) = batch.failed
+    assert failure.index == 1
+    assert "unexpected error (RuntimeError)" in failure.reason
+    assert "350102199001011234" not in failure.reason
+    for issued in batch.issued:
+        assert licences.get_licence(issued.identifier).status is LicenceStatus.VALID
+    with licence_node.sessions() as session:
+        pending = session.scalar(
+            select(func.count())
+            .select_from(LicenceRow)
+            .where(LicenceRow.state == LicenceState.PENDING)
+        )
+    assert pending == 0
+
+
+def test_an_issued_licence_is_returned_even_if_its_list_cannot_be_re_signed(
+    licences: LicenceRegistry, guide_cards: GuideCards, monkeypatch
+) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("status list store broke")
+
+    monkeypatch.setattr(licences, "_publish_after_issue", broken)
+    issued = guide_cards.issue()
+    assert licences.get_licence(issued.identifier).status is LicenceStatus.VALID
+
+
 @pytest.fixture
 def pg_licences(postgres_url: str, tmp_path: Path):
     """A licence registry on PostgreSQL, whose READ COMMITTED lets a transaction see
