@@ -3,9 +3,10 @@
 Ordering is what keeps CRLs honest under concurrency. Every status change takes the
 next value of its issuer's `revocation_sequence` while holding the issuer row's lock,
 in the same transaction that changes the certificate. Every CRL takes the next CRL
-number and reads the revocations under that same lock. So a CRL with a higher number
-was read later and contains everything a lower-numbered one does, and every
-revocation appears in the first CRL read after it committed. Signing happens after
+number under that same lock and reads the revocations there (on SQLite, just after:
+see _publish_crl). So a CRL with a higher number was read later and contains
+everything a lower-numbered one does, and every revocation appears in the first CRL
+read after it committed. Signing happens after
 the transaction commits (the audit log writes first, on its own connection).
 """
 
@@ -15,14 +16,17 @@ import contextlib
 import dataclasses
 import datetime as dt
 import gc
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from sqlalchemy import and_, bindparam, delete, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from hsm_sim.api import KeyUsage, signing_context
@@ -60,6 +64,7 @@ from pki.ocsp import (
 )
 
 _log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 __all__ = [
     "REASON_FLAGS",
@@ -90,6 +95,37 @@ _CACHED_RESPONSE = select(
 )
 # A pre-signed response is re-signed once less than this much of its life is left.
 _REFRESH_MARGIN = 0.5
+# Pre-signed responses are signed and stored this many at a time, each batch committed
+# on its own: memory and bind parameters (PostgreSQL allows 65,535 in a statement)
+# stay bounded however many certificates are due, and a failure loses one batch.
+_PRESIGN_CHUNK = 500
+# What one CA's part of a refresh may fail with without stopping the other CAs'.
+_CA_FAILURES = (PkiError, HsmError, SQLAlchemyError)
+
+
+def _chunks(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def _is_fresh(
+    produced_at: dt.datetime, next_update: dt.datetime, now: dt.datetime
+) -> bool:
+    """Whether a pre-signed response is still served as it is, rather than re-signed."""
+    return now < produced_at + (next_update - produced_at) * _REFRESH_MARGIN
+
+
+def _describe_failure(error: Exception) -> str:
+    """`error` on one line for the log. A Yinxin error's message is written to be shown;
+    a database error's may quote data, so only its kind and code are."""
+    if isinstance(error, (PkiError, HsmError)):
+        return " ".join(str(error).split()) or type(error).__name__
+    original = getattr(error, "orig", None)
+    code = getattr(original, "sqlstate", None) or getattr(
+        original, "sqlite_errorname", None
+    )
+    return f"{type(error).__name__} (code {code})" if code else type(error).__name__
 
 
 def parse_reason(text: str) -> RevocationReason:
@@ -177,6 +213,10 @@ class RevocationService:
         # request costs more than the query itself.
         with self.sessions() as session:
             self._engine = session.get_bind()
+        # On PostgreSQL a CRL's entries are read under the issuer row's lock, which
+        # holds up only that CA's revocations, and the CRL then lists exactly the
+        # revocations up to its covers_sequence; on SQLite see _publish_crl.
+        self._read_crl_apart = self._engine.dialect.name == "sqlite"
 
     # -- revoking --------------------------------------------------------------
 
@@ -184,7 +224,6 @@ class RevocationService:
         self, serial: str, reason: RevocationReason, *, issuer_name: str | None = None
     ) -> RevocationOutcome:
         """Revoke a certificate. Revoking again is a no-op; a hold can become final."""
-        now = self.ca.clock()
         with write_transaction(self.sessions) as session:
             row = self._find(session, serial, issuer_name)
             issuer = self._issuer_name(session, row.issuer_id)
@@ -205,7 +244,9 @@ class RevocationService:
                     ),
                 )
             row.revocation_sequence = self._next_sequence(session, row.issuer_id)
-            row.revoked_at = now.replace(microsecond=0)
+            # Read once the issuer's lock is ours, so revocation dates follow the
+            # sequence (see _publish_crl).
+            row.revoked_at = self.ca.clock().replace(microsecond=0)
             row.revocation_reason = reason
             row.hold_released_at = None
             self._drop_presigned(session, row)
@@ -222,7 +263,6 @@ class RevocationService:
 
     def release_hold(self, serial: str, *, issuer_name: str | None = None) -> RevocationOutcome:
         """Lift a certificateHold; every other revocation is final."""
-        now = self.ca.clock()
         with write_transaction(self.sessions) as session:
             row = self._find(session, serial, issuer_name)
             issuer = self._issuer_name(session, row.issuer_id)
@@ -240,7 +280,7 @@ class RevocationService:
             row.revocation_sequence = self._next_sequence(session, row.issuer_id)
             row.revoked_at = None
             row.revocation_reason = None
-            row.hold_released_at = now.replace(microsecond=0)
+            row.hold_released_at = self.ca.clock().replace(microsecond=0)
             self._drop_presigned(session, row)
             issuer_id = row.issuer_id
             outcome = RevocationOutcome(
@@ -323,7 +363,6 @@ class RevocationService:
 
     def _publish_crl(self, issuer_name: str, *, delta: bool) -> CrlInfo:
         issuer = self.ca.issuer(issuer_name)
-        now = self.ca.clock().replace(microsecond=0)
         with write_transaction(self.sessions) as session:
             number, sequence = session.execute(
                 update(CaRow)
@@ -331,6 +370,9 @@ class RevocationService:
                 .values(crl_number=CaRow.crl_number + 1)
                 .returning(CaRow.crl_number, CaRow.revocation_sequence)
             ).one()
+            # Read once the issuer's lock is ours: CRL number N+1 never carries an
+            # earlier thisUpdate than N.
+            now = self.ca.clock().replace(microsecond=0)
             base = None
             if delta:
                 base = session.execute(
@@ -339,8 +381,22 @@ class RevocationService:
                     .order_by(CrlRow.number.desc())
                     .limit(1)
                 ).first()
-            with _collector_paused():
-                entries = self._entries(session, issuer.id, now, base[1] if base else None)
+            since = base[1] if base else None
+            if not self._read_crl_apart:
+                with _collector_paused():
+                    entries = self._entries(session, issuer.id, now, since)
+        if self._read_crl_apart:
+            # SQLite's write transaction locks the whole database: every other
+            # process's audit append would wait (5 s at most, then fail) while a large
+            # CRL is read, so the entries are read after it commits. That loses
+            # nothing: a revocation takes its sequence under the same issuer-row lock
+            # as the counter update above, so once that update returned, every
+            # revocation with a sequence up to `sequence` (covers_sequence) had
+            # committed. Reading later can only add newer changes, which the next
+            # delta lists anyway (deltas take `> covers_sequence`). The full CRL gets
+            # no `<= sequence` bound: a hold made final after it would drop out.
+            with self.sessions() as session, _collector_paused():
+                entries = self._entries(session, issuer.id, now, since)
         if delta and base is None:
             delta = False  # no full CRL to be a delta of yet
         with _collector_paused():
@@ -544,80 +600,110 @@ class RevocationService:
         flag = REASON_FLAGS[reason] if reason and reason is not RevocationReason.UNSPECIFIED else None
         return CertificateStatus.revoked(revoked_at, flag)
 
-    def _status_of(self, session: Session, issuer_id: int, serial: str) -> CertificateStatus:
-        row = session.execute(
-            select(CertificateRow.revoked_at, CertificateRow.revocation_reason).where(
-                CertificateRow.issuer_id == issuer_id,
-                CertificateRow.serial == serial,
-                CertificateRow.state == CertificateState.ISSUED,
-            )
-        ).first()
-        if row is None:
-            return UNKNOWN
-        return self._status_from(*row)
+    @classmethod
+    def _statuses(
+        cls, session: Session, issuer_id: int, serials: Sequence[str], *, lock: bool = False
+    ) -> dict[str, CertificateStatus]:
+        """The status of each of `serials` that `issuer_id` issued; unknown ones are
+        left out."""
+        query = select(
+            CertificateRow.serial, CertificateRow.revoked_at, CertificateRow.revocation_reason
+        ).where(
+            CertificateRow.issuer_id == issuer_id,
+            CertificateRow.serial.in_(serials),
+            CertificateRow.state == CertificateState.ISSUED,
+        )
+        if lock:
+            query = query.order_by(CertificateRow.serial).with_for_update()
+        return {
+            serial: cls._status_from(revoked_at, reason)
+            for serial, revoked_at, reason in session.execute(query)
+        }
 
     def presign_ocsp(self, issuer: Issuer, serials: Iterable[str]) -> int:
-        """Sign and store fresh responses (SHA-1 CertID) for `serials`; returns how many."""
+        """Sign and store fresh responses (SHA-1 CertID) for `serials`; returns how many.
+
+        They are signed and stored _PRESIGN_CHUNK at a time; what a chunk stored stays
+        stored if a later one fails.
+        """
         responder = self.responder(issuer)
-        now = self.ca.clock()
-        signed: list[tuple[str, CertificateStatus, bytes]] = []
-        with signing_context(operation=f"presign-ocsp:{issuer.name}"):
-            for serial in serials:
-                with self.sessions() as session:
-                    status = self._status_of(session, issuer.id, serial)
-                if status is UNKNOWN:
-                    continue  # nothing to cache: unknown serials are answered live
-                cert_id = responder.cert_id(int(serial, 16), _PRESIGNED_HASH)
-                response = build_ocsp_response(cert_id, responder=responder, status=status, now=now)
-                signed.append((serial, status, response))
-        return self._store_responses(issuer.id, now, signed)
+        stored = 0
+        for chunk in _chunks(serials, _PRESIGN_CHUNK):
+            now = self.ca.clock()
+            with self.sessions() as session:
+                statuses = self._statuses(session, issuer.id, chunk)
+            signed: list[tuple[str, CertificateStatus, bytes]] = []
+            with signing_context(operation=f"presign-ocsp:{issuer.name}"):
+                for serial in chunk:
+                    status = statuses.get(serial)
+                    if status is None:
+                        continue  # nothing to cache: unknown serials are answered live
+                    cert_id = responder.cert_id(int(serial, 16), _PRESIGNED_HASH)
+                    response = build_ocsp_response(
+                        cert_id, responder=responder, status=status, now=now
+                    )
+                    signed.append((serial, status, response))
+            stored += self._store_responses(issuer.id, now, signed)
+        return stored
 
     def _store_responses(
-        self, issuer_id: int, now: dt.datetime, signed: list[tuple[str, CertificateStatus, bytes]]
+        self,
+        issuer_id: int,
+        now: dt.datetime,
+        signed: Iterable[tuple[str, CertificateStatus, bytes]],
     ) -> int:
-        """Store responses whose status is still current; returns how many were stored.
+        """Store responses whose status is still current, _PRESIGN_CHUNK to a transaction;
+        returns how many were stored.
 
         The certificates' rows are locked (a revocation locks them too) and their status
         read again: a response signed just before a revocation committed must not
         replace the one the revocation signs afterwards.
         """
-        if not signed:
-            return 0
         next_update = now + self.ocsp_lifetime
-        with write_transaction(self.sessions) as session:
-            current = {
-                serial: self._status_from(revoked_at, reason)
-                for serial, revoked_at, reason in session.execute(
-                    select(
-                        CertificateRow.serial,
-                        CertificateRow.revoked_at,
-                        CertificateRow.revocation_reason,
+        stored = 0
+        for chunk in _chunks(signed, _PRESIGN_CHUNK):
+            with write_transaction(self.sessions) as session:
+                current = self._statuses(
+                    session, issuer_id, [serial for serial, _, _ in chunk], lock=True
+                )
+                fresh = [
+                    (serial, der)
+                    for serial, status, der in chunk
+                    if current.get(serial) == status
+                ]
+                if not fresh:
+                    continue
+                session.execute(
+                    delete(OcspResponseRow).where(
+                        OcspResponseRow.issuer_id == issuer_id,
+                        OcspResponseRow.serial.in_([serial for serial, _ in fresh]),
                     )
-                    .where(
-                        CertificateRow.issuer_id == issuer_id,
-                        CertificateRow.serial.in_([serial for serial, _, _ in signed]),
-                        CertificateRow.state == CertificateState.ISSUED,
+                )
+                session.add_all(
+                    OcspResponseRow(
+                        issuer_id=issuer_id,
+                        serial=serial,
+                        produced_at=now,
+                        next_update=next_update,
+                        der=der,
                     )
-                    .order_by(CertificateRow.serial)
-                    .with_for_update()
+                    for serial, der in fresh
                 )
-            }
-            fresh = [(serial, der) for serial, status, der in signed if current.get(serial) == status]
-            if not fresh:
-                return 0
-            session.execute(
-                delete(OcspResponseRow).where(
-                    OcspResponseRow.issuer_id == issuer_id,
-                    OcspResponseRow.serial.in_([serial for serial, _ in fresh]),
-                )
-            )
-            session.add_all(
-                OcspResponseRow(
-                    issuer_id=issuer_id, serial=serial, produced_at=now, next_update=next_update, der=der
-                )
-                for serial, der in fresh
-            )
-        return len(fresh)
+            stored += len(fresh)
+        return stored
+
+    def _fresh_presigned(
+        self, issuer_id: int, serial: str, now: dt.datetime
+    ) -> bytes | None:
+        """The stored response for `serial` if it is still served as it is."""
+        with self._engine.connect() as connection:
+            cached = connection.execute(
+                _CACHED_RESPONSE, {"issuer_id": issuer_id, "serial": serial}
+            ).first()
+        if cached is None:
+            return None
+        der, produced_at, next_update = cached
+        return der if _is_fresh(produced_at, next_update, now) else None
 
     def respond_ocsp(self, request_der: bytes) -> bytes:
         """The DER OCSPResponse for a request: pre-signed when possible, else signed now."""
@@ -632,17 +718,12 @@ class RevocationService:
         serial = serial_to_text(cert_id.serial_number)
         now = self.ca.clock()
         if request.nonce is None and cert_id.hash_name == _PRESIGNED_HASH:
-            with self._engine.connect() as connection:
-                cached = connection.execute(
-                    _CACHED_RESPONSE, {"issuer_id": issuer.id, "serial": serial}
-                ).first()
-            if cached is not None:
-                der, produced_at, next_update = cached
-                if now < produced_at + (next_update - produced_at) * _REFRESH_MARGIN:
-                    return der
+            presigned = self._fresh_presigned(issuer.id, serial, now)
+            if presigned is not None:
+                return presigned
         responder = self.responder(issuer)
         with self.sessions() as session:
-            status = self._status_of(session, issuer.id, serial)
+            status = self._statuses(session, issuer.id, [serial]).get(serial, UNKNOWN)
         with signing_context(operation=f"sign-ocsp:{issuer.name}"):
             der = build_ocsp_response(
                 cert_id, responder=responder, status=status, now=now, nonce=request.nonce
@@ -654,9 +735,10 @@ class RevocationService:
     def needs_live_signature(self, request_der: bytes) -> bool:
         """Whether answering `request_der` would make the responder sign now.
 
-        Pre-signed answers (SHA-1 CertID, no nonce, a stored response) cost a database
-        read; everything else — a nonce, another CertID hash, a serial with no stored
-        response such as one never issued — is a key-store signature and an audit
+        Pre-signed answers (SHA-1 CertID, no nonce, a stored response not yet due for
+        re-signing) cost a database read; everything else — a nonce, another CertID
+        hash, a serial with no stored response such as one never issued, a stored
+        response past its refresh margin — is a key-store signature and an audit
         entry, which is what a web front end rate-limits. Malformed requests and
         foreign issuers are answered unsigned, so they need none.
         """
@@ -670,12 +752,8 @@ class RevocationService:
             return False
         if request.nonce is not None or cert_id.hash_name != _PRESIGNED_HASH:
             return True
-        with self._engine.connect() as connection:
-            stored = connection.execute(
-                _CACHED_RESPONSE,
-                {"issuer_id": issuer.id, "serial": serial_to_text(cert_id.serial_number)},
-            ).first()
-        return stored is None
+        serial = serial_to_text(cert_id.serial_number)
+        return self._fresh_presigned(issuer.id, serial, self.ca.clock()) is None
 
     def _issuer_serving(self, cert_id: CertId) -> Issuer | None:
         for reload in (False, True):
@@ -706,16 +784,60 @@ class RevocationService:
     # -- scheduled work --------------------------------------------------------
 
     def refresh(self) -> dict[str, int]:
-        """Re-sign what is getting old: CRLs past half their life, stale OCSP responses."""
+        """Re-sign what is getting old: CRLs past half their life, stale OCSP responses.
+
+        Every CA's CRLs come first, then the OCSP responses, so nothing delays a CRL.
+        A CA whose part fails (a missing key, a database error) is logged and counted
+        under "failed", which the report has only then; the other CAs' still run.
+        """
         now = self.ca.clock()
         report = {"crls": 0, "ocsp": 0}
-        for issuer in self.ca.issuers():
-            latest = self.latest_crl(issuer.name)
-            if latest is None or now >= latest.this_update + (latest.next_update - latest.this_update) / 2:
-                self.publish_crl(issuer.name)
-                report["crls"] += 1
+        failed: set[str] = set()
+        issuers = self.ca.issuers()
+        for issuer in issuers:
+            try:
+                if self._crl_due(issuer, now):
+                    self.publish_crl(issuer.name)
+                    report["crls"] += 1
+            except _CA_FAILURES as exc:
+                _log.warning(
+                    "refresh: the CRLs of %s failed: %s",
+                    issuer.name,
+                    _describe_failure(exc),
+                )
+                failed.add(issuer.name)
+        for issuer in issuers:
+            try:
+                for stored in self._presign_stale(issuer, now):
+                    report["ocsp"] += stored
+            except _CA_FAILURES as exc:
+                _log.warning(
+                    "refresh: the OCSP responses of %s failed: %s",
+                    issuer.name,
+                    _describe_failure(exc),
+                )
+                failed.add(issuer.name)
+        if failed:
+            report["failed"] = len(failed)
+        return report
+
+    def _crl_due(self, issuer: Issuer, now: dt.datetime) -> bool:
+        latest = self.latest_crl(issuer.name)
+        if latest is None:
+            return True
+        return now >= latest.this_update + (latest.next_update - latest.this_update) / 2
+
+    def _presign_stale(self, issuer: Issuer, now: dt.datetime) -> Iterator[int]:
+        """Pre-sign the responses `issuer`'s certificates lack or that are getting old,
+        a chunk at a time; yields how many each chunk stored."""
+        try:
+            self.responder(issuer)
+        except UnknownCaError:
+            return  # no responder yet: nothing to pre-sign
+        after = ""
+        while True:
             with self.sessions() as session:
-                stale = session.scalars(
+                serials = session.scalars(
                     select(CertificateRow.serial)
                     .outerjoin(
                         OcspResponseRow,
@@ -726,6 +848,7 @@ class RevocationService:
                     )
                     .where(
                         CertificateRow.issuer_id == issuer.id,
+                        CertificateRow.serial > after,
                         CertificateRow.state == CertificateState.ISSUED,
                         CertificateRow.not_after > now,
                         or_(
@@ -734,10 +857,10 @@ class RevocationService:
                             < now + self.ocsp_lifetime * _REFRESH_MARGIN,
                         ),
                     )
+                    .order_by(CertificateRow.serial)
+                    .limit(_PRESIGN_CHUNK)
                 ).all()
-            try:
-                report["ocsp"] += self.presign_ocsp(issuer, stale)
-            except UnknownCaError:
-                continue
-        return report
-
+            if not serials:
+                return
+            yield self.presign_ocsp(issuer, serials)
+            after = serials[-1]

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import itertools
+import logging
 import os
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,15 +20,24 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509 import ocsp
-from sqlalchemy import delete, select
+from sqlalchemy import delete, event, func, insert, select, update
+from sqlalchemy.exc import OperationalError
 
 import pki.ca
 import pki.revocation
 from hsm_sim.errors import ErrorCategory, HsmError
 from pki.ca import CertificateAuthority, IssuanceRequest, IssuedCertificate
-from pki.ca_models import CertificateRow, CrlRow, OcspResponseRow, RevocationReason
+from pki.ca_models import (
+    CaRow,
+    CertificateRow,
+    CertificateState,
+    CrlRow,
+    OcspResponseRow,
+    RevocationReason,
+)
 from pki.certificates import AgencySubject, agency_subject_name
 from pki.errors import InvalidSerialError, RevocationError, UnknownSerialError
+from pki.ocsp import GOOD
 from pki.revocation import REASON_FLAGS, RevocationService, parse_reason
 from tests.conftest import require_tool
 from tests.helpers.node import AGENCY_NAME, AGENCY_USCC, Node, build_node
@@ -881,3 +893,322 @@ def test_only_requests_answered_by_a_fresh_signature_need_a_live_one(node) -> No
     assert node.revocation.needs_live_signature(_ocsp_request(node, _issue(node)))
     # Garbage is answered malformedRequest, unsigned.
     assert not node.revocation.needs_live_signature(b"\x30\x03\x02\x01\x01")
+
+
+# -- refreshing in chunks, one CA at a time ------------------------------------------
+
+
+def _drop_presigned(node: Node) -> None:
+    with node.sessions.begin() as session:
+        session.execute(delete(OcspResponseRow))
+
+
+def _due_for_ocsp(node: Node) -> int:
+    """How many certificates, of every CA, a refresh pre-signs a response for."""
+    with node.sessions() as session:
+        return session.scalar(
+            select(func.count())
+            .select_from(CertificateRow)
+            .where(
+                CertificateRow.state == CertificateState.ISSUED,
+                CertificateRow.not_after > dt.datetime.now(dt.UTC),
+            )
+        )
+
+
+def _stored_responses(node: Node) -> int:
+    with node.sessions() as session:
+        return session.scalar(select(func.count()).select_from(OcspResponseRow))
+
+
+def test_refresh_presigns_and_stores_a_chunk_at_a_time(fresh_node, monkeypatch) -> None:
+    node = fresh_node
+    for _ in range(5):
+        _issue(node)
+    _drop_presigned(node)
+    monkeypatch.setattr(pki.revocation, "_PRESIGN_CHUNK", 2)
+    batches = []
+    original = RevocationService._store_responses
+
+    def store(self, issuer_id, now, signed):
+        signed = list(signed)
+        batches.append(len(signed))
+        return original(self, issuer_id, now, signed)
+
+    monkeypatch.setattr(RevocationService, "_store_responses", store)
+
+    report = node.revocation.refresh()
+
+    due = _due_for_ocsp(node)
+    assert report == {"crls": 0, "ocsp": due}
+    assert _stored_responses(node) == due
+    assert max(batches) <= 2 and len(batches) >= -(-due // 2)
+
+
+def test_presigning_keeps_the_chunks_stored_before_a_failure(
+    fresh_node, monkeypatch
+) -> None:
+    node = fresh_node
+    serials = [_issue(node).serial for _ in range(5)]
+    _drop_presigned(node)
+    monkeypatch.setattr(pki.revocation, "_PRESIGN_CHUNK", 2)
+    signed = []
+    original = pki.revocation.build_ocsp_response
+
+    def fail_on_the_fifth(*args, **kwargs):
+        if len(signed) == 4:
+            raise HsmError("the token went away")
+        signed.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pki.revocation, "build_ocsp_response", fail_on_the_fifth)
+    seal_ca = node.ca.issuer("seal-ca")
+    with pytest.raises(HsmError):
+        node.revocation.presign_ocsp(seal_ca, serials)
+    assert _stored_responses(node) == 4  # the first two chunks were committed
+
+    monkeypatch.setattr(pki.revocation, "build_ocsp_response", original)
+    assert node.revocation.presign_ocsp(seal_ca, serials) == 5
+    assert _stored_responses(node) == 5
+
+
+def test_more_responses_than_a_statement_may_bind_are_stored(tmp_path: Path) -> None:
+    # Once every response went into one statement with a bind parameter per serial,
+    # which failed after all the signing above PostgreSQL's 65,535 parameters; SQLite's
+    # historic limit of 999 shows the same with fewer rows.
+    node = build_node(tmp_path / "node")
+    limit, count = 999, 2_000
+
+    def limit_variables(connection, _record) -> None:
+        connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, limit)
+
+    event.listen(node.engine, "connect", limit_variables)
+    node.engine.dispose()  # new connections, with the limit
+    try:
+        seal_ca = node.ca.issuer("seal-ca")
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        serials = [f"4{number:039x}" for number in range(count)]
+        with node.sessions.begin() as session:
+            for start in range(0, count, 100):  # within the limit too
+                session.execute(
+                    insert(CertificateRow),
+                    [
+                        {
+                            "issuer_id": seal_ca.id,
+                            "serial": serial,
+                            "profile": "seal",
+                            "subject": "CN=bulk",
+                            "state": CertificateState.ISSUED,
+                            "lint_der": b"",
+                            "not_before": now,
+                            "not_after": now + dt.timedelta(days=365),
+                        }
+                        for serial in serials[start : start + 100]
+                    ],
+                )
+        before = _stored_responses(node)
+        signed = [(serial, GOOD, b"not-a-response") for serial in serials]
+        assert node.revocation._store_responses(seal_ca.id, now, signed) == count
+        assert _stored_responses(node) == before + count
+    finally:
+        node.close()
+
+
+def _later_service(node: Node, hours: float) -> RevocationService:
+    later = CertificateAuthority(
+        keystore=node.keystore,
+        sessions=node.sessions,
+        endpoints=node.ca.endpoints,
+        clock=lambda: dt.datetime.now(dt.UTC) + dt.timedelta(hours=hours),
+    )
+    return RevocationService(ca=later)
+
+
+def test_a_cas_missing_ocsp_key_leaves_the_other_cas_refreshed(
+    fresh_node, caplog
+) -> None:
+    node = fresh_node
+    _issue(node)
+    first = node.ca.issuers()[0]  # refreshed first: its failure once stopped the rest
+    with node.sessions.begin() as session:
+        session.execute(
+            update(CaRow)
+            .where(CaRow.id == first.id)
+            .values(ocsp_key_label="no-such-key")
+        )
+    with node.sessions() as session:
+        others = session.scalar(
+            select(func.count())
+            .select_from(CertificateRow)
+            .where(
+                CertificateRow.issuer_id != first.id,
+                CertificateRow.state == CertificateState.ISSUED,
+            )
+        )
+
+    with caplog.at_level(logging.WARNING, logger="pki.revocation"):
+        report = _later_service(node, hours=13).refresh()
+
+    assert report == {"crls": 4, "ocsp": others, "failed": 1}
+    [record] = caplog.records
+    assert first.name in record.getMessage() and "\n" not in record.getMessage()
+
+
+def test_a_database_error_in_one_cas_crl_is_logged_without_its_text(
+    fresh_node, monkeypatch, caplog
+) -> None:
+    node = fresh_node
+    service = _later_service(node, hours=13)
+    first, *_, last = node.ca.issuers()
+    original = service.publish_crl
+
+    def fail_for_the_first(issuer_name, **kwargs):
+        if issuer_name == first.name:
+            raise OperationalError(
+                "INSERT INTO crl ...", {}, Exception("Key (der)=(personal data) exists")
+            )
+        return original(issuer_name, **kwargs)
+
+    monkeypatch.setattr(service, "publish_crl", fail_for_the_first)
+    with caplog.at_level(logging.WARNING, logger="pki.revocation"):
+        report = service.refresh()
+
+    assert report["crls"] == 3 and report["failed"] == 1
+    [record] = caplog.records
+    assert first.name in record.getMessage()
+    assert "OperationalError" in record.getMessage()
+    assert "personal data" not in record.getMessage()
+    assert (
+        service.latest_crl(first.name).next_update
+        < service.latest_crl(last.name).next_update
+    )
+
+
+def test_refresh_publishes_every_crl_before_presigning(fresh_node, monkeypatch) -> None:
+    node = fresh_node
+    service = _later_service(node, hours=13)
+    done = []
+    publish, presign = service.publish_crl, service.presign_ocsp
+    monkeypatch.setattr(
+        service, "publish_crl", lambda *a, **k: done.append("crl") or publish(*a, **k)
+    )
+    monkeypatch.setattr(
+        service, "presign_ocsp", lambda *a, **k: done.append("ocsp") or presign(*a, **k)
+    )
+    service.refresh()
+    assert done == ["crl"] * 4 + ["ocsp"] * (len(done) - 4)
+
+
+# -- live signatures -----------------------------------------------------------------
+
+
+def test_a_stored_response_past_its_refresh_margin_needs_a_live_signature(
+    node, monkeypatch
+) -> None:
+    request = _ocsp_request(node, _issue(node))
+    _ocsp(node, request)  # stored, good for ocsp_lifetime (24 h), re-signed after 12
+    signatures = []
+    original = pki.revocation.build_ocsp_response
+    monkeypatch.setattr(
+        pki.revocation,
+        "build_ocsp_response",
+        lambda *a, **k: signatures.append(1) or original(*a, **k),
+    )
+    for hours, live in [(1, False), (13, True)]:
+        service = _later_service(node, hours=hours)
+        assert service.needs_live_signature(request) is live
+        signatures.clear()
+        service.respond_ocsp(request)
+        assert bool(signatures) is live
+
+
+# -- CRLs on SQLite, and the clock ---------------------------------------------------
+
+
+def test_on_sqlite_a_crl_is_read_after_the_write_lock_is_released(
+    node, monkeypatch
+) -> None:
+    assert node.engine.dialect.name == "sqlite"
+    revoked_while_reading = _issue(node).serial
+    lock_was_free = []
+    original = RevocationService._entries
+
+    def entries(session, issuer_id, now, since_sequence):
+        if not lock_was_free:
+            other = sqlite3.connect(node.engine.url.database, timeout=0)
+            try:
+                other.execute("BEGIN IMMEDIATE")
+                other.execute("ROLLBACK")
+                lock_was_free.append(True)
+            except sqlite3.OperationalError:
+                lock_was_free.append(False)
+            finally:
+                other.close()
+            if lock_was_free[0]:
+                node.revocation.revoke(revoked_while_reading, RevocationReason.SUPERSEDED)
+        return original(session, issuer_id, now, since_sequence)
+
+    monkeypatch.setattr(RevocationService, "_entries", staticmethod(entries))
+    full = node.revocation.publish_crl("seal-ca")
+    monkeypatch.undo()
+
+    assert lock_was_free == [True]
+    # Committed after the full CRL took its number, it is in the delta based on it.
+    assert _sequence_of(node, revoked_while_reading) > _covers_sequence(node, full)
+    delta = node.revocation.latest_crl("seal-ca", delta=True)
+    assert delta.base_number == full.number
+    assert int(revoked_while_reading, 16) in _entries(_crl(delta))
+
+
+def _covers_sequence(node: Node, info) -> int:
+    with node.sessions() as session:
+        return session.scalar(
+            select(CrlRow.covers_sequence).where(CrlRow.number == info.number)
+        )
+
+
+def test_dates_are_read_once_the_issuers_lock_is_taken(node) -> None:
+    events: list[tuple[str, object]] = []
+    ticks = itertools.count()
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(hours=1)
+
+    def clock() -> dt.datetime:
+        now = start + dt.timedelta(seconds=next(ticks))
+        events.append(("clock", now))
+        return now
+
+    def statement(conn, cursor, text, parameters, context, executemany) -> None:
+        if text.startswith("UPDATE certificate_authority"):
+            events.append(("lock", text))
+
+    service = RevocationService(
+        ca=CertificateAuthority(
+            keystore=node.keystore,
+            sessions=node.sessions,
+            endpoints=node.ca.endpoints,
+            clock=clock,
+        )
+    )
+    serial = _issue(node).serial
+    event.listen(node.engine, "before_cursor_execute", statement)
+    try:
+        events.clear()
+        revoked = service.revoke(serial, RevocationReason.CERTIFICATE_HOLD)
+        taken = events.index(("clock", revoked.revoked_at))
+        assert any(kind == "lock" for kind, _ in events[:taken])
+        events.clear()
+        assert service.release_hold(serial).changed
+        with node.sessions() as session:
+            released_at = session.scalar(
+                select(CertificateRow.hold_released_at).where(
+                    CertificateRow.serial == serial
+                )
+            )
+        taken = events.index(("clock", released_at))
+        assert any(kind == "lock" for kind, _ in events[:taken])
+        events.clear()
+        crl = service._publish_crl("seal-ca", delta=False)
+        taken = events.index(("clock", crl.this_update))
+        assert any(kind == "lock" for kind, _ in events[:taken])
+    finally:
+        event.remove(node.engine, "before_cursor_execute", statement)
