@@ -38,6 +38,7 @@ from portal.cli_support import (
     write_output,
 )
 from portal.config import ENV_CEREMONY_CONFIG
+from portal.errors import EXIT_CHECK_FAILED
 
 __all__ = ["ca", "ceremony_file_setting"]
 
@@ -549,7 +550,7 @@ def ca_crl(
 @json_option
 def ca_refresh(
     home: Path | None, database_url: str | None, hsm: str | None, as_json: bool
-) -> None:
+) -> int:
     """Re-sign CRLs past half their life, stale OCSP responses and due licence status
     lists; clear licence reservations and stamps a dead process left (for cron)."""
     settings = load_settings(home, database_url, hsm)
@@ -563,5 +564,14 @@ def ca_refresh(
             f"{report['ocsp']} OCSP response(s) and {report['status_lists']} licence "
             f"status list(s); discarded {report['discarded_licences']} unfinished "
             f"licence reservation(s); failed {report['abandoned_stamps']} abandoned "
-            f"stamp(s); signed {report['audit_checkpoints']} audit checkpoint(s)."
+            f"stamp(s) and {report['abandoned_issuances']} abandoned certificate "
+            f"issuance(s); signed {report['audit_checkpoints']} audit checkpoint(s)."
         )
+        if report.get("failed"):
+            click.echo(
+                f"{report['failed']} CA(s) could not be refreshed; the warnings above "
+                "say which and why.",
+                err=True,
+            )
+    # Cron must hear of a CA left stale: the others were refreshed, this one was not.
+    return EXIT_CHECK_FAILED if report.get("failed") else 0

@@ -65,6 +65,7 @@ from seal.trust_services import (
 )
 
 __all__ = [
+    "ABANDONED_ISSUANCE_AGE",
     "ABANDONED_STAMP_AGE",
     "STAMPER_CACHE_SIZE",
     "UNFINISHED_LICENCE_AGE",
@@ -85,6 +86,9 @@ UNFINISHED_LICENCE_AGE = dt.timedelta(hours=1)
 # A stamp-log entry still pending after this long was left by a process that died
 # while stamping: one stamping takes seconds, a web worker is killed after 60 s.
 ABANDONED_STAMP_AGE = dt.timedelta(hours=1)
+# A certificate row still pending after this long was left by a process that died
+# while issuing: one issuance takes seconds, a web worker is killed after 60 s.
+ABANDONED_ISSUANCE_AGE = dt.timedelta(hours=1)
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +216,9 @@ class Services:
     def scheduled_refresh(self, *, keep_going: bool = True) -> dict[str, int]:
         """The scheduled work: CRLs and OCSP responses, then the licences' status lists
         (stale or soon expiring), what a dead process left unfinished (licence
-        reservations and stamp-log entries), and an audit checkpoint over new entries.
+        reservations, stamp-log entries, certificate issuances), and an audit
+        checkpoint over new entries. A CA whose CRLs or OCSP responses could not be
+        refreshed is counted under "failed" (the other CAs are refreshed all the same).
 
         With `keep_going` (the server's schedule) a part that fails with a Yinxin error
         is logged and the other parts still run; without it (`yinxin ca refresh`) the
@@ -240,6 +246,16 @@ class Services:
                 lambda: {
                     "abandoned_stamps": self.seal_registry().fail_abandoned_stamps(
                         older_than=ABANDONED_STAMP_AGE
+                    )
+                },
+            ),
+            (
+                "abandoned issuances",
+                lambda: {
+                    "abandoned_issuances": (
+                        self.certificate_authority().fail_abandoned_issuances(
+                            older_than=ABANDONED_ISSUANCE_AGE
+                        )
                     )
                 },
             ),

@@ -18,7 +18,9 @@ from hsm_sim.errors import ErrorCategory
 from pki.ceremony_config import DEMO_CEREMONY_PATH
 from pki.oids import StandardOID
 from portal.cli import cli
+from portal.config import SettingOverrides, resolve_settings
 from portal.errors import EXIT_CODE_BY_CATEGORY
+from portal.services import Services
 
 CA_NAMES = ["root", "seal-ca", "document-ca", "infrastructure-ca"]
 
@@ -490,11 +492,44 @@ def test_ca_refresh_signs_what_is_missing_then_nothing(
         "status_lists": 0,
         "discarded_licences": 0,
         "abandoned_stamps": 0,
+        "abandoned_issuances": 0,
         "audit_checkpoints": 0,
     }
     human = invoke(instance_home, "ca", "refresh")
     assert human.stdout == (
         "Re-signed 0 CRL(s), each with its delta CRL, 0 OCSP response(s) and 0 "
         "licence status list(s); discarded 0 unfinished licence reservation(s); "
-        "failed 0 abandoned stamp(s); signed 0 audit checkpoint(s).\n"
+        "failed 0 abandoned stamp(s) and 0 abandoned certificate issuance(s); "
+        "signed 0 audit checkpoint(s).\n"
+    )
+
+
+def test_ca_refresh_reports_a_ca_it_could_not_refresh_and_exits_1(
+    instance_home: Path,
+    demo_uscc: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    issue_seal(instance_home, demo_uscc, tmp_path, "seal-g")
+    services = Services(
+        resolve_settings(SettingOverrides(home=instance_home), environ={})
+    )
+    try:
+        # The seal CA's OCSP responder key is gone: its responses cannot be signed.
+        label = services.revocation().responder(
+            services.certificate_authority().issuer("seal-ca")
+        ).responder_key.label
+        services.keystore().destroy_key(label)
+    finally:
+        services.close()
+
+    as_json = invoke(instance_home, "ca", "refresh", "--json")
+    human = invoke(instance_home, "ca", "refresh")
+
+    assert as_json.exit_code == human.exit_code == 1
+    assert json.loads(as_json.stdout)["failed"] == 1
+    assert "1 CA(s) could not be refreshed" in human.stderr
+    assert any(
+        "seal-ca" in record.getMessage() and record.levelname == "WARNING"
+        for record in caplog.records
     )
