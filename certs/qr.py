@@ -43,6 +43,10 @@ MAX_IMAGE_PIXELS = (
     40_000_000  # a 48-megapixel phone photo scaled a little; more is refused
 )
 MAX_IMAGE_BYTES = 32 * 1024 * 1024
+# Only these are opened: Pillow's other parsers (DDS, TIFF, ICO, ...) are more code
+# facing hostile bytes, and some raise what is not caught here.
+_IMAGE_FORMATS = ("PNG", "JPEG")
+_MAX_SIDE = 65535  # zxing-cpp raises ValueError for a wider or taller image
 _QR_ALPHANUMERIC = frozenset(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:")
 
 
@@ -118,11 +122,15 @@ def read_qr(image_bytes: bytes) -> str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(image_bytes)) as image:
+            with Image.open(io.BytesIO(image_bytes), formats=_IMAGE_FORMATS) as image:
                 width, height = image.size
                 if width * height > MAX_IMAGE_PIXELS:
                     raise QrDecodeError(
                         f"image has {width}x{height} pixels, more than {MAX_IMAGE_PIXELS}"
+                    )
+                if max(width, height) > _MAX_SIDE:
+                    raise QrDecodeError(
+                        f"image is {width}x{height} pixels, a side longer than {_MAX_SIDE}"
                     )
                 grey = image.convert("L")
     except QrDecodeError:

@@ -198,3 +198,30 @@ def test_qr_png_refuses_what_it_cannot_draw(token: str) -> None:
         qr_version("LC1:" + "A" * 2500, "H")
     with pytest.raises(ValueError, match="ecc"):
         qr_png(token, ecc="X")
+
+
+def _image_bytes(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["DDS", "TIFF", "GIF", "BMP", "ICO"])
+def test_read_qr_reads_only_png_and_jpeg(token: str, fmt: str) -> None:
+    """Pillow opens dozens of formats, some of whose parsers raise what read_qr does
+    not expect (a DDS with unknown pixel flags: NotImplementedError); only the two
+    formats the reader is for are opened."""
+    image = Image.open(io.BytesIO(qr_png(token, box_size=2))).convert("RGB")
+    data = bytearray(_image_bytes(image, fmt))
+    if fmt == "DDS":
+        data[80:84] = (0x00180000).to_bytes(4, "little")  # unknown pixel format flags
+    with pytest.raises(QrDecodeError, match="not a readable PNG or JPEG"):
+        read_qr(bytes(data))
+
+
+def test_read_qr_refuses_an_image_wider_than_the_decoder_takes() -> None:
+    """zxing-cpp raises ValueError for a side over 65535 pixels; a 70000x1 PNG is far
+    under the pixel limit and must be refused with a reason, not a traceback."""
+    data = _image_bytes(Image.new("L", (70_000, 1), 255), "PNG")
+    with pytest.raises(QrDecodeError, match="70000x1"):
+        read_qr(data)
