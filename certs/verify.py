@@ -827,7 +827,11 @@ def _image_png(image: generic.StreamObject) -> bytes | None:
     picture = picture.convert("L")
     if width < _QR_SCALE_UNDER:
         factor = -(-_QR_SCALE_UNDER // width)
-        picture = picture.resize((width * factor, height * factor), Image.NEAREST)
+        # A slim image (3x200000) would otherwise grow to billions of pixels.
+        while factor > 1 and width * height * factor * factor > MAX_QR_IMAGE_PIXELS:
+            factor -= 1
+        if factor > 1:
+            picture = picture.resize((width * factor, height * factor), Image.NEAREST)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()

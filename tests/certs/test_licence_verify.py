@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
+import io
 import logging
 import threading
 from collections.abc import Iterator
@@ -549,3 +550,31 @@ def test_tampered_unsealed_and_foreign_pdfs(
     result = check(licence_trust, node_status, pdf=mixed)
     assert result.verdict is Verdict.MALFORMED
     assert "printed" in result.reason
+
+
+@pytest.mark.parametrize(("width", "height"), [(30, 20_000), (3, 200_000)])
+def test_a_slim_pdf_image_is_not_enlarged_beyond_the_pixel_limit(
+    width: int, height: int
+) -> None:
+    """Narrow images are enlarged for the QR reader; a 30x20000 image (600,000 pixels,
+    a few hundred bytes of Flate in a hostile PDF) became 300x200000 before it was
+    ever checked. The enlargement stays within MAX_QR_IMAGE_PIXELS."""
+    from PIL import Image
+    from pyhanko.pdf_utils import generic
+
+    from certs.verify import MAX_QR_IMAGE_PIXELS, _image_png
+
+    image = generic.StreamObject(
+        {
+            generic.NameObject("/Subtype"): generic.NameObject("/Image"),
+            generic.NameObject("/Width"): generic.NumberObject(width),
+            generic.NameObject("/Height"): generic.NumberObject(height),
+            generic.NameObject("/ColorSpace"): generic.NameObject("/DeviceGray"),
+            generic.NameObject("/BitsPerComponent"): generic.NumberObject(8),
+        },
+        stream_data=bytes(width * height),
+    )
+    png = _image_png(image)
+    if png is not None:
+        with Image.open(io.BytesIO(png)) as decoded:
+            assert decoded.width * decoded.height <= MAX_QR_IMAGE_PIXELS
