@@ -19,9 +19,9 @@ a credential's `status.status_list` names), `iat`, `exp`, `ttl` and
 `status_list: {bits, lst}`, signed ES256 by the document signer like the SD-JWT VC; or
 the same claims as a CWT (COSE_Sign1, typ `application/statuslist+cwt`, claim keys 2,
 6, 4, 65534, 65533) for offline verifiers that read CBOR anyway. Verification checks
-the signature against the trusted signers (the signer valid at `iat`, bound to the
-list's `iss` when the trust store says so) and only then inflates `lst`, into at most
-`max_bytes`: a zlib bomb is refused, not expanded.
+the signature against the trusted signers (the signer valid at `iat` and still
+valid now, bound to the list's `iss` when the trust store says so) and only then
+inflates `lst`, into at most `max_bytes`: a zlib bomb is refused, not expanded.
 
 Indexes: the draft's privacy considerations advise against sequential allocation (a
 verifier could learn the issuance order, and neighbouring indexes correlate); use
@@ -486,6 +486,13 @@ def _checked_list(
         )
     if issued_at > now + _CLOCK_SKEW:
         raise InvalidStatusListError("the status list token is issued in the future")
+    # A list says how things stand now; its signer must still be trusted now, or a
+    # withdrawn key could vouch for revoked licences with a backdated iat.
+    if now > signer.valid_until:
+        raise InvalidStatusListError(
+            "the status list's signer is no longer valid (trusted until "
+            f"{signer.valid_until:%Y-%m-%dT%H:%M:%SZ})"
+        )
     expires_at = _time_claim(claims.expires_at, "exp")
     if expires_at is not None and now >= expires_at:
         raise InvalidStatusListError("the status list token has expired")

@@ -473,6 +473,42 @@ def test_a_list_signed_outside_the_signer_s_trust_is_refused(signer, now) -> Non
         decode_and_verify_status_list(token, trust=withdrawn, now=now, expected_uri=URI)
 
 
+@pytest.mark.parametrize("form", ["jwt", "cwt"])
+def test_a_list_is_refused_once_its_signer_is_no_longer_trusted(
+    signer, now, form: str
+) -> None:
+    """A list signed while its signer was trusted is not used after that trust ends
+    (the trust list withdrew the key, or its certificate expired): otherwise the
+    withdrawn key could sign lists with an iat inside its old window and no exp (or
+    a far one) saying VALID for every licence revoked since."""
+    trusted_for_an_hour = SignerList(
+        [TrustedSigner(signer.certificate, not_after=now + dt.timedelta(hours=1))]
+    )
+    later = now + dt.timedelta(hours=2)
+    if form == "jwt":
+        jwt = encode(signer, StatusList(size=64), now, exp=None)
+        verify = lambda at: decode_and_verify_status_list(  # noqa: E731
+            jwt, trust=trusted_for_an_hour, now=at, expected_uri=URI
+        )
+    else:
+        cwt = encode_status_list_cwt(
+            StatusList(size=64),
+            uri=URI,
+            iat=now,
+            exp=now + dt.timedelta(days=1),
+            ttl=None,
+            signer_key=signer.key,
+            signer_certificate=signer.certificate,
+            issuer=ISSUER,
+        )
+        verify = lambda at: decode_and_verify_status_list_cwt(  # noqa: E731
+            cwt, trust=trusted_for_an_hour, now=at, expected_uri=URI
+        )
+    assert verify(now).issued_at == now
+    with pytest.raises(InvalidStatusListError, match="no longer"):
+        verify(later)
+
+
 # --- the CWT form ------------------------------------------------------------------------
 
 
