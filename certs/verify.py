@@ -24,7 +24,8 @@ What each input goes through:
 
 The status is looked up in the licence's status list through a `StatusSource`. The
 offline cache (`StatusListCache`) keeps each verified list until its `ttl` runs out
-and, when it cannot fetch a newer one, uses it until its `exp`; the result says
+and, when it cannot fetch a newer one, uses it until its `exp` (never after its
+signer's trust ends, and never replaced by an older list); the result says
 which list and how fresh: "status as of <iat of the list>". A node's own lists are
 read where they are stored (`StoredStatusSource`): nothing is signed on the way (a
 verifier may have no PIN; re-signing is the schedule's job), and the result says
@@ -56,7 +57,12 @@ from PIL import Image
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.reader import PdfFileReader
 
-from certs.errors import LicenseError, QrDecodeError, StatusListError
+from certs.errors import (
+    InvalidStatusListError,
+    LicenseError,
+    QrDecodeError,
+    StatusListError,
+)
 from certs.identifiers import LicenceIdentifier
 from certs.qr import read_qr
 from certs.sdjwt import verify_presentation
@@ -159,7 +165,10 @@ class _CachedList:
     def __init__(self, token: str | bytes, verified: VerifiedStatusList) -> None:
         self.token = token
         self.verified = verified
-        self.usable_until = verified.expires_at or _END_OF_TIME
+        # Not after its signer's trust ends: a list speaks for its signer now.
+        self.usable_until = min(
+            verified.expires_at or _END_OF_TIME, verified.signer.valid_until
+        )
         self.fresh_until = min(verified.refresh_at or _END_OF_TIME, self.usable_until)
 
     def answer(self, index: int, issuer: str | None, source: str) -> StatusAnswer:
@@ -207,6 +216,14 @@ class StatusListCache:
         InvalidStatusListError says why it was refused."""
         verified = _verify_list(token, trust=self.trust, uri=uri, now=now)
         with self._lock:
+            held = self._lists.get(uri)
+            # Whoever serves the URI may replay an older list still within its exp;
+            # going back to it would undo the revocations made since.
+            if held is not None and verified.issued_at < held.verified.issued_at:
+                raise InvalidStatusListError(
+                    f"the status list signed at {_iso(verified.issued_at)} is older "
+                    f"than the copy held (signed at {_iso(held.verified.issued_at)})"
+                )
             self._lists[uri] = _CachedList(token, verified)
         return verified
 

@@ -105,7 +105,10 @@ def _unauthorized(detail: str) -> Response:
 
 def _credentials() -> tuple[str, str] | None:
     """(client id, secret) from a Basic or Bearer Authorization header, if any."""
-    authorization = request.authorization
+    try:
+        authorization = request.authorization
+    except ValueError:  # Werkzeug's, for Basic credentials that are not ASCII
+        return None
     if authorization is None:
         return None
     if authorization.type == "basic":
@@ -141,7 +144,13 @@ def authenticate_request() -> Response | None:
             "too many failed authentications for this client id from this address; "
             f"try again in {wait} s",
         )
-    if len(client_id) > _MAX_CREDENTIAL_LENGTH or len(secret) > _MAX_CREDENTIAL_LENGTH:
+    if (
+        len(client_id) > _MAX_CREDENTIAL_LENGTH
+        or len(secret) > _MAX_CREDENTIAL_LENGTH
+        or not (client_id + secret).isprintable()
+    ):
+        # Ids and secrets are printable ASCII; a NUL would be a DataError (a 500) in
+        # PostgreSQL's query for the id.
         failures.record(pair)
         return _unauthorized("invalid API client credentials")
     try:

@@ -335,6 +335,8 @@ def _found_licences(holder: str | None, type_code: str | None, limit: int) -> Re
         )
     if (holder and len(holder) > 200) or (type_code and len(type_code) > 32):
         raise ApiRequestError("holder or type is too long")
+    if "\x00" in f"{holder}{type_code}":  # a DataError (500) in PostgreSQL's query
+        raise ApiRequestError("holder or type holds a NUL character")
     records = _licences().find_licences(
         holder=holder,
         type_code=type_code,

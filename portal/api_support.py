@@ -180,7 +180,12 @@ def own_seal(reference: str) -> SealRecord:
     a client list other agencies' seals and learn their ids.
     """
     try:
-        record = current_services().seal_registry().get_seal(reference)
+        # No seal's id or code holds a NUL, and PostgreSQL refuses one in a query.
+        record = (
+            None
+            if "\x00" in reference
+            else current_services().seal_registry().get_seal(reference)
+        )
     except SealNotFoundError:
         record = None
     if record is None or record.agency_uscc != current_client().agency_uscc:

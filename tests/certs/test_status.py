@@ -610,3 +610,46 @@ def test_hostile_status_list_cwts_are_refused(signer, now) -> None:
         decode_and_verify_status_list_cwt(
             "text", trust=signer.trust, now=now, expected_uri=URI
         )  # type: ignore[arg-type]
+
+
+def test_the_offline_cache_does_not_go_back_to_an_older_list(signer, now) -> None:
+    """Whoever answers the status URI (a stale mirror, an attacker on the path) may
+    serve an older list that is still within its exp; the cache must not replace the
+    newer list it holds with it, or a revocation is undone."""
+    from certs.token import StatusReference
+    from certs.verify import StatusListCache
+
+    older = encode(signer, StatusList(size=64), now)
+    revoked = StatusList(size=64)
+    revoked.set(5, StatusType.INVALID)
+    signed_later = now + dt.timedelta(hours=2)
+    newer = encode(signer, revoked, signed_later)
+    served = [newer]
+    cache = StatusListCache(trust=signer.trust, fetch=lambda uri: served[0])
+    reference = StatusReference(index=5, uri=URI)
+    first = cache.lookup(reference, issuer=ISSUER, now=signed_later)
+    assert first.status is StatusType.INVALID and first.source == "fetched"
+    served[0] = older
+    past_ttl = signed_later + dt.timedelta(hours=2)
+    again = cache.lookup(reference, issuer=ISSUER, now=past_ttl)
+    assert again.status is StatusType.INVALID
+    assert again.as_of == signed_later
+    with pytest.raises(InvalidStatusListError, match="older"):
+        cache.add(older, uri=URI, now=past_ttl)
+
+
+def test_the_offline_cache_stops_using_a_list_when_its_signer_s_trust_ends(
+    signer, now
+) -> None:
+    from certs.token import StatusReference
+    from certs.verify import StatusListCache
+
+    trust = SignerList(
+        [TrustedSigner(signer.certificate, not_after=now + dt.timedelta(hours=1))]
+    )
+    cache = StatusListCache(trust=trust)
+    cache.add(encode(signer, StatusList(size=64), now), uri=URI, now=now)
+    reference = StatusReference(index=5, uri=URI)
+    assert cache.lookup(reference, issuer=ISSUER, now=now).status is StatusType.VALID
+    later = cache.lookup(reference, issuer=ISSUER, now=now + dt.timedelta(hours=2))
+    assert later.status is None and "status not checked" in later.reason

@@ -209,6 +209,20 @@ def test_bearer_credentials_work_like_basic_ones(
     assert assert_problem(wrong, 401)["detail"] == "invalid API client credentials"
 
 
+@pytest.mark.parametrize(
+    "authorization",
+    ["Basic \xff\xfe", "Basic Y2w6eA==\xe9", "Bearer \xe9:\xe9"],
+)
+def test_an_authorization_header_that_is_not_ascii_is_401_not_500(
+    client: FlaskClient, authorization: str
+) -> None:
+    """Werkzeug raises ValueError decoding Basic credentials that are not ASCII: an
+    anonymous caller must not reach the 500 handler (and its traceback in the log)."""
+    response = client.get("/api/v1/seals", headers={"Authorization": authorization})
+    assert_problem(response, 401)
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
 def test_failures_are_counted_per_address_and_client_id(
     seal_home: Path,
     seal_world: SealWorld,
