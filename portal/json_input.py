@@ -47,11 +47,46 @@ def json_depth_exceeds(text: str, max_depth: int) -> bool:
     return False
 
 
+def _unusable_text(document: Any) -> str | None:
+    """What no Yinxin input may hold, if a string (key or value) holds it: a NUL
+    (which PostgreSQL cannot store) or a lone UTF-16 surrogate (which is no
+    character: encoding it to UTF-8, for a database, a PDF or a token, fails)."""
+    pending = [document]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str):
+            if "\x00" in value:
+                return "a string holds a NUL character (\\u0000)"
+            if not value.isascii():
+                try:
+                    value.encode("utf-8")
+                except UnicodeEncodeError:
+                    return "a string holds a lone UTF-16 surrogate"
+    return None
+
+
 def load_json(text: str, *, source: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """json.loads(text) for text nested at most `max_depth` deep (JsonTooDeepError
-    naming `source` otherwise); JSONDecodeError as json.loads raises it."""
+    naming `source` otherwise); JSONDecodeError as json.loads raises it, and also for
+    a number too long to convert and for strings no Yinxin input may hold."""
     if json_depth_exceeds(text, max_depth):
         raise JsonTooDeepError(
             f"{source} nests arrays or objects deeper than {max_depth} levels"
         )
-    return json.loads(text)
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except ValueError:
+        # int()'s digit limit (sys.get_int_max_str_digits): a plain ValueError, which
+        # callers that catch JSONDecodeError would let through as a 500.
+        raise json.JSONDecodeError("a number has too many digits", text, 0) from None
+    problem = _unusable_text(document)
+    if problem is not None:
+        raise json.JSONDecodeError(problem, text, 0)
+    return document

@@ -843,6 +843,45 @@ def test_deeply_nested_json_is_refused_with_a_reason_not_a_500(
     assert stamp_log(seal_home) == []
 
 
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("1" * 5_000, "too many digits"),  # int()'s digit limit: a plain ValueError
+        ('"\\ud800"', "lone UTF-16 surrogate"),  # no character: cannot be encoded
+        ('"a\\u0000b"', "NUL"),  # PostgreSQL cannot store it
+    ],
+)
+def test_json_python_cannot_use_is_refused_not_a_500(
+    client: FlaskClient,
+    seal_world: SealWorld,
+    demo: dict[str, str],
+    sample_pdf: bytes,
+    text: str,
+    words: str,
+) -> None:
+    public = client.post(
+        "/api/v1/verify/licence",
+        data='{"token": ' + text + "}",
+        content_type="application/json",
+    )
+    assert_problem(public, 400, "not valid JSON")
+    search = client.post(
+        "/api/v1/licenses/search",
+        data='{"holder": ' + text + "}",
+        content_type="application/json",
+        headers=demo,
+    )
+    assert_problem(search, 400, "not valid JSON")
+    placement = stamp(
+        client,
+        seal_world.official.id,
+        demo,
+        sample_pdf,
+        placement='{"page": 1, "x_mm": ' + text + ', "y_mm": 5}',
+    )
+    assert_problem(placement, 400, "placement is not valid JSON")
+
+
 def test_every_response_carries_the_security_headers(
     client: FlaskClient, seal_world: SealWorld, demo: dict[str, str], sample_pdf: bytes
 ) -> None:
