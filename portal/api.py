@@ -152,7 +152,9 @@ def _stamp_request_from_form() -> StampRequest:
     # placements_from_json names the limit on the JSON's length itself.
     placement = _form_text("placement", max_length=MAX_PLACEMENT_JSON + 1)
     seam_pages_text = _form_text("seam_pages", str(DEFAULT_SEAM_PAGES)).strip()
-    if not seam_pages_text.isdigit() or len(seam_pages_text) > 4:
+    # isascii: isdigit() also takes superscripts, which int() refuses.
+    digits = seam_pages_text.isascii() and seam_pages_text.isdigit()
+    if not digits or len(seam_pages_text) > 4:
         raise StampOptionError(
             f"seam_pages must be a whole number from 2 to {MAX_SEAM_PAGES}"
         )

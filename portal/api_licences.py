@@ -350,7 +350,7 @@ def _found_licences(holder: str | None, type_code: str | None, limit: int) -> Re
 def list_licences() -> Response:
     _client_with(ClientScope.LICENCE_READ)
     limit_text = request.args.get("limit", "100")
-    if not limit_text.isdigit() or len(limit_text) > 7:
+    if not (limit_text.isascii() and limit_text.isdigit()) or len(limit_text) > 7:
         raise ApiRequestError(
             f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}"
         )

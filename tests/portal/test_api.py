@@ -602,6 +602,8 @@ def test_stamp_bad_requests(
         ({"level": "B-XXL"}, sample_pdf, "unknown PAdES level"),
         ({"seam": "top"}, sample_pdf, "seam must be false, true, right or left"),
         ({"seam": "true", "seam_pages": "1"}, sample_pdf, "2 to 200 pages"),
+        # str.isdigit() takes superscripts, which int() refuses (a 500 before).
+        ({"seam": "true", "seam_pages": "²"}, sample_pdf, "a whole number from 2"),
         ({"certify": "perhaps"}, sample_pdf, "certify must be true or false"),
         ({}, None, "'file'"),
     ]

@@ -158,6 +158,8 @@ def test_issued_licence_reads_back_with_its_pdf(
     only = client.get(f"/api/v1/licenses?type={FOOD_PERMIT}&limit=5", headers=demo)
     assert [r["type_code"] for r in only.get_json()["licences"]] == [FOOD_PERMIT]
     assert_problem(client.get("/api/v1/licenses?limit=0", headers=demo), 400, "limit")
+    # str.isdigit() takes superscripts, which int() refuses (a 500 before).
+    assert_problem(client.get("/api/v1/licenses?limit=²", headers=demo), 400, "limit")
 
 
 def test_search_takes_the_holder_in_the_body(
