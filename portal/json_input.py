@@ -5,6 +5,10 @@ thousand `[` ends in RecursionError (a 500 for anyone who can send a body), and 
 merely deep document would make every walk over it recurse as deeply. So the nesting
 is measured first, without recursion, and a document nested deeper than any Yinxin
 input needs is refused with a clear reason. Sizes are bounded where the text is read.
+
+What parses but no layer below can use is refused as invalid JSON too, not left to
+fail later as a 500: a number longer than int()'s digit limit, and a string holding a
+NUL (PostgreSQL cannot store it) or a lone UTF-16 surrogate (no UTF-8 encoding).
 """
 
 from __future__ import annotations
