@@ -360,6 +360,16 @@ def _octets(choice: asn1.BitsOrOctets, field: str) -> bytes:
     return value
 
 
+def _integer(value: core.Integer, field: str) -> int:
+    # Every INTEGER of these structures is small; one of thousands of digits cannot be
+    # shown (Python refuses to turn it into text) and breaks whatever reports the seal.
+    with _reading(field):
+        number = value.native
+    if not isinstance(number, int) or not -(2**63) <= number < 2**63:
+        raise SealDataError(f"unsupported {field}: the integer is out of range")
+    return number
+
+
 def _optional_octets(value: core.Asn1Value, field: str) -> bytes | None:
     if isinstance(value, core.Void):
         return None
@@ -393,8 +403,8 @@ def _picture(value: asn1.SesPictureInfo) -> SealPicture:
         return SealPicture(
             image_type=_text(value["type"]),
             data=value["data"].native,
-            width_mm=value["width"].native,
-            height_mm=value["height"].native,
+            width_mm=_integer(value["width"], "width"),
+            height_mm=_integer(value["height"], "height"),
         )
 
 
@@ -419,7 +429,7 @@ def _seal_info(value: core.Sequence, *, layout_v1: bool) -> SealInfo:
         header = value["header"]
         if _text(header["id"]) != "ES":
             raise SealDataError('malformed SES_Header: the id is not "ES"')
-        version = header["version"].native
+        version = _integer(header["version"], "version")
         vendor_id = _text(header["vid"])
     with _reading("SES_SealInfo"):
         es_id = _text(value["es_id"])
@@ -427,7 +437,7 @@ def _seal_info(value: core.Sequence, *, layout_v1: bool) -> SealInfo:
         picture_value = value["picture"]
         ext_value = value["ext_datas"]
     with _reading("SES_ESPropertyInfo"):
-        seal_type = prop["type"].native
+        seal_type = _integer(prop["type"], "type")
         name = prop["name"].native
         if layout_v1:
             list_type = CertListType.CERTIFICATES
@@ -548,7 +558,7 @@ def _signature_v1(data: bytes) -> SignatureData:
         value = asn1.SesSignatureV1.load(data, strict=True)
         to_sign = value["to_sign"]
         signed_content = to_sign.dump()
-        version = to_sign["version"].native
+        version = _integer(to_sign["version"], "version")
         seal_der = to_sign["eseal"].dump()
         property_info = _text(to_sign["property_info"])
         signer_certificate = to_sign["cert"].native
@@ -575,7 +585,7 @@ def _signature_38540(data: bytes) -> SignatureData:
         value = asn1.SesSignature.load(data, strict=True)
         to_sign = value["to_sign"]
         signed_content = to_sign.dump()
-        version = to_sign["version"].native
+        version = _integer(to_sign["version"], "version")
         seal_der = to_sign["eseal"].dump()
         property_info = _text(to_sign["property_info"])
         signer_certificate = value["cert"].native

@@ -848,6 +848,33 @@ def test_unknown_cert_list_type_and_bad_header_are_refused(ses_dir: Path) -> Non
         parse_seal(seal.dump(force=True))
 
 
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        (("header", "version"), "version"),
+        (("property", "type"), "type"),
+        (("picture", "width"), "width"),
+        (("picture", "height"), "height"),
+    ],
+)
+def test_a_huge_integer_in_a_seal_is_refused(
+    ses_dir: Path, path: tuple[str, str], field: str
+) -> None:
+    """An INTEGER of thousands of digits read into SealInfo broke everything that shows
+    it: describe_seal's "JSON-safe" summary (json.dumps), repr(), a PDF report's
+    to_json() (Python refuses int-to-str past 4300 digits) — a traceback from a hostile
+    seal. Such an integer is refused when it is read."""
+    seal = asn1.SESeal.load((ses_dir / "UserV4.esl").read_bytes())
+    seal["e_seal_info"][path[0]][path[1]] = 1 << 20_000
+    with pytest.raises(SealDataError, match=field):
+        parse_seal(seal.dump(force=True))
+
+
+def test_a_huge_version_in_a_signature_is_refused(ses_dir: Path) -> None:
+    signature = asn1.SesSignature.load((ses_dir / "SignedValueV4.dat").read_bytes())
+    signature["to_sign"]["version"] = -(1 << 20_000)
+    with pytest.raises(SealDataError, match="version"):
+        parse_signature(signature.dump(force=True))
 def test_unreadable_maker_certificate_is_a_verdict_not_an_exception(
     ses_dir: Path,
 ) -> None:
