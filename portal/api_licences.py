@@ -488,6 +488,14 @@ def create_usage_code(identifier: str) -> Response:
 @blueprint.get("/licenses/by-code/<code>")
 @public
 def fetch_by_usage_code(code: str) -> Response:
+    if request.method == "HEAD":
+        # Flask answers HEAD with the GET view: a link checker's HEAD would spend a
+        # one-use code without anyone receiving the licence.
+        refused = problem_response(
+            405, "HEAD would use up the code; fetch the licence with GET"
+        )
+        refused.headers["Allow"] = "GET"
+        return no_store(refused)
     fetches: SlidingWindowCounter = current_app.extensions[_USAGE_FETCHES_KEY]
     address = client_address()
     wait = fetches.take(address)

@@ -459,6 +459,8 @@ def test_a_usage_code_fetches_the_pdf_once(
         <= dt.timedelta(minutes=10)
     )
 
+    probed = client.head(f"/api/v1/licenses/by-code/{code}")
+    assert probed.status_code == 405 and probed.headers["Allow"] == "GET"
     first = client.get(f"/api/v1/licenses/by-code/{code.lower()}")
     assert first.status_code == 200 and first.mimetype == "application/pdf"
     assert first.headers["Cache-Control"] == "no-store"
