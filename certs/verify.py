@@ -47,6 +47,7 @@ import datetime as dt
 import io
 import logging
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
@@ -349,8 +350,14 @@ def _verify_list(
     )
 
 
-def http_status_fetcher(*, timeout: float = 5.0) -> StatusFetcher:
-    """Fetches status lists over HTTP(S) from their URIs (the JWT form)."""
+def http_status_fetcher(
+    *, timeout: float = 5.0, max_seconds: float = 30.0
+) -> StatusFetcher:
+    """Fetches status lists over HTTP(S) from their URIs (the JWT form).
+
+    `timeout` bounds each network wait; `max_seconds` the reading of the answer, which
+    a server sending a byte now and then would otherwise stretch without end.
+    """
 
     def fetch(uri: str) -> str | None:
         if not uri.startswith(("http://", "https://")):
@@ -358,9 +365,19 @@ def http_status_fetcher(*, timeout: float = 5.0) -> StatusFetcher:
         request = urllib.request.Request(
             uri, headers={"Accept": "application/statuslist+jwt"}
         )
+        deadline = time.monotonic() + max_seconds
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
-                body = response.read(MAX_STATUS_RESPONSE_BYTES + 1)
+                body = bytearray()
+                while len(body) <= MAX_STATUS_RESPONSE_BYTES:
+                    if time.monotonic() > deadline:
+                        raise OSError(
+                            f"the status list server took longer than {max_seconds:g} s"
+                        )
+                    chunk = response.read1(64 * 1024)
+                    if not chunk:
+                        break
+                    body += chunk
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 return None

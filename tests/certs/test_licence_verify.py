@@ -578,3 +578,47 @@ def test_a_slim_pdf_image_is_not_enlarged_beyond_the_pixel_limit(
     if png is not None:
         with Image.open(io.BytesIO(png)) as decoded:
             assert decoded.width * decoded.height <= MAX_QR_IMAGE_PIXELS
+
+
+def test_a_status_server_that_drips_its_answer_is_given_up_on() -> None:
+    """The socket timeout bounds each read, not the fetch: a server sending a byte a
+    little faster than the timeout held a verifier for as long as it liked (8 MiB at
+    a byte per 4 s is over a year). The fetch as a whole has a time limit."""
+    import socket
+    import time
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+
+    def drip() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            connection.sendall(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n"
+                b"Content-Type: application/statuslist+jwt\r\n\r\n"
+            )
+            for _ in range(60):  # at most 6 s, so the unfixed fetcher ends too
+                if stop.is_set():
+                    return
+                try:
+                    connection.sendall(b"e")
+                except OSError:
+                    return
+                time.sleep(0.1)
+
+    server = threading.Thread(target=drip, daemon=True)
+    server.start()
+    fetch = http_status_fetcher(timeout=1, max_seconds=1.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(OSError, match="longer than"):
+            fetch(f"http://127.0.0.1:{port}/status/1")
+        assert time.monotonic() - started < 4
+    finally:
+        stop.set()
+        server.join(10)
+        listener.close()
