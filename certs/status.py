@@ -504,7 +504,7 @@ def _checked_list(
             "the status list token's ttl is not a positive integer"
         )
     bits = claims.bits
-    if isinstance(bits, bool) or bits not in _ALLOWED_BITS:
+    if type(bits) is not int or bits not in _ALLOWED_BITS:
         raise InvalidStatusListError("status_list.bits is not 1, 2, 4 or 8")
     data = _inflate(claims.compressed, max_bytes)
     return VerifiedStatusList(

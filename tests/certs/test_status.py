@@ -340,6 +340,9 @@ def test_a_zlib_bomb_is_refused_without_inflating_it(signer, now) -> None:
     [
         ({"bits": 3, "lst": b64url_encode(zlib.compress(b"\0"))}, "1, 2, 4 or 8"),
         ({"bits": True, "lst": b64url_encode(zlib.compress(b"\0"))}, "1, 2, 4 or 8"),
+        # 2.0 == 2: it passed the check and then failed as a StatusListError about
+        # the list's size, not InvalidStatusListError saying what is wrong.
+        ({"bits": 2.0, "lst": b64url_encode(zlib.compress(b"\0"))}, "1, 2, 4 or 8"),
         ({"bits": 1}, "lst is not a string"),
         ({"bits": 1, "lst": "not base64!"}, "not base64url"),
         ({"bits": 1, "lst": b64url_encode(b"plain bytes")}, "not ZLIB"),
