@@ -857,8 +857,11 @@ def _verify_key_binding(
 
 
 def _equal_strings(value: Any, expected: str) -> bool:
+    # surrogatepass: JSON can carry a lone surrogate ("\\ud800"), which plain UTF-8
+    # cannot encode; it must compare unequal, not raise.
     return isinstance(value, str) and hmac.compare_digest(
-        value.encode(), expected.encode()
+        value.encode("utf-8", "surrogatepass"),
+        expected.encode("utf-8", "surrogatepass"),
     )
 
 

@@ -464,6 +464,34 @@ def test_key_binding_over_other_disclosures_is_refused(signer, now, holder) -> N
     assert_rejected(result, Verdict.INVALID_SIGNATURE, "sd_hash")
 
 
+@pytest.mark.parametrize("claim", ["nonce", "aud", "sd_hash"])
+def test_a_key_binding_jwt_with_a_lone_surrogate_is_refused(
+    signer, now, holder, claim: str
+) -> None:
+    """JSON may escape half a UTF-16 pair ("\\ud800"); Python reads it into a str that
+    cannot be encoded, and comparing it with the expected nonce raised
+    UnicodeEncodeError out of verify_presentation. The holder signs the KB-JWT, so
+    the holder chooses it."""
+    credential = issue(signer, now, holder=holder)
+    presented = present(credential, disclose=[])
+    claims = {
+        "iat": int(now.timestamp()),
+        "aud": "a",
+        "nonce": "n",
+        "sd_hash": digest(presented),
+    }
+    claims[claim] = "\ud800"
+    header = b64url_encode(json.dumps({"alg": "ES256", "typ": "kb+jwt"}).encode())
+    body = b64url_encode(json.dumps(claims).encode("ascii"))  # escapes the surrogate
+    signing_input = f"{header}.{body}"
+    r, s = decode_dss_signature(
+        holder.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+    )
+    kb_jwt = f"{signing_input}.{b64url_encode(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+    result = verify(
+        signer, presented + kb_jwt, now, expected_nonce="n", expected_aud="a"
+    )
+    assert_rejected(result, Verdict.INVALID_SIGNATURE, "key binding")
 def test_key_binding_by_another_key_or_of_another_type_is_refused(
     signer, now, holder
 ) -> None:
