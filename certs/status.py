@@ -503,6 +503,13 @@ def _checked_list(
         raise InvalidStatusListError(
             "the status list token's ttl is not a positive integer"
         )
+    if ttl is not None:
+        try:
+            issued_at + dt.timedelta(seconds=ttl)
+        except OverflowError:
+            raise InvalidStatusListError(
+                "the status list token's ttl is out of range"
+            ) from None
     bits = claims.bits
     if type(bits) is not int or bits not in _ALLOWED_BITS:
         raise InvalidStatusListError("status_list.bits is not 1, 2, 4 or 8")
