@@ -97,6 +97,7 @@ _ALLOWED_BITS = (1, 2, 4, 8)
 _CLOCK_SKEW = dt.timedelta(seconds=60)
 _RANDOM_TRIES = 64
 _MAX_CBOR_DEPTH = 8
+_MAX_CWT_HEADER_BYTES = 4096
 # CWT claim keys (RFC 8392; draft-ietf-oauth-status-list §5.2) and the COSE typ header (RFC 9596).
 _CWT_ISS, _CWT_SUB, _CWT_EXP, _CWT_IAT = 1, 2, 4, 6
 _CWT_TTL, _CWT_STATUS_LIST = 65534, 65533
@@ -392,6 +393,7 @@ def decode_and_verify_status_list_cwt(
         raise TypeError("a status list CWT is bytes")
     _require_aware(now, "now")
     limits = CborLimits(max_bytes=_MAX_TOKEN_LENGTH, max_depth=_MAX_CBOR_DEPTH)
+    _check_cwt_shape(token)
     try:
         message = parse_sign1(token, limits=limits)
     except CoseError as exc:
@@ -440,6 +442,73 @@ def decode_and_verify_status_list_cwt(
         expected_issuer=expected_issuer,
         max_bytes=max_bytes,
     )
+
+
+def _check_cwt_shape(token: bytes) -> None:
+    """Refuse, before anything is decoded, a COSE_Sign1 that is not four items whose
+    headers are small and whose payload and signature are byte strings.
+
+    All of it is decoded before the signature is checked, and the decoder builds a
+    Python object per CBOR item: 8 MiB of `[[], [], ...]` would take over 500 MB.
+    """
+
+    def bad(what: str) -> InvalidStatusListError:
+        return InvalidStatusListError(f"status list CWT: {what}")
+
+    pos = 0
+    for tag in (b"\xd8\x3d", b"\xd2"):  # CWT, COSE_Sign1 (parse_sign1 checks them)
+        if token.startswith(tag, pos):
+            pos += len(tag)
+    if token[pos : pos + 1] != b"\x84":
+        raise bad("not a COSE_Sign1 array of four items")
+    pos += 1
+    for item in ("protected header", "unprotected header", "payload", "signature"):
+        if item == "unprotected header":
+            pos = _cbor_item_end(token, pos, pos + _MAX_CWT_HEADER_BYTES, bad)
+            continue
+        major, length, pos = _cbor_head(token, pos, bad)
+        if major != 2:
+            raise bad(f"the {item} is not a byte string")
+        if item == "protected header" and length > _MAX_CWT_HEADER_BYTES:
+            raise bad("the protected header is too large")
+        pos += length
+
+
+def _cbor_head(data: bytes, pos: int, bad: Any) -> tuple[int, int, int]:
+    """(major type, argument, position after the head) of the CBOR item at `pos`."""
+    if pos >= len(data):
+        raise bad("truncated")
+    major, info = data[pos] >> 5, data[pos] & 0x1F
+    pos += 1
+    if info < 24:
+        return major, info, pos
+    if info > 27:  # indefinite lengths (refused by the decoder too) and reserved
+        raise bad("not well-formed CBOR")
+    size = 1 << (info - 24)
+    if pos + size > len(data):
+        raise bad("truncated")
+    return major, int.from_bytes(data[pos : pos + size], "big"), pos + size
+
+
+def _cbor_item_end(data: bytes, pos: int, limit: int, bad: Any) -> int:
+    """Where the CBOR item at `pos` ends, walked without decoding; refused past `limit`."""
+    pending = 1
+    while pending:
+        if pos >= limit:
+            raise bad("a header is too large")
+        major, argument, pos = _cbor_head(data, pos, bad)
+        pending -= 1
+        if major in (2, 3):
+            pos += argument
+        elif major == 4:
+            pending += argument
+        elif major == 5:
+            pending += 2 * argument
+        elif major == 6:
+            pending += 1
+    if pos > limit:
+        raise bad("a header is too large")
+    return pos
 
 
 @dataclasses.dataclass(frozen=True)

@@ -619,6 +619,50 @@ def test_hostile_status_list_cwts_are_refused(signer, now) -> None:
         )  # type: ignore[arg-type]
 
 
+def _empty_arrays(count: int) -> bytes:
+    """A CBOR array of `count` empty arrays: one byte each on the wire, a Python list
+    of about 90 bytes each once decoded."""
+    return b"\x9a" + count.to_bytes(4, "big") + b"\x80" * count
+
+
+def _bstr(data: bytes) -> bytes:
+    return b"\x5a" + len(data).to_bytes(4, "big") + data
+
+
+@pytest.mark.parametrize("where", ["protected", "unprotected", "payload", "outer"])
+def test_an_unsigned_header_cannot_make_the_verifier_build_a_huge_object(
+    signer, now, where: str
+) -> None:
+    """Everything but the payload bytes is decoded before the signature is checked. An
+    8 MiB CWT whose protected or unprotected header was a map holding 8 million empty
+    arrays (or whose payload or outer array was such an array) took over 700 MB and
+    seconds to be refused, from anyone who can answer a status URI. The headers are
+    small and everything else a byte string; that is checked before decoding."""
+    import tracemalloc
+
+    count = 8 * 1024 * 1024 - 64
+    arrays = b"\xa1\x00" + _empty_arrays(count)  # {0: [[], [], ...]}
+    header = encode_cbor({1: ALG_ES256, 16: "application/statuslist+cwt"})
+    parts = {
+        "protected": _bstr(arrays) + b"\xa0\x40\x40",
+        "unprotected": _bstr(header) + arrays + b"\x40\x40",
+        "payload": _bstr(header) + b"\xa0" + _empty_arrays(count) + b"\x40",
+    }
+    token = (
+        b"\xd2" + _empty_arrays(count)
+        if where == "outer"
+        else b"\xd2\x84" + parts[where]
+    )
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidStatusListError, match="status list CWT"):
+            decode_and_verify_status_list_cwt(
+                token, trust=signer.trust, now=now, expected_uri=URI
+            )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 1024 * 1024
 def test_the_offline_cache_does_not_go_back_to_an_older_list(signer, now) -> None:
     """Whoever answers the status URI (a stale mirror, an attacker on the path) may
     serve an older list that is still within its exp; the cache must not replace the
