@@ -66,6 +66,7 @@ MAX_DATA_BYTES = 4 * 1024 * 1024
 # SES_ESPropertyInfo > SES_CertList > OCTET STRING) is 7 levels; anything far deeper is hostile.
 _MAX_DEPTH = 16
 _MAX_LIST_ENTRIES = 256
+_MAX_STRING_PIECES = 8192
 
 SM2_WITH_SM3 = "1.2.156.10197.1.501"
 ECDSA_WITH_SHA256 = "1.2.840.10045.4.3.2"
@@ -271,17 +272,22 @@ def _read_header(data: bytes, pos: int, end: int) -> tuple[bool, int | None, int
 
 def _check_shape(data: bytes) -> None:
     """Walk every element header without recursion: one element filling `data`, nesting
-    at most _MAX_DEPTH deep, every length inside its parent. This bounds what the ASN.1
-    layer (which recurses on indefinite lengths) is ever handed."""
+    at most _MAX_DEPTH deep, every length inside its parent, no SEQUENCE or SET of more
+    than _MAX_LIST_ENTRIES items (a BER constructed string of no more than
+    _MAX_STRING_PIECES pieces). This bounds what the ASN.1 layer (which recurses on
+    indefinite lengths, and builds an object of hundreds of bytes per item, so that
+    millions of two-byte items take seconds and hundreds of MB) is ever handed."""
     size = len(data)
     open_ends: list[
         int | None
     ] = []  # end of each open constructed element; None = indefinite
+    items: list[int] = []  # items left for each open constructed element
     pos = 0
     seen_top = False
     while True:
         while open_ends and open_ends[-1] is not None and pos == open_ends[-1]:
             open_ends.pop()
+            items.pop()
         if not open_ends:
             if seen_top:
                 if pos != size:
@@ -297,8 +303,13 @@ def _check_shape(data: bytes) -> None:
                 break
         if open_ends and open_ends[-1] is None and data[pos : pos + 2] == b"\x00\x00":
             open_ends.pop()
+            items.pop()
             pos += 2
             continue
+        if items:
+            items[-1] -= 1
+            if items[-1] < 0:
+                raise SealDataError("unsupported data: an element has too many items")
         constructed, length, header = _read_header(data, pos, limit)
         if length is not None and pos + header + length > limit:
             raise SealDataError(
@@ -312,6 +323,11 @@ def _check_shape(data: bytes) -> None:
         if len(open_ends) >= _MAX_DEPTH:
             raise SealDataError("unsupported data: the structure is nested too deeply")
         open_ends.append(None if length is None else pos + header + length)
+        # A universal constructed element other than SEQUENCE (16) or SET (17) is a
+        # BER string in pieces (writers cut them at 1000 bytes: up to ~4200 here).
+        first = data[pos]
+        is_string = first & 0xC0 == 0 and first & 0x1F not in (0x10, 0x11)
+        items.append(_MAX_STRING_PIECES if is_string else _MAX_LIST_ENTRIES)
         pos += header
 
 

@@ -889,6 +889,33 @@ def test_unreadable_maker_certificate_is_a_verdict_not_an_exception(
     assert "cannot be used for ecdsa-with-sha256" in check.reason
 
 
+def _der(tag: int, body: bytes) -> bytes:
+    size = len(body)
+    if size < 0x80:
+        return bytes([tag, size]) + body
+    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
+    return bytes([tag, 0x80 | len(length)]) + length + body
+
+
+def test_a_list_of_millions_of_items_is_refused_before_it_is_parsed(
+    ses_dir: Path,
+) -> None:
+    """A certificate list of 1.9 million empty entries (under 4 MiB) took asn1crypto
+    3.6 s and 300 MB to parse before the 256-entry limit could refuse it (and a PDF
+    carries up to 32 seals). The shape check, which reads every header anyway, counts
+    each element's items and refuses first."""
+    import time
+
+    seal = asn1.SESeal.load((ses_dir / "UserV4.esl").read_bytes())
+    seal["e_seal_info"]["property"]["cert_list"] = core.Any.load(
+        _der(0x30, b"\x04\x00" * 1_900_000)
+    )
+    data = seal.dump(force=True)
+    assert len(data) < MAX_DATA_BYTES
+    started = time.monotonic()
+    with pytest.raises(SealDataError, match="too many items"):
+        parse_seal(data)
+    assert time.monotonic() - started < 1
 @functools.cache
 def _vector_bytes() -> tuple[bytes, ...]:
     from tests.conftest import SHARED
