@@ -586,9 +586,17 @@ def _verify(
         )
 
     fields = {k: v for k, v in disclosed_claims.items() if k not in _ENVELOPE_CLAIMS}
+    reason = "the presentation is valid"
+    if key_bound and (expected_nonce is None or expected_aud is None):
+        # The holder's proof was checked, but not that it was made for this verifier
+        # just now: the reason says so rather than let VALID imply it.
+        reason += (
+            "; its key binding was not checked against your nonce and audience, so "
+            "it may be a replay of one shown elsewhere"
+        )
     result = PresentationVerification(
         verdict=Verdict.VALID,
-        reason="the presentation is valid",
+        reason=reason,
         fields=fields,
         disclosed=frozenset(disclosed_names),
         issuer=issuer,

@@ -428,6 +428,23 @@ def test_a_replayed_presentation_is_refused(
     assert result.fields == {}
 
 
+def test_key_binding_checked_without_a_nonce_says_it_may_be_a_replay(
+    signer, now, holder
+) -> None:
+    credential = issue(signer, now, holder=holder)
+    shown = present(
+        credential, disclose=[], holder_key=holder, nonce="n-1", aud="bank", now=now
+    )
+
+    fresh = verify(signer, shown, now, expected_nonce="n-1", expected_aud="bank")
+    unchecked = verify(signer, shown, now)
+
+    assert fresh.verdict is unchecked.verdict is Verdict.VALID
+    assert fresh.key_bound and unchecked.key_bound
+    assert fresh.reason == "the presentation is valid"
+    assert "may be a replay" in unchecked.reason
+
+
 @pytest.mark.parametrize(
     ("made_at", "words"),
     [
