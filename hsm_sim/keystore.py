@@ -144,13 +144,10 @@ def check_mechanism(
             )
 
 
-def batch_sha256(items: Sequence[bytes]) -> str:
-    """Hex SHA-256 over the concatenated SHA-256 digests of `items`: names a batch in the
-    audit log (each item's entry carries it) and in a refusal of the whole batch."""
-    outer = hashlib.sha256()
-    for item in items:
-        outer.update(hashlib.sha256(item).digest())
-    return outer.hexdigest()
+def batch_sha256(item_digests: Sequence[bytes]) -> str:
+    """Hex SHA-256 over the concatenated SHA-256 digests of a batch's items: names the
+    batch in the audit log (each item's entry carries it) and in a refusal of it."""
+    return hashlib.sha256(b"".join(item_digests)).hexdigest()
 
 
 class FoundKey(Protocol):
@@ -336,16 +333,20 @@ class AuditedKeyStore(abc.ABC, Generic[K]):
         SHA-256; the detail names its place in the batch and the `batch_sha256`), all
         written in one append before the first signature."""
         batch = [_as_bytes(item) for item in items]
-        batch_digest = batch_sha256(batch)
+        digests = [hashlib.sha256(item).digest() for item in batch]
+        batch_digest = batch_sha256(digests)
         key = self._authorize(label, usage, batch_digest, mechanism, batch)
         if not batch:
             return []
         places = [
-            (hashlib.sha256(item).hexdigest(), f"item {n} of {len(batch)} in batch {batch_digest}")
-            for n, item in enumerate(batch, start=1)
+            (digest.hex(), f"item {n} of {len(batch)} in batch {batch_digest}")
+            for n, digest in enumerate(digests, start=1)
         ]
         self._write_granted(
-            [self._event(label, usage, digest, AuditResult.GRANTED, place) for digest, place in places]
+            [
+                self._event(label, usage, digest, AuditResult.GRANTED, place)
+                for digest, place in places
+            ]
         )
         try:
             return self._sign_many_with_key(key, batch, mechanism)
@@ -353,7 +354,9 @@ class AuditedKeyStore(abc.ABC, Generic[K]):
             self._write_failures(self._batch_failures(label, usage, places, str(exc)))
             raise
         except Exception as exc:
-            self._write_failures(self._batch_failures(label, usage, places, _SIGNING_FAILED))
+            self._write_failures(
+                self._batch_failures(label, usage, places, _SIGNING_FAILED)
+            )
             raise HsmError(_SIGNING_FAILED) from exc
 
     def _batch_failures(
@@ -448,7 +451,9 @@ class AuditedKeyStore(abc.ABC, Generic[K]):
     def _record_granted(
         self, label: str, usage: KeyUsage, data_sha256: str, detail: str
     ) -> None:
-        self._write_granted([self._event(label, usage, data_sha256, AuditResult.GRANTED, detail)])
+        self._write_granted(
+            [self._event(label, usage, data_sha256, AuditResult.GRANTED, detail)]
+        )
 
     def _write_granted(self, events: list[AuditEvent]) -> None:
         """Write GRANTED; any failure to write it means no signature (fail closed)."""
@@ -477,7 +482,9 @@ class AuditedKeyStore(abc.ABC, Generic[K]):
     def _record_failure(
         self, label: str, usage: KeyUsage, data_sha256: str, reason: str
     ) -> None:
-        self._write_failures([self._event(label, usage, data_sha256, AuditResult.FAILED, reason)])
+        self._write_failures(
+            [self._event(label, usage, data_sha256, AuditResult.FAILED, reason)]
+        )
 
     def _write_failures(self, events: list[AuditEvent]) -> None:
         """Record FAILED for signatures that broke after GRANTED was written."""

@@ -20,6 +20,7 @@ from sqlalchemy.types import TypeDecorator
 __all__ = [
     "Base",
     "UTCDateTime",
+    "database_error_code",
     "enum_by_value",
     "utcnow",
     "WRITE_TRANSACTION",
@@ -33,6 +34,16 @@ NAMING_CONVENTION = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
+
+
+def database_error_code(error: BaseException) -> str | None:
+    """The driver's code for a database error (PostgreSQL's SQLSTATE, SQLite's error
+    name), or None: what a log may say of an error whose message can quote data."""
+    original = getattr(error, "orig", None) or error
+    code = getattr(original, "sqlstate", None) or getattr(
+        original, "sqlite_errorname", None
+    )
+    return str(code) if code else None
 
 
 def utcnow() -> dt.datetime:

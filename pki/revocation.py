@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from hsm_sim.api import KeyUsage, signing_context
 from hsm_sim.errors import HsmError
-from hsm_sim.storage import write_transaction
+from hsm_sim.storage import database_error_code, write_transaction
 from pki.ca import CertificateAuthority, Issuer, serial_from_text, serial_to_text
 from pki.ca_models import (
     CaRow,
@@ -121,10 +121,7 @@ def _describe_failure(error: Exception) -> str:
     a database error's may quote data, so only its kind and code are."""
     if isinstance(error, (PkiError, HsmError)):
         return " ".join(str(error).split()) or type(error).__name__
-    original = getattr(error, "orig", None)
-    code = getattr(original, "sqlstate", None) or getattr(
-        original, "sqlite_errorname", None
-    )
+    code = database_error_code(error)
     return f"{type(error).__name__} (code {code})" if code else type(error).__name__
 
 

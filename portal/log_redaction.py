@@ -22,6 +22,8 @@ import traceback
 import psycopg
 from sqlalchemy.exc import DBAPIError
 
+from hsm_sim.storage import database_error_code
+
 __all__ = ["loggable_path", "loggable_traceback"]
 
 _DATABASE_ERRORS = (DBAPIError, psycopg.Error, sqlite3.Error)
@@ -72,10 +74,7 @@ def _describe(exception: BaseException) -> str:
     name = f"{type(exception).__module__}.{type(exception).__qualname__}"
     if not isinstance(exception, _DATABASE_ERRORS):
         return "".join(traceback.format_exception_only(exception)).rstrip("\n")
-    original = exception.orig if isinstance(exception, DBAPIError) else exception
-    code = getattr(original, "sqlstate", None) or getattr(
-        original, "sqlite_errorname", None
-    )
+    code = database_error_code(exception)
     statement = getattr(exception, "statement", None)
     text = f"{name} (message withheld: it may quote data"
     if code:
